@@ -1,0 +1,9 @@
+"""Prefect blocks: per-cluster credentials and the federation itself.
+
+Register them with ``prefect block register -m blocks``.
+"""
+
+from blocks.federation import Federation
+from blocks.kube_cluster import KubeCluster
+
+__all__ = ["Federation", "KubeCluster"]

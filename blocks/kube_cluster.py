@@ -1,0 +1,48 @@
+"""``KubeCluster``: how a worker reaches one cluster, with the secret parts in secret fields."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from prefect.blocks.core import Block
+from pydantic import Field, SecretStr
+
+from fleetflow.kube import ClusterApiClient, ClusterCredentials, api_client
+from fleetflow.kube.client import DEFAULT_REQUEST_TIMEOUT
+
+
+class KubeCluster(Block):
+    """Credentials for one Kubernetes cluster, and where it stands (region, zone, labels).
+
+    Give either ``kubeconfig`` (with an optional ``context``), or ``api_url`` + ``ca_data`` +
+    ``token``. The token and kubeconfig are secret: masked in the UI, the API, logs and ``repr``.
+    """
+
+    _block_type_name: ClassVar[str] = "fleetflow Kube Cluster"
+    _block_type_slug: ClassVar[str] = "fleetflow-kube-cluster"
+    _description: ClassVar[str] = (
+        "Credentials for one member or host cluster of a fleetflow federation."
+    )
+
+    api_url: str | None = Field(default=None, description="API server URL, https://host:port")
+    ca_data: str | None = Field(default=None, description="Base64 PEM of the server's CA")
+    token: SecretStr | None = Field(default=None, description="Service account bearer token")
+    kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig YAML text")
+    context: str | None = Field(default=None, description="Kubeconfig context; default current")
+    region: str | None = Field(default=None, description="Region, e.g. us-east")
+    zone: str | None = Field(default=None, description="Zone, e.g. us-east-1a")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement")
+    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0, description="Seconds")
+
+    def credentials(self) -> ClusterCredentials:
+        """The core's view of these credentials, named after the saved block."""
+        return ClusterCredentials(
+            name=self._block_document_name or self.api_url or "unnamed",
+            api_url=self.api_url, ca_data=self.ca_data, token=self.token,
+            kubeconfig=self.kubeconfig, context=self.context,
+            request_timeout=self.request_timeout,
+        )
+
+    def api_client(self) -> ClusterApiClient:
+        """A client for this cluster alone (never the kubernetes client's global default)."""
+        return api_client(self.credentials())

@@ -1,0 +1,38 @@
+"""Save a credentials block for each test-bed cluster (used by ``fleetflow up``)."""
+
+from __future__ import annotations
+
+from fleetflow.testbed import bed
+from fleetflow.testbed.spec import TestbedSpec
+
+from blocks.kube_cluster import KubeCluster
+
+
+def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
+    """One ``KubeCluster`` block per cluster, named after it; identical blocks are not rewritten."""
+    saved = []
+    for cluster in spec.cluster_names():
+        member = cluster != spec.host
+        block = KubeCluster(
+            api_url=f"https://127.0.0.1:{spec.port(cluster)}",
+            kubeconfig=bed.kubeconfig_path(cluster).read_text(),
+            context=cluster,
+            region=spec.member(cluster).region if member else None,
+            labels={"fleetflow.io/testbed": "true", "fleetflow.io/role": "member" if member else "host"},
+        )
+        try:
+            current = KubeCluster.load(cluster, validate=False)
+        except ValueError:
+            current = None
+        if current is None or _fields(current) != _fields(block):
+            block.save(cluster, overwrite=True)
+            saved.append(cluster)
+    return saved
+
+
+def _fields(block: KubeCluster) -> dict[str, object]:
+    data = block.model_dump(exclude={"block_type_slug"})
+    for key in ("token", "kubeconfig"):
+        secret = getattr(block, key)
+        data[key] = secret.get_secret_value() if secret is not None else None
+    return data

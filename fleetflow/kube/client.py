@@ -1,0 +1,137 @@
+"""One API client per cluster, never the kubernetes client's global default.
+
+Several clusters are used at once in one process (a flow fans out over members), so each client
+gets its own ``Configuration``. Every request carries a timeout, and every error is translated
+into a :class:`~fleetflow.kube.errors.ClusterError` that names the cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes.config.config_exception import ConfigException
+from kubernetes.config.kube_config import load_kube_config_from_dict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from fleetflow.kube.errors import CredentialsError, translate
+
+DEFAULT_REQUEST_TIMEOUT = 10.0
+"""Seconds for one request: connect and read. Long enough for a loaded apiserver, short enough
+that an unreachable member is noticed well inside a task's own timeout."""
+
+
+class ClusterCredentials(BaseModel):
+    """How to reach one cluster: a bearer token with the server's CA, or a kubeconfig."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Cluster name, used in every error message")
+    api_url: str | None = Field(default=None, description="https://host:port of the API server")
+    ca_data: str | None = Field(default=None, description="Base64 PEM of the server's CA")
+    token: SecretStr | None = Field(default=None, description="Bearer token")
+    kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig YAML text")
+    context: str | None = Field(default=None, description="Kubeconfig context; default current")
+    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ClusterCredentials:
+        if self.kubeconfig is None and (self.token is None or not self.api_url):
+            raise ValueError(
+                f"cluster {self.name!r}: give either a kubeconfig, or api_url with a token"
+            )
+        if self.kubeconfig is not None and self.token is not None:
+            raise ValueError(f"cluster {self.name!r}: give a kubeconfig or a token, not both")
+        return self
+
+    def kubeconfig_dict(self) -> dict[str, Any]:
+        """The credentials as a parsed kubeconfig; errors never quote the secret text."""
+        if self.kubeconfig is None:
+            cluster: dict[str, Any] = {"server": self.api_url}
+            if self.ca_data:
+                cluster["certificate-authority-data"] = self.ca_data
+            return {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": self.name, "cluster": cluster}],
+                "users": [{"name": self.name, "user": {"token": self.token.get_secret_value()}}],
+                "contexts": [
+                    {"name": self.name, "context": {"cluster": self.name, "user": self.name}}
+                ],
+                "current-context": self.name,
+            }
+        return parse_kubeconfig(self.name, self.kubeconfig.get_secret_value(), self.context)
+
+
+def parse_kubeconfig(cluster: str, text: str, context: str | None) -> dict[str, Any]:
+    """Parse and check a kubeconfig; the error says where it is wrong without echoing it."""
+    fix = "paste the output of `kubectl config view --raw --minify --flatten`"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise CredentialsError(
+            f"cluster {cluster!r}: the kubeconfig is not valid YAML{where}; {fix}"
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("contexts"), list):
+        raise CredentialsError(f"cluster {cluster!r}: the kubeconfig has no contexts; {fix}")
+    names = [c.get("name") for c in data["contexts"] if isinstance(c, dict)]
+    wanted = context or data.get("current-context")
+    if not wanted:
+        raise CredentialsError(
+            f"cluster {cluster!r}: the kubeconfig sets no current-context; "
+            f"set the block's context to one of {names}"
+        )
+    if wanted not in names:
+        raise CredentialsError(
+            f"cluster {cluster!r}: context {wanted!r} is not in the kubeconfig; "
+            f"it has {names}: set the block's context to one of them"
+        )
+    return data
+
+
+class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
+    """An ``ApiClient`` bound to one cluster: default timeout and translated errors."""
+
+    def __init__(self, configuration: k8s.Configuration, cluster: str, timeout: float) -> None:
+        super().__init__(configuration)
+        self.cluster = cluster
+        self.timeout = timeout
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = (self.timeout, self.timeout)
+        try:
+            return super().request(*args, **kwargs)
+        except Exception as exc:
+            raise translate(self.cluster, exc, self.timeout) from exc
+
+
+def api_client(credentials: ClusterCredentials) -> ClusterApiClient:
+    """Build a client for this cluster alone; the global default configuration is untouched."""
+    configuration = k8s.Configuration()
+    try:
+        load_kube_config_from_dict(
+            credentials.kubeconfig_dict(),
+            context=credentials.context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+    except ConfigException as exc:
+        raise CredentialsError(
+            f"cluster {credentials.name!r}: the kubeconfig is incomplete ({_redact(exc)})"
+        ) from None
+    configuration.retries = False  # one attempt per request: task retries decide the rest
+    return ClusterApiClient(configuration, credentials.name, credentials.request_timeout)
+
+
+def _redact(exc: Exception) -> str:
+    """The loader's messages name fields, but keep only the first line to be safe."""
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def ca_data_from_pem(pem: bytes) -> str:
+    return base64.b64encode(pem).decode()

@@ -1,0 +1,70 @@
+"""Scale a Deployment and wait until it is ready, with a deadline."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import watch
+
+from fleetflow.kube.client import ClusterApiClient
+from kubernetes.client.exceptions import ApiException
+
+from fleetflow.kube.errors import ClusterError, WaitTimeout, translate
+
+
+def scale(client: ClusterApiClient, namespace: str, name: str, replicas: int) -> bool:
+    """Set a Deployment's replicas through its scale subresource; False when already there."""
+    apps = k8s.AppsV1Api(client)
+    current = apps.read_namespaced_deployment_scale(name, namespace)
+    if current.spec.replicas == replicas:
+        return False
+    apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
+    return True
+
+
+def deployment_ready(obj: dict[str, Any]) -> bool:
+    """Ready means the controller has seen the latest spec and every replica is updated and ready."""
+    spec, status = obj.get("spec", {}), obj.get("status") or {}
+    want = spec.get("replicas", 1)
+    return (
+        status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+        and status.get("updatedReplicas", 0) == want
+        and status.get("readyReplicas", 0) == want
+        and status.get("replicas", 0) == want
+    )
+
+
+def wait_deployment_ready(
+    client: ClusterApiClient, namespace: str, name: str, *, timeout: float
+) -> dict[str, Any]:
+    """Watch one Deployment until it is ready; raise :class:`WaitTimeout` past the deadline.
+
+    A watch, not a poll: the apiserver pushes each status change, so the wait ends as soon as the
+    condition holds. The watch is re-opened if the server closes it before the deadline.
+    """
+    apps = k8s.AppsV1Api(client)
+    deadline = time.monotonic() + timeout
+    last: dict[str, Any] = {}
+    while (remaining := deadline - time.monotonic()) > 0:
+        stream = watch.Watch().stream(
+            apps.list_namespaced_deployment, namespace,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=max(1, int(remaining)),
+            _request_timeout=(client.timeout, remaining + client.timeout),
+        )
+        try:
+            for event in stream:
+                last = client.sanitize_for_serialization(event["object"])
+                if deployment_ready(last):
+                    return last
+        except (ClusterError, ApiException) as exc:
+            if exc.status != 410:  # 410 Gone: the watch expired; start a new one
+                raise translate(client.cluster, exc) from exc
+    status = last.get("status") or {}
+    raise WaitTimeout(
+        f"cluster {client.cluster!r}: deployment {namespace}/{name} not ready after {timeout:g}s "
+        f"(ready {status.get('readyReplicas', 0)}/{(last.get('spec') or {}).get('replicas', '?')}); "
+        "check the member's nodes and capacity, or give it more time"
+    )

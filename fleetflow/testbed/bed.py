@@ -1,0 +1,356 @@
+"""Start, inspect, fault and stop the local federation of real clusters.
+
+Each cluster is etcd + kube-apiserver (+ controller-manager, scheduler and a kwok controller on
+members) run as local processes by ``kwokctl --runtime binary`` from the binaries that
+:mod:`fleetflow.testbed.build` made. Everything lives under ``$FLEETFLOW_HOME/testbed``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+import yaml
+from kubernetes import client as k8s
+
+from fleetflow.home import home
+from fleetflow.kube import ClusterCredentials, ClusterError, api_client, apply
+from fleetflow.testbed import build
+from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests
+
+Progress = Callable[[str], None]
+READY_TIMEOUT = 120.0
+
+
+class TestbedError(RuntimeError):
+    """The test bed cannot do what was asked; the message says why and what to do."""
+
+
+def testbed_dir() -> Path:
+    return home() / "testbed"
+
+
+def kubeconfig_path(cluster: str) -> Path:
+    return testbed_dir() / "kubeconfigs" / f"{cluster}.yaml"
+
+
+def _state_path() -> Path:
+    return testbed_dir() / "state.json"
+
+
+def load_spec() -> TestbedSpec | None:
+    """The layout of the test bed that ``up`` started, if any."""
+    try:
+        return TestbedSpec.model_validate_json(_state_path().read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _kwokctl(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, KWOK_WORKDIR=str(testbed_dir() / "kwok"),
+               KWOK_KUBECTL_BINARY=str(build.bin_dir() / "kubectl"))
+    proc = subprocess.run(
+        [str(build.bin_dir() / "kwokctl"), *args], env=env, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        raise TestbedError(f"kwokctl {' '.join(args)} failed:\n{proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def _cluster_dir(cluster: str) -> Path:
+    return testbed_dir() / "kwok" / "clusters" / cluster
+
+
+def _existing_clusters() -> set[str]:
+    root = testbed_dir() / "kwok" / "clusters"
+    return {p.name for p in root.iterdir() if (p / "kwok.yaml").exists()} if root.exists() else set()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def credentials(cluster: str, timeout: float | None = None) -> ClusterCredentials:
+    """Admin credentials for a test-bed cluster, from the kubeconfig ``up`` wrote."""
+    path = kubeconfig_path(cluster)
+    if not path.exists():
+        raise TestbedError(f"no test-bed cluster {cluster!r}: run `fleetflow testbed up` first")
+    extra = {"request_timeout": timeout} if timeout else {}
+    return ClusterCredentials(name=cluster, kubeconfig=path.read_text(), **extra)
+
+
+def _write_kubeconfig(cluster: str, port: int) -> None:
+    """A self-contained kubeconfig (certificates inlined) so it can live in a secret block."""
+    pki = _cluster_dir(cluster) / "pki"
+
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {
+            "server": f"https://127.0.0.1:{port}", "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": f"{cluster}-admin", "user": {
+            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-admin"}}],
+        "current-context": cluster,
+    }
+    path = kubeconfig_path(cluster)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600, exist_ok=True)
+    path.write_text(yaml.safe_dump(config))
+
+
+def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
+    bins = build.bin_dir()
+    config = testbed_dir() / "config" / f"{cluster}.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(kwokctl_config(spec.port(cluster), kube_version, member=cluster != spec.host))
+    _kwokctl(
+        "--name", cluster, "create", "cluster", "--config", str(config), "--kubeconfig", "",
+        "--kube-apiserver-binary", str(bins / "kube-apiserver"),
+        "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
+        "--kube-scheduler-binary", str(bins / "kube-scheduler"),
+        "--kwok-controller-binary", str(bins / "kwok"),
+        "--etcd-binary", str(bins / "etcd"),
+        "--wait", "2m",
+    )
+    _write_kubeconfig(cluster, spec.port(cluster))
+
+
+def _add_nodes(spec: TestbedSpec, member: str) -> None:
+    client = api_client(credentials(member))
+    existing = {n.metadata.name for n in k8s.CoreV1Api(client).list_node().items}
+    for node in node_manifests(spec.member(member), spec.node):
+        if node["metadata"]["name"] not in existing:
+            apply(client, node)
+
+
+def _wait_ready(
+    spec: TestbedSpec, clusters: list[str] | None = None, timeout: float = READY_TIMEOUT
+) -> None:
+    """Wait until the clusters answer and each member's nodes are all Ready."""
+    deadline = time.monotonic() + timeout
+    pending = clusters or spec.cluster_names()
+    while pending:
+        row = {c: cluster_status(spec, c) for c in pending}
+        pending = [c for c, s in row.items() if not s.ready]
+        if pending and time.monotonic() > deadline:
+            details = "; ".join(f"{c}: {row[c].problem or 'nodes not Ready'}" for c in pending)
+            raise TestbedError(f"clusters not ready after {timeout:g}s: {details}")
+        if pending:
+            time.sleep(0.5)
+
+
+def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSpec:
+    """Start the test bed; on a running test bed with the same layout, change nothing."""
+    spec = spec or load_spec() or TestbedSpec()
+    running = load_spec()
+    if running is not None and running != spec:
+        raise TestbedError(
+            "a test bed with a different layout is already running: "
+            "run `fleetflow testbed down` first, or `up` with the same options"
+        )
+    versions = build.cached_versions()
+    if versions is None:
+        raise TestbedError("the test-bed binaries are not built: run `fleetflow testbed build`")
+    existing = _existing_clusters()
+    to_create = [c for c in spec.cluster_names() if c not in existing]
+    taken = [f"{c} ({spec.port(c)})" for c in to_create if not _port_free(spec.port(c))]
+    if taken:
+        raise TestbedError(
+            f"API ports already in use: {', '.join(taken)}; stop what holds them "
+            f"or pass another --base-port (now {spec.base_port})"
+        )
+    _state_path().parent.mkdir(parents=True, exist_ok=True)
+    _state_path().write_text(spec.model_dump_json(indent=2))
+    started = time.monotonic()
+    created: list[str] = []
+    try:
+        for cluster in to_create:
+            progress(f"starting cluster {cluster} on 127.0.0.1:{spec.port(cluster)}")
+            _create_cluster(spec, cluster, versions["kubernetes"])
+            created.append(cluster)
+        for member in spec.members:
+            _add_nodes(spec, member.name)
+        _wait_ready(spec)
+    except BaseException:
+        for cluster in created:
+            _kwokctl("--name", cluster, "delete", "cluster", check=False)
+            kubeconfig_path(cluster).unlink(missing_ok=True)
+        if not existing:
+            _state_path().unlink(missing_ok=True)
+        raise
+    if to_create:
+        progress(f"test bed ready in {time.monotonic() - started:.1f}s")
+    else:
+        progress("test bed already running; nothing changed")
+    return spec
+
+
+def down(progress: Progress = print) -> None:
+    """Stop and delete every test-bed cluster; leave no process behind."""
+    if not (build.bin_dir() / "kwokctl").exists():
+        return
+    for cluster in sorted(_existing_clusters()):
+        progress(f"deleting cluster {cluster}")
+        _kwokctl("--name", cluster, "delete", "cluster", check=False)
+        kubeconfig_path(cluster).unlink(missing_ok=True)
+    _state_path().unlink(missing_ok=True)
+
+
+@dataclass
+class ClusterStatus:
+    cluster: str
+    region: str
+    api_url: str
+    version: str = ""
+    nodes_ready: int = 0
+    nodes_total: int = 0
+    reachable: bool = False
+    problem: str = ""
+    is_member: bool = True
+
+    @property
+    def ready(self) -> bool:
+        if not self.reachable:
+            return False
+        return not self.is_member or (self.nodes_total > 0 and self.nodes_ready == self.nodes_total)
+
+
+def cluster_status(spec: TestbedSpec, cluster: str, timeout: float = 3.0) -> ClusterStatus:
+    member = cluster != spec.host
+    status = ClusterStatus(
+        cluster=cluster, region=spec.member(cluster).region if member else "-",
+        api_url=f"https://127.0.0.1:{spec.port(cluster)}", is_member=member,
+    )
+    try:
+        client = api_client(credentials(cluster, timeout))
+        status.version = k8s.VersionApi(client).get_code().git_version
+        status.reachable = True
+        nodes = k8s.CoreV1Api(client).list_node().items
+    except (ClusterError, TestbedError) as exc:
+        status.problem = str(exc)
+        return status
+    status.nodes_total = len(nodes)
+    status.nodes_ready = sum(
+        1 for n in nodes
+        if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+    )
+    return status
+
+
+def status() -> list[ClusterStatus]:
+    spec = load_spec()
+    if spec is None:
+        return []
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return list(pool.map(lambda c: cluster_status(spec, c), spec.cluster_names()))
+
+
+class Fault(StrEnum):
+    """Faults that drills inject."""
+
+    STOP_CLUSTER = "stop-cluster"
+    START_CLUSTER = "start-cluster"
+    KILL_APISERVER = "kill-apiserver"
+    STOP_KWOK = "stop-kwok"
+
+
+def _pid(cluster: str, component: str) -> int | None:
+    try:
+        return int((_cluster_dir(cluster) / "pids" / f"{component}.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _kill(cluster: str, component: str) -> None:
+    pid = _pid(cluster, component)
+    if pid is None:
+        raise TestbedError(f"{component} of {cluster!r} is not running")
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    _wait_gone(pid)
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:
+    """Inject a fault into one cluster; ``start-cluster`` heals every fault."""
+    spec = load_spec()
+    if spec is None or cluster not in spec.cluster_names():
+        known = ", ".join(spec.cluster_names()) if spec else "none: the test bed is down"
+        raise TestbedError(f"unknown test-bed cluster {cluster!r}; clusters: {known}")
+    if kind is Fault.STOP_CLUSTER:
+        _kwokctl("--name", cluster, "stop", "cluster")
+    elif kind is Fault.START_CLUSTER:
+        # Stop first so that a cluster with one component killed comes back whole.
+        _kwokctl("--name", cluster, "stop", "cluster", check=False)
+        _kwokctl("--name", cluster, "start", "cluster", "--wait", "2m")
+        _wait_ready(spec, [cluster])
+    elif kind is Fault.KILL_APISERVER:
+        _kill(cluster, "kube-apiserver")
+    elif kind is Fault.STOP_KWOK:
+        if cluster == spec.host:
+            raise TestbedError("the host cluster runs no kwok controller")
+        _kill(cluster, "kwok-controller")
+    progress(f"{kind.value}: done on {cluster}")
+
+
+def processes() -> dict[str, dict[str, int]]:
+    """Running test-bed processes by cluster and component, from kwokctl's pid files."""
+    found: dict[str, dict[str, int]] = {}
+    for cluster in _existing_clusters():
+        for pidfile in (_cluster_dir(cluster) / "pids").glob("*.pid"):
+            pid = _pid(cluster, pidfile.stem)
+            if pid is not None and Path(f"/proc/{pid}").exists():
+                found.setdefault(cluster, {})[pidfile.stem] = pid
+    return found
+
+
+def memory_mib() -> dict[str, float]:
+    """Resident memory of each cluster's processes, in MiB."""
+    result: dict[str, float] = {}
+    for cluster, pids in processes().items():
+        total = 0
+        for pid in pids.values():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                continue
+        result[cluster] = total / 1024
+    return result
+
+
+def as_json(rows: list[ClusterStatus]) -> str:
+    return json.dumps([row.__dict__ for row in rows], indent=2)
+
