@@ -31,8 +31,9 @@ def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
 
 
 def _fields(block: KubeCluster) -> dict[str, object]:
-    data = block.model_dump(exclude={"block_type_slug"})
-    for key in ("token", "kubeconfig"):
-        secret = getattr(block, key)
-        data[key] = secret.get_secret_value() if secret is not None else None
+    """The declared fields, secrets revealed, for comparing a block with the stored one."""
+    data = {}
+    for key in KubeCluster.model_fields:
+        value = getattr(block, key)
+        data[key] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
     return data

@@ -96,8 +96,9 @@ def _root_cause(exc: BaseException) -> BaseException:
         if isinstance(inner, BaseException):
             exc = inner
             continue
-        if exc.__cause__ is not None:
-            exc = exc.__cause__
+        nested = exc.__cause__ or exc.__context__
+        if nested is not None:
+            exc = nested
             continue
         break
     return exc
@@ -110,7 +111,12 @@ def translate(cluster: str, exc: BaseException, timeout: float | None = None) ->
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
         cls = _BY_STATUS.get(status, ClusterError)
-        if status == 0:
+        if status == 0:  # the client's wrapper around a connection or TLS failure
+            if str(exc.reason).startswith("SSLError") or isinstance(
+                _root_cause(exc), ssl.SSLError | urllib3.exceptions.SSLError
+            ):
+                detail = str(exc.reason).removeprefix("SSLError").strip()
+                return ClusterTLSError(cluster, f"TLS handshake failed: {detail}")
             return ClusterUnreachable(cluster, f"request failed: {exc.reason}")
         return cls(cluster, _api_message(exc), status=status)
     cause = _root_cause(exc)

@@ -125,6 +125,7 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
     config.write_text(kwokctl_config(spec.port(cluster), kube_version, member=cluster != spec.host))
     _kwokctl(
         "--name", cluster, "create", "cluster", "--config", str(config), "--kubeconfig", "",
+        "--heartbeat-factor", "1",
         "--kube-apiserver-binary", str(bins / "kube-apiserver"),
         "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
         "--kube-scheduler-binary", str(bins / "kube-scheduler"),

@@ -1,0 +1,81 @@
+"""One test bed and one Prefect server per test session; a namespace per test.
+
+The test bed gets its own FLEETFLOW_HOME and ports, so a developer's `fleetflow up` is left
+alone. Nothing here skips: without the binaries or the clusters the session fails loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from fleetflow.kube import ClusterApiClient, api_client
+from fleetflow.testbed import bed, build
+from fleetflow.testbed.spec import TestbedSpec
+
+TEST_BASE_PORT = int(os.environ.get("FLEETFLOW_TEST_BASE_PORT", "33400"))
+
+
+@pytest.fixture(scope="session")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedSpec]:
+    if build.cached_versions() is None:
+        pytest.fail(
+            "the test-bed binaries are not built: run `make testbed` (or `fleetflow testbed "
+            "build`) before the integration tests", pytrace=False,
+        )
+    home = os.environ.get("FLEETFLOW_TEST_HOME") or str(tmp_path_factory.mktemp("fleetflow-home"))
+    previous = os.environ.get("FLEETFLOW_HOME")
+    os.environ["FLEETFLOW_HOME"] = home
+    spec = TestbedSpec(base_port=TEST_BASE_PORT)
+    try:
+        bed.up(spec, progress=lambda m: None)
+        yield spec
+    finally:
+        bed.down(progress=lambda m: None)
+        if previous is None:
+            os.environ.pop("FLEETFLOW_HOME", None)
+        else:
+            os.environ["FLEETFLOW_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def client_for(cluster: str, timeout: float | None = None) -> ClusterApiClient:
+    return api_client(bed.credentials(cluster, timeout))
+
+
+@pytest.fixture
+def members(testbed: TestbedSpec) -> list[str]:
+    return [m.name for m in testbed.members]
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, testbed: TestbedSpec) -> Iterator[str]:
+    """A fresh namespace in every cluster of the test bed, deleted after the test."""
+    slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:6]}"
+    for cluster in testbed.cluster_names():
+        k8s.CoreV1Api(client_for(cluster)).create_namespace({"metadata": {"name": name}})
+    yield name
+    for cluster in testbed.cluster_names():
+        try:
+            k8s.CoreV1Api(client_for(cluster)).delete_namespace(name)
+        except Exception:  # a test may have stopped the cluster; the bed is torn down anyway
+            pass
+
+
+@pytest.fixture
+def fleetflow_home(testbed: TestbedSpec) -> Path:
+    return Path(os.environ["FLEETFLOW_HOME"])
