@@ -38,8 +38,11 @@ class KubeCluster(Block):
         """The core's view of these credentials, named after the saved block."""
         return ClusterCredentials(
             name=self._block_document_name or self.api_url or "unnamed",
-            api_url=self.api_url, ca_data=self.ca_data, token=self.token,
-            kubeconfig=self.kubeconfig, context=self.context,
+            api_url=self.api_url,
+            ca_data=self.ca_data,
+            token=self.token,
+            kubeconfig=self.kubeconfig,
+            context=self.context,
             request_timeout=self.request_timeout,
         )
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fleetflow.testbed import bed
-from fleetflow.testbed.spec import TestbedSpec
+from typing import cast
+
+from pydantic import SecretStr
 
 from blocks.kube_cluster import KubeCluster
+from fleetflow.testbed import bed
+from fleetflow.testbed.spec import TestbedSpec
 
 
 def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
@@ -15,13 +18,17 @@ def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
         member = cluster != spec.host
         block = KubeCluster(
             api_url=f"https://127.0.0.1:{spec.port(cluster)}",
-            kubeconfig=bed.kubeconfig_path(cluster).read_text(),
+            kubeconfig=SecretStr(bed.kubeconfig_path(cluster).read_text()),
             context=cluster,
             region=spec.member(cluster).region if member else None,
-            labels={"fleetflow.io/testbed": "true", "fleetflow.io/role": "member" if member else "host"},
+            labels={
+                "fleetflow.io/testbed": "true",
+                "fleetflow.io/role": "member" if member else "host",
+            },
         )
+        current: KubeCluster | None
         try:
-            current = KubeCluster.load(cluster, validate=False)
+            current = cast(KubeCluster, KubeCluster.load(cluster, validate=False))
         except ValueError:
             current = None
         if current is None or _fields(current) != _fields(block):

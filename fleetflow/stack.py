@@ -81,12 +81,17 @@ def _alive(name: str) -> int | None:
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
-    log = (home() / "logs" / f"{name}.log")
+    log = home() / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True, cwd=PROJECT_ROOT,
+            args,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=PROJECT_ROOT,
         )
     (_run_dir() / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -118,8 +123,11 @@ def start_server(stack: Stack, progress: Progress = print) -> None:
             f"another Prefect server already answers on {stack.ui_url}: stop it or pass --port"
         )
     progress(f"starting the Prefect server at {stack.ui_url} (SQLite in {home() / 'prefect'})")
-    _spawn("server", [_prefect(), "server", "start", "--host", stack.host,
-                      "--port", str(stack.port)], stack.env())
+    _spawn(
+        "server",
+        [_prefect(), "server", "start", "--host", stack.host, "--port", str(stack.port)],
+        stack.env(),
+    )
     _wait_healthy(stack)
 
 
@@ -128,8 +136,13 @@ def ensure_work_pool(stack: Stack, progress: Progress = print) -> None:
     if found.status_code == 200:
         return
     progress(f"creating the process work pool {WORK_POOL!r}")
-    subprocess.run([_prefect(), "work-pool", "create", WORK_POOL, "--type", "process"],
-                   env=stack.env(), check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [_prefect(), "work-pool", "create", WORK_POOL, "--type", "process"],
+        env=stack.env(),
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def start_worker(stack: Stack, progress: Progress = print) -> None:
@@ -137,13 +150,21 @@ def start_worker(stack: Stack, progress: Progress = print) -> None:
         progress("worker already running")
         return
     progress(f"starting a worker for pool {WORK_POOL!r}")
-    _spawn("worker", [_prefect(), "worker", "start", "--pool", WORK_POOL,
-                      "--name", "fleetflow-local"], stack.env())
+    _spawn(
+        "worker",
+        [_prefect(), "worker", "start", "--pool", WORK_POOL, "--name", "fleetflow-local"],
+        stack.env(),
+    )
 
 
 def register_blocks(stack: Stack) -> None:
-    subprocess.run([_prefect(), "block", "register", "-m", "blocks"], env=stack.env(),
-                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [_prefect(), "block", "register", "-m", "blocks"],
+        env=stack.env(),
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def stop(name: str, progress: Progress = print, timeout: float = 20) -> None:

@@ -56,8 +56,12 @@ def resource_type(client: ClusterApiClient, api_version: str, kind: str) -> Reso
 
 def _get(client: ClusterApiClient, path: str, query: list[tuple[str, str]] | None = None) -> Any:
     return client.call_api(
-        path, "GET", query_params=query or [], response_types_map={200: "object"},
-        auth_settings=["BearerToken"], _return_http_data_only=True,
+        path,
+        "GET",
+        query_params=query or [],
+        response_types_map={200: "object"},
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
     )
 
 
@@ -73,30 +77,41 @@ def apply(client: ClusterApiClient, manifest: dict[str, Any], *, force: bool = T
     if force:
         query.append(("force", "true"))
     return client.call_api(
-        rtype.path(meta["name"], meta.get("namespace")), "PATCH",
-        query_params=query, body=manifest,
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
+        rtype.path(meta["name"], meta.get("namespace")),
+        "PATCH",
+        query_params=query,
+        body=manifest,
+        header_params={
+            "Content-Type": "application/apply-patch+yaml",
+            "Accept": "application/json",
+        },
         response_types_map={200: "object", 201: "object"},
-        auth_settings=["BearerToken"], _return_http_data_only=True,
+        auth_settings=["BearerToken"],
+        _return_http_data_only=True,
     )
 
 
-def get(client: ClusterApiClient, api_version: str, kind: str, name: str,
-        namespace: str | None = None) -> Any:
+def get(
+    client: ClusterApiClient, api_version: str, kind: str, name: str, namespace: str | None = None
+) -> Any:
     """Read one object as a plain dict; raises ResourceNotFound when absent."""
     return _get(client, resource_type(client, api_version, kind).path(name, namespace))
 
 
-def delete(client: ClusterApiClient, api_version: str, kind: str, name: str,
-           namespace: str | None = None) -> bool:
+def delete(
+    client: ClusterApiClient, api_version: str, kind: str, name: str, namespace: str | None = None
+) -> bool:
     """Delete one object; False when it was already gone (so reruns converge)."""
     rtype = resource_type(client, api_version, kind)
     try:
         client.call_api(
-            rtype.path(name, namespace), "DELETE", body={"propagationPolicy": "Foreground"},
+            rtype.path(name, namespace),
+            "DELETE",
+            body={"propagationPolicy": "Foreground"},
             header_params={"Content-Type": "application/json"},
             response_types_map={200: "object", 202: "object"},
-            auth_settings=["BearerToken"], _return_http_data_only=True,
+            auth_settings=["BearerToken"],
+            _return_http_data_only=True,
         )
     except ResourceNotFound:
         return False

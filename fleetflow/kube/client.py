@@ -56,13 +56,17 @@ class ClusterCredentials(BaseModel):
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": self.name, "cluster": cluster}],
-                "users": [{"name": self.name, "user": {"token": self.token.get_secret_value()}}],
+                "users": [{"name": self.name, "user": {"token": _reveal(self.token)}}],
                 "contexts": [
                     {"name": self.name, "context": {"cluster": self.name, "user": self.name}}
                 ],
                 "current-context": self.name,
             }
         return parse_kubeconfig(self.name, self.kubeconfig.get_secret_value(), self.context)
+
+
+def _reveal(secret: SecretStr | None) -> str:
+    return secret.get_secret_value() if secret is not None else ""
 
 
 def parse_kubeconfig(cluster: str, text: str, context: str | None) -> dict[str, Any]:

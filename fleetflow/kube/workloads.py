@@ -7,10 +7,9 @@ from typing import Any
 
 from kubernetes import client as k8s
 from kubernetes import watch
-
-from fleetflow.kube.client import ClusterApiClient
 from kubernetes.client.exceptions import ApiException
 
+from fleetflow.kube.client import ClusterApiClient
 from fleetflow.kube.errors import ClusterError, WaitTimeout, translate
 
 
@@ -18,17 +17,17 @@ def scale(client: ClusterApiClient, namespace: str, name: str, replicas: int) ->
     """Set a Deployment's replicas through its scale subresource; False when already there."""
     apps = k8s.AppsV1Api(client)
     current = apps.read_namespaced_deployment_scale(name, namespace)
-    if current.spec.replicas == replicas:
+    if int(current.spec.replicas) == replicas:
         return False
     apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
     return True
 
 
 def deployment_ready(obj: dict[str, Any]) -> bool:
-    """Ready means the controller has seen the latest spec and every replica is updated and ready."""
+    """Ready: the controller has seen the latest spec and every replica is updated and ready."""
     spec, status = obj.get("spec", {}), obj.get("status") or {}
     want = spec.get("replicas", 1)
-    return (
+    return bool(
         status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
         and status.get("updatedReplicas", 0) == want
         and status.get("readyReplicas", 0) == want
@@ -49,7 +48,8 @@ def wait_deployment_ready(
     last: dict[str, Any] = {}
     while (remaining := deadline - time.monotonic()) > 0:
         stream = watch.Watch().stream(
-            apps.list_namespaced_deployment, namespace,
+            apps.list_namespaced_deployment,
+            namespace,
             field_selector=f"metadata.name={name}",
             timeout_seconds=max(1, int(remaining)),
             _request_timeout=(client.timeout, remaining + client.timeout),
@@ -63,8 +63,9 @@ def wait_deployment_ready(
             if exc.status != 410:  # 410 Gone: the watch expired; start a new one
                 raise translate(client.cluster, exc) from exc
     status = last.get("status") or {}
+    wanted = (last.get("spec") or {}).get("replicas", "?")
     raise WaitTimeout(
         f"cluster {client.cluster!r}: deployment {namespace}/{name} not ready after {timeout:g}s "
-        f"(ready {status.get('readyReplicas', 0)}/{(last.get('spec') or {}).get('replicas', '?')}); "
+        f"(ready {status.get('readyReplicas', 0)}/{wanted}); "
         "check the member's nodes and capacity, or give it more time"
     )

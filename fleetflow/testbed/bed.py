@@ -19,11 +19,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
 import yaml
 from kubernetes import client as k8s
+from pydantic import SecretStr
 
 from fleetflow.home import home
 from fleetflow.kube import ClusterCredentials, ClusterError, api_client, apply
+from fleetflow.kube.client import DEFAULT_REQUEST_TIMEOUT
 from fleetflow.testbed import build
 from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests
 
@@ -55,12 +58,21 @@ def load_spec() -> TestbedSpec | None:
         return None
 
 
-def _kwokctl(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, KWOK_WORKDIR=str(testbed_dir() / "kwok"),
-               KWOK_KUBECTL_BINARY=str(build.bin_dir() / "kubectl"))
+def _kwokctl(
+    *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    env = dict(
+        os.environ,
+        KWOK_WORKDIR=str(testbed_dir() / "kwok"),
+        KWOK_KUBECTL_BINARY=str(build.bin_dir() / "kubectl"),
+    )
     proc = subprocess.run(
-        [str(build.bin_dir() / "kwokctl"), *args], env=env, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        [str(build.bin_dir() / "kwokctl"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
         raise TestbedError(f"kwokctl {' '.join(args)} failed:\n{proc.stderr.strip()[-2000:]}")
@@ -73,7 +85,9 @@ def _cluster_dir(cluster: str) -> Path:
 
 def _existing_clusters() -> set[str]:
     root = testbed_dir() / "kwok" / "clusters"
-    return {p.name for p in root.iterdir() if (p / "kwok.yaml").exists()} if root.exists() else set()
+    return (
+        {p.name for p in root.iterdir() if (p / "kwok.yaml").exists()} if root.exists() else set()
+    )
 
 
 def _port_free(port: int) -> bool:
@@ -91,8 +105,11 @@ def credentials(cluster: str, timeout: float | None = None) -> ClusterCredential
     path = kubeconfig_path(cluster)
     if not path.exists():
         raise TestbedError(f"no test-bed cluster {cluster!r}: run `fleetflow testbed up` first")
-    extra = {"request_timeout": timeout} if timeout else {}
-    return ClusterCredentials(name=cluster, kubeconfig=path.read_text(), **extra)
+    return ClusterCredentials(
+        name=cluster,
+        kubeconfig=SecretStr(path.read_text()),
+        request_timeout=timeout or DEFAULT_REQUEST_TIMEOUT,
+    )
 
 
 def _write_kubeconfig(cluster: str, port: int) -> None:
@@ -105,11 +122,27 @@ def _write_kubeconfig(cluster: str, port: int) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {
-            "server": f"https://127.0.0.1:{port}", "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": f"{cluster}-admin", "user": {
-            "client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
-        "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-admin"}}],
+        "clusters": [
+            {
+                "name": cluster,
+                "cluster": {
+                    "server": f"https://127.0.0.1:{port}",
+                    "certificate-authority-data": b64("ca.crt"),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": f"{cluster}-admin",
+                "user": {
+                    "client-certificate-data": b64("admin.crt"),
+                    "client-key-data": b64("admin.key"),
+                },
+            }
+        ],
+        "contexts": [
+            {"name": cluster, "context": {"cluster": cluster, "user": f"{cluster}-admin"}}
+        ],
         "current-context": cluster,
     }
     path = kubeconfig_path(cluster)
@@ -124,14 +157,28 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(kwokctl_config(spec.port(cluster), kube_version, member=cluster != spec.host))
     _kwokctl(
-        "--name", cluster, "create", "cluster", "--config", str(config), "--kubeconfig", "",
-        "--heartbeat-factor", "1",
-        "--kube-apiserver-binary", str(bins / "kube-apiserver"),
-        "--kube-controller-manager-binary", str(bins / "kube-controller-manager"),
-        "--kube-scheduler-binary", str(bins / "kube-scheduler"),
-        "--kwok-controller-binary", str(bins / "kwok"),
-        "--etcd-binary", str(bins / "etcd"),
-        "--wait", "2m",
+        "--name",
+        cluster,
+        "create",
+        "cluster",
+        "--config",
+        str(config),
+        "--kubeconfig",
+        "",
+        "--heartbeat-factor",
+        "1",
+        "--kube-apiserver-binary",
+        str(bins / "kube-apiserver"),
+        "--kube-controller-manager-binary",
+        str(bins / "kube-controller-manager"),
+        "--kube-scheduler-binary",
+        str(bins / "kube-scheduler"),
+        "--kwok-controller-binary",
+        str(bins / "kwok"),
+        "--etcd-binary",
+        str(bins / "etcd"),
+        "--wait",
+        "2m",
     )
     _write_kubeconfig(cluster, spec.port(cluster))
 
@@ -239,8 +286,10 @@ class ClusterStatus:
 def cluster_status(spec: TestbedSpec, cluster: str, timeout: float = 3.0) -> ClusterStatus:
     member = cluster != spec.host
     status = ClusterStatus(
-        cluster=cluster, region=spec.member(cluster).region if member else "-",
-        api_url=f"https://127.0.0.1:{spec.port(cluster)}", is_member=member,
+        cluster=cluster,
+        region=spec.member(cluster).region if member else "-",
+        api_url=f"https://127.0.0.1:{spec.port(cluster)}",
+        is_member=member,
     )
     try:
         client = api_client(credentials(cluster, timeout))
@@ -252,7 +301,8 @@ def cluster_status(spec: TestbedSpec, cluster: str, timeout: float = 3.0) -> Clu
         return status
     status.nodes_total = len(nodes)
     status.nodes_ready = sum(
-        1 for n in nodes
+        1
+        for n in nodes
         if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
     )
     return status
@@ -354,4 +404,3 @@ def memory_mib() -> dict[str, float]:
 
 def as_json(rows: list[ClusterStatus]) -> str:
     return json.dumps([row.__dict__ for row in rows], indent=2)
-

@@ -29,13 +29,39 @@ KWOK_VERSIONS = ("v0.8.0",)
 
 # Staging modules of k8s.io/kubernetes; each is replaced by its published v0.X.Y.
 KUBE_STAGING = (
-    "api", "apiextensions-apiserver", "apimachinery", "apiserver", "cli-runtime", "client-go",
-    "cloud-provider", "cluster-bootstrap", "code-generator", "component-base",
-    "component-helpers", "controller-manager", "cri-api", "cri-client", "cri-streaming",
-    "csi-translation-lib", "dynamic-resource-allocation", "endpointslice", "externaljwt", "kms",
-    "kube-aggregator", "kube-controller-manager", "kube-proxy", "kube-scheduler", "kubectl",
-    "kubelet", "metrics", "mount-utils", "pod-security-admission", "sample-apiserver",
-    "sample-cli-plugin", "sample-controller", "streaming",
+    "api",
+    "apiextensions-apiserver",
+    "apimachinery",
+    "apiserver",
+    "cli-runtime",
+    "client-go",
+    "cloud-provider",
+    "cluster-bootstrap",
+    "code-generator",
+    "component-base",
+    "component-helpers",
+    "controller-manager",
+    "cri-api",
+    "cri-client",
+    "cri-streaming",
+    "csi-translation-lib",
+    "dynamic-resource-allocation",
+    "endpointslice",
+    "externaljwt",
+    "kms",
+    "kube-aggregator",
+    "kube-controller-manager",
+    "kube-proxy",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "metrics",
+    "mount-utils",
+    "pod-security-admission",
+    "sample-apiserver",
+    "sample-cli-plugin",
+    "sample-controller",
+    "streaming",
 )
 
 ETCD_MAIN = """package main
@@ -120,7 +146,7 @@ def _run(cmd: Sequence[str], cwd: Path, progress: Progress, label: str) -> None:
     last = started
     for line in proc.stdout:
         line = line.rstrip()
-        tail = (tail + [line])[-40:]
+        tail = [*tail, line][-40:]
         if line and not line.startswith(("go: ", "#")) and " " not in line:
             packages += 1
         now = time.monotonic()
@@ -153,7 +179,9 @@ def _write_module(workdir: Path, component: Component, version: str) -> list[str
         replaces = [f"k8s.io/{m} => k8s.io/{m} {staging}" for m in KUBE_STAGING]
     if packages != ["."]:
         imports = "\n".join(f'\t_ "{p}"' for p in packages)
-        (workdir / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
+        (workdir / "tools.go").write_text(
+            f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
+        )
     go_mod = [f"module {module}", "", "go 1.26", "", "require ("]
     go_mod += [f"\t{r}" for r in requires] + [")"]
     if replaces:

@@ -97,23 +97,25 @@ def node_manifests(member: MemberSpec, shape: NodeShape) -> list[dict[str, Any]]
     for i in range(member.nodes):
         name = f"{member.name}-node-{i}"
         resources = {"cpu": shape.cpu, "memory": shape.memory, "pods": str(shape.pods)}
-        nodes.append({
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {KWOK_NODE_ANNOTATION: "fake"},
-                "labels": {
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "type": "kwok",
-                    REGION_LABEL: member.region,
-                    ZONE_LABEL: zones[i % len(zones)],
+        nodes.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                    "labels": {
+                        "kubernetes.io/hostname": name,
+                        "kubernetes.io/os": "linux",
+                        "kubernetes.io/arch": "amd64",
+                        "type": "kwok",
+                        REGION_LABEL: member.region,
+                        ZONE_LABEL: zones[i % len(zones)],
+                    },
                 },
-            },
-            "status": {"allocatable": resources, "capacity": resources},
-        })
+                "status": {"allocatable": resources, "capacity": resources},
+            }
+        )
     return nodes
 
 

@@ -6,6 +6,7 @@ alone. Nothing here skips: without the binaries or the clusters the session fail
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from fleetflow.kube import ClusterApiClient, api_client
+from fleetflow.kube import ClusterApiClient, ClusterError, api_client
 from fleetflow.testbed import bed, build
 from fleetflow.testbed.spec import TestbedSpec
 
@@ -27,7 +28,8 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedSpec]:
     if build.cached_versions() is None:
         pytest.fail(
             "the test-bed binaries are not built: run `make testbed` (or `fleetflow testbed "
-            "build`) before the integration tests", pytrace=False,
+            "build`) before the integration tests",
+            pytrace=False,
         )
     home = os.environ.get("FLEETFLOW_TEST_HOME") or str(tmp_path_factory.mktemp("fleetflow-home"))
     previous = os.environ.get("FLEETFLOW_HOME")
@@ -70,10 +72,9 @@ def namespace(request: pytest.FixtureRequest, testbed: TestbedSpec) -> Iterator[
         k8s.CoreV1Api(client_for(cluster)).create_namespace({"metadata": {"name": name}})
     yield name
     for cluster in testbed.cluster_names():
-        try:
+        # A test may have stopped the cluster; the bed is torn down at the end anyway.
+        with contextlib.suppress(ClusterError):
             k8s.CoreV1Api(client_for(cluster)).delete_namespace(name)
-        except Exception:  # a test may have stopped the cluster; the bed is torn down anyway
-            pass
 
 
 @pytest.fixture

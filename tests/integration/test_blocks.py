@@ -27,8 +27,13 @@ def _document(name: str, slug: str = "fleetflow-kube-cluster") -> dict[str, obje
 def test_block_round_trips_with_secrets_masked(prefect_server: None, testbed: TestbedSpec) -> None:
     member = testbed.members[0].name
     kubeconfig = bed.kubeconfig_path(member).read_text()
-    KubeCluster(kubeconfig=kubeconfig, context=member, region="us-east", zone="us-east-1a",
-                labels={"tier": "gold"}).save("roundtrip", overwrite=True)
+    KubeCluster(
+        kubeconfig=kubeconfig,
+        context=member,
+        region="us-east",
+        zone="us-east-1a",
+        labels={"tier": "gold"},
+    ).save("roundtrip", overwrite=True)
 
     stored = _document("roundtrip")
     data = stored["data"]
@@ -50,10 +55,17 @@ def test_block_round_trips_with_secrets_masked(prefect_server: None, testbed: Te
 
 def test_token_block_masks_the_token(prefect_server: None) -> None:
     KubeCluster(api_url="https://127.0.0.1:1", token="s3cr3t-token-value").save(
-        "token-only", overwrite=True)
+        "token-only", overwrite=True
+    )
     assert _document("token-only")["data"] == {
-        "api_url": "https://127.0.0.1:1", "ca_data": None, "token": "********",
-        "kubeconfig": None, "context": None, "region": None, "zone": None, "labels": {},
+        "api_url": "https://127.0.0.1:1",
+        "ca_data": None,
+        "token": "********",
+        "kubeconfig": None,
+        "context": None,
+        "region": None,
+        "zone": None,
+        "labels": {},
         "request_timeout": 10.0,
     }
     assert KubeCluster.load("token-only").credentials().token is not None
@@ -64,7 +76,8 @@ def test_block_with_missing_context_is_a_clear_error(
 ) -> None:
     member = testbed.members[0].name
     KubeCluster(kubeconfig=bed.kubeconfig_path(member).read_text(), context="elsewhere").save(
-        "bad-context", overwrite=True)
+        "bad-context", overwrite=True
+    )
     with pytest.raises(CredentialsError, match="context 'elsewhere' is not in the kubeconfig"):
         KubeCluster.load("bad-context").api_client()
 
@@ -80,8 +93,12 @@ def test_testbed_blocks_are_saved_once(prefect_server: None, testbed: TestbedSpe
 
 def test_federation_block_names_clusters_and_holds_no_secret(prefect_server: None) -> None:
     Federation(name="prod", host_cluster="host", member_clusters=["us-east-1", "eu-west-1"]).save(
-        "prod", overwrite=True)
+        "prod", overwrite=True
+    )
     stored = _document("prod", "fleetflow-federation")
-    assert stored["data"] == {"name": "prod", "host_cluster": "host",
-                              "member_clusters": ["us-east-1", "eu-west-1"],
-                              "namespace": "fleetflow-system"}
+    assert stored["data"] == {
+        "name": "prod",
+        "host_cluster": "host",
+        "member_clusters": ["us-east-1", "eu-west-1"],
+        "namespace": "fleetflow-system",
+    }

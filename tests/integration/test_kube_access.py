@@ -33,7 +33,9 @@ from tests.integration.conftest import client_for
 pytestmark = pytest.mark.integration
 
 
-def deployment(namespace: str, name: str, replicas: int, image: str = "nginx:1.27") -> dict[str, Any]:
+def deployment(
+    namespace: str, name: str, replicas: int, image: str = "nginx:1.27"
+) -> dict[str, Any]:
     labels = {"app": name}
     return {
         "apiVersion": "apps/v1",
@@ -44,18 +46,21 @@ def deployment(namespace: str, name: str, replicas: int, image: str = "nginx:1.2
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": "app", "image": image,
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": image,
+                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                        }
+                    ]
+                },
             },
         },
     }
 
 
-def test_applied_deployment_turns_ready_on_kwok_nodes(
-    testbed: TestbedSpec, namespace: str
-) -> None:
+def test_applied_deployment_turns_ready_on_kwok_nodes(testbed: TestbedSpec, namespace: str) -> None:
     member = testbed.members[0].name
     client = client_for(member)
     apply(client, deployment(namespace, "web", 3))
@@ -67,7 +72,9 @@ def test_applied_deployment_turns_ready_on_kwok_nodes(
     assert all(p.status.phase == "Running" and p.spec.node_name in nodes for p in pods)
 
     assert scale(client, namespace, "web", 5) is True
-    assert wait_deployment_ready(client, namespace, "web", timeout=60)["status"]["readyReplicas"] == 5
+    assert (
+        wait_deployment_ready(client, namespace, "web", timeout=60)["status"]["readyReplicas"] == 5
+    )
     assert scale(client, namespace, "web", 5) is False
 
 
@@ -104,7 +111,8 @@ def test_two_clusters_used_at_once_never_cross(testbed: TestbedSpec, namespace: 
             core = k8s.CoreV1Api(clients[cluster])
             for i in range(20):
                 core.create_namespaced_config_map(
-                    namespace, {"metadata": {"name": f"{cluster}-{i}"}, "data": {"at": cluster}})
+                    namespace, {"metadata": {"name": f"{cluster}-{i}"}, "data": {"at": cluster}}
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -150,8 +158,9 @@ def silent_server() -> Iterator[int]:
 
 
 def test_hung_apiserver_times_out_at_the_request_timeout(silent_server: int) -> None:
-    creds = ClusterCredentials(name="hung", api_url=f"https://127.0.0.1:{silent_server}",
-                               token="t", request_timeout=1.5)
+    creds = ClusterCredentials(
+        name="hung", api_url=f"https://127.0.0.1:{silent_server}", token="t", request_timeout=1.5
+    )
     started = time.monotonic()
     with pytest.raises(ClusterTimeout, match=r"cluster 'hung': request timed out after 1.5s"):
         k8s.CoreV1Api(api_client(creds)).list_node()
@@ -161,9 +170,14 @@ def test_hung_apiserver_times_out_at_the_request_timeout(silent_server: int) -> 
 def test_wrong_ca_is_a_tls_error(testbed: TestbedSpec) -> None:
     target, other = testbed.members[0].name, testbed.members[2].name
     other_ca = bed.credentials(other).kubeconfig_dict()["clusters"][0]["cluster"][
-        "certificate-authority-data"]
-    creds = ClusterCredentials(name=target, api_url=f"https://127.0.0.1:{testbed.port(target)}",
-                               ca_data=other_ca, token="irrelevant")
+        "certificate-authority-data"
+    ]
+    creds = ClusterCredentials(
+        name=target,
+        api_url=f"https://127.0.0.1:{testbed.port(target)}",
+        ca_data=other_ca,
+        token="irrelevant",
+    )
     with pytest.raises(ClusterTLSError, match=rf"cluster '{target}': TLS handshake failed"):
         k8s.CoreV1Api(api_client(creds)).list_node()
 
@@ -174,7 +188,8 @@ def test_bad_token_is_unauthorized_and_limited_token_is_forbidden(
     member = testbed.members[0].name
     admin = client_for(member)
     ca = bed.credentials(member).kubeconfig_dict()["clusters"][0]["cluster"][
-        "certificate-authority-data"]
+        "certificate-authority-data"
+    ]
     url = f"https://127.0.0.1:{testbed.port(member)}"
     bogus = ClusterCredentials(name=member, api_url=url, ca_data=ca, token="not-a-token")
     with pytest.raises(ClusterUnauthorized, match="HTTP 401"):
@@ -183,12 +198,13 @@ def test_bad_token_is_unauthorized_and_limited_token_is_forbidden(
     core = k8s.CoreV1Api(admin)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
     token = core.create_namespaced_service_account_token(
-        "nobody", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+        "nobody", namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
     limited = ClusterCredentials(name=member, api_url=url, ca_data=ca, token=token)
     with pytest.raises(ClusterForbidden) as info:
         k8s.CoreV1Api(api_client(limited)).list_namespaced_secret("kube-system")
     assert info.value.status == 403
-    assert "cannot list resource \"secrets\"" in str(info.value)
+    assert 'cannot list resource "secrets"' in str(info.value)
     assert token not in str(info.value)
 
 

@@ -29,8 +29,13 @@ def test_every_cluster_is_a_real_kube_apiserver_1_36(testbed: TestbedSpec) -> No
         # A real apiserver serves discovery for the built-in groups and health endpoints.
         groups = {g.name for g in k8s.ApisApi(client).get_api_versions().groups}
         assert {"apps", "rbac.authorization.k8s.io", "apiextensions.k8s.io"} <= groups
-        readyz = client.call_api("/readyz", "GET", auth_settings=["BearerToken"],
-                                 _preload_content=False, _return_http_data_only=True)
+        readyz = client.call_api(
+            "/readyz",
+            "GET",
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
         assert readyz.data == b"ok"
 
 
@@ -82,15 +87,22 @@ def test_up_with_a_taken_port_starts_nothing(
 def test_status_command_prints_the_table(testbed: TestbedSpec) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "fleetflow.cli", "testbed", "status"],
-        capture_output=True, text=True, env=dict(os.environ), check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        check=True,
+        timeout=60,
     ).stdout
     lines = out.strip().splitlines()
     assert lines[0].split()[:3] == ["CLUSTER", "REGION", "API"]
     for member in testbed.members:
         row = next(line for line in lines if line.startswith(member.name + " "))
         assert row.split()[1:] == [
-            member.region, f"https://127.0.0.1:{testbed.port(member.name)}", "v1.36.3",
-            f"{member.nodes}/{member.nodes}", "yes",
+            member.region,
+            f"https://127.0.0.1:{testbed.port(member.name)}",
+            "v1.36.3",
+            f"{member.nodes}/{member.nodes}",
+            "yes",
         ]
 
 
