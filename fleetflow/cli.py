@@ -120,16 +120,19 @@ def cmd_testbed_fault(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     stack = local_stack.Stack(port=args.port)
+    spec = _spec(args)
     if build.cached_versions() is None:
         _say("building the test-bed binaries (a cold build takes several minutes)")
         build.build(progress=_say)
-    local_stack.start_server(stack, progress=_say)
-    os.environ.update(PREFECT_API_URL=stack.api_url, PREFECT_HOME=stack.env()["PREFECT_HOME"])
-    local_stack.register_blocks(stack)
-    local_stack.ensure_work_pool(stack, progress=_say)
-    local_stack.start_worker(stack, progress=_say)
-    spec = bed.up(_spec(args), progress=_say)
-    _save_blocks(spec)
+    started = local_stack.start(stack, progress=_say)
+    try:
+        spec = bed.up(spec, progress=_say)
+        os.environ.update(PREFECT_API_URL=stack.api_url, PREFECT_HOME=stack.env()["PREFECT_HOME"])
+        _save_blocks(spec)
+    except BaseException:
+        for name in reversed(started):
+            local_stack.stop(name, progress=_say)
+        raise
     _say(
         f"\nfleetflow is up.\n  Prefect UI:   {stack.ui_url}\n  Work pool:    "
         f"{local_stack.WORK_POOL} (one process worker)\n  Clusters:     "

@@ -114,10 +114,27 @@ def _wait_healthy(stack: Stack, timeout: float = 90) -> None:
         time.sleep(0.5)
 
 
-def start_server(stack: Stack, progress: Progress = print) -> None:
+def start(stack: Stack, progress: Progress = print) -> list[str]:
+    """Start what is not running yet; return the names of the processes started now."""
+    started = []
+    if start_server(stack, progress):
+        started.append("server")
+    try:
+        register_blocks(stack)
+        ensure_work_pool(stack, progress)
+        if start_worker(stack, progress):
+            started.append("worker")
+    except BaseException:
+        for name in reversed(started):
+            stop(name, progress)
+        raise
+    return started
+
+
+def start_server(stack: Stack, progress: Progress = print) -> bool:
     if _alive("server") and healthy(stack):
         progress(f"Prefect server already running at {stack.ui_url}")
-        return
+        return False
     if healthy(stack):
         raise StackError(
             f"another Prefect server already answers on {stack.ui_url}: stop it or pass --port"
@@ -128,7 +145,12 @@ def start_server(stack: Stack, progress: Progress = print) -> None:
         [_prefect(), "server", "start", "--host", stack.host, "--port", str(stack.port)],
         stack.env(),
     )
-    _wait_healthy(stack)
+    try:
+        _wait_healthy(stack)
+    except StackError:
+        stop("server", progress)
+        raise
+    return True
 
 
 def ensure_work_pool(stack: Stack, progress: Progress = print) -> None:
@@ -145,16 +167,17 @@ def ensure_work_pool(stack: Stack, progress: Progress = print) -> None:
     )
 
 
-def start_worker(stack: Stack, progress: Progress = print) -> None:
+def start_worker(stack: Stack, progress: Progress = print) -> bool:
     if _alive("worker"):
         progress("worker already running")
-        return
+        return False
     progress(f"starting a worker for pool {WORK_POOL!r}")
     _spawn(
         "worker",
         [_prefect(), "worker", "start", "--pool", WORK_POOL, "--name", "fleetflow-local"],
         stack.env(),
     )
+    return True
 
 
 def register_blocks(stack: Stack) -> None:

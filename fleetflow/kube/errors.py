@@ -122,6 +122,8 @@ def translate(cluster: str, exc: BaseException, timeout: float | None = None) ->
     cause = _root_cause(exc)
     if isinstance(cause, ssl.SSLError | urllib3.exceptions.SSLError):
         return ClusterTLSError(cluster, f"TLS handshake failed: {cause}")
+    if isinstance(cause, urllib3.exceptions.NewConnectionError | ConnectionError):
+        return ClusterUnreachable(cluster, f"cannot connect: {cause}")
     if isinstance(
         cause,
         urllib3.exceptions.TimeoutError | TimeoutError | urllib3.exceptions.ReadTimeoutError,

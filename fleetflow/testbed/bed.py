@@ -8,6 +8,7 @@ members) run as local processes by ``kwokctl --runtime binary`` from the binarie
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -183,6 +184,18 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
     _write_kubeconfig(cluster, spec.port(cluster))
 
 
+def _components(spec: TestbedSpec, cluster: str) -> set[str]:
+    """The processes a healthy cluster runs."""
+    host = {"etcd", "kube-apiserver", "kube-controller-manager"}
+    return host if cluster == spec.host else host | {"kube-scheduler", "kwok-controller"}
+
+
+def _restart(cluster: str) -> None:
+    """Stop then start, so that a cluster with one component killed comes back whole."""
+    _kwokctl("--name", cluster, "stop", "cluster", check=False)
+    _kwokctl("--name", cluster, "start", "cluster", "--wait", "2m")
+
+
 def _add_nodes(spec: TestbedSpec, member: str) -> None:
     client = api_client(credentials(member))
     existing = {n.metadata.name for n in k8s.CoreV1Api(client).list_node().items}
@@ -202,7 +215,10 @@ def _wait_ready(
         pending = [c for c, s in row.items() if not s.ready]
         if pending and time.monotonic() > deadline:
             details = "; ".join(f"{c}: {row[c].problem or 'nodes not Ready'}" for c in pending)
-            raise TestbedError(f"clusters not ready after {timeout:g}s: {details}")
+            raise TestbedError(
+                f"clusters not ready after {timeout:g}s: {details}; "
+                "`fleetflow testbed fault start-cluster NAME` restarts one whole"
+            )
         if pending:
             time.sleep(0.5)
 
@@ -231,7 +247,16 @@ def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSp
     _state_path().write_text(spec.model_dump_json(indent=2))
     started = time.monotonic()
     created: list[str] = []
+    running_now = processes()
+    stopped = [
+        c
+        for c in spec.cluster_names()
+        if c in existing and not _components(spec, c) <= set(running_now.get(c, {}))
+    ]
     try:
+        for cluster in stopped:
+            progress(f"restarting cluster {cluster}: some of its processes are not running")
+            _restart(cluster)
         for cluster in to_create:
             progress(f"starting cluster {cluster} on 127.0.0.1:{spec.port(cluster)}")
             _create_cluster(spec, cluster, versions["kubernetes"])
@@ -246,7 +271,7 @@ def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSp
         if not existing:
             _state_path().unlink(missing_ok=True)
         raise
-    if to_create:
+    if to_create or stopped:
         progress(f"test bed ready in {time.monotonic() - started:.1f}s")
     else:
         progress("test bed already running; nothing changed")
@@ -257,10 +282,15 @@ def down(progress: Progress = print) -> None:
     """Stop and delete every test-bed cluster; leave no process behind."""
     if not (build.bin_dir() / "kwokctl").exists():
         return
+    running = processes()
     for cluster in sorted(_existing_clusters()):
         progress(f"deleting cluster {cluster}")
         _kwokctl("--name", cluster, "delete", "cluster", check=False)
         kubeconfig_path(cluster).unlink(missing_ok=True)
+    for pid in (pid for pids in running.values() for pid in pids.values()):
+        _wait_gone(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     _state_path().unlink(missing_ok=True)
 
 
@@ -362,9 +392,7 @@ def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:
     if kind is Fault.STOP_CLUSTER:
         _kwokctl("--name", cluster, "stop", "cluster")
     elif kind is Fault.START_CLUSTER:
-        # Stop first so that a cluster with one component killed comes back whole.
-        _kwokctl("--name", cluster, "stop", "cluster", check=False)
-        _kwokctl("--name", cluster, "start", "cluster", "--wait", "2m")
+        _restart(cluster)
         _wait_ready(spec, [cluster])
     elif kind is Fault.KILL_APISERVER:
         _kill(cluster, "kube-apiserver")

@@ -1,0 +1,48 @@
+# fleetflow: the two commands that matter are `make up` (the main job) and `make test` (the suite).
+# Everything they need is installed first: a virtualenv pinned by constraints.txt, and the test
+# bed's Kubernetes, etcd and kwok binaries built from the upstream Go modules into a cache
+# outside the repository ($FLEETFLOW_TESTBED_CACHE, default ~/.cache/fleetflow/testbed).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up down test unit integration lint install testbed bench clean
+
+up: install testbed  ## start the Prefect server, a worker and the test bed
+	$(BIN)/fleetflow up
+
+down: install  ## stop everything `make up` started
+	$(BIN)/fleetflow down
+
+test: install testbed lint  ## the whole suite: lint, unit and integration tests
+	$(BIN)/pytest
+
+unit: install  ## the fast tier: pure code, no servers
+	$(BIN)/pytest tests/unit
+
+integration: install testbed  ## real clusters and a real Prefect server
+	$(BIN)/pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v go >/dev/null || { echo "Go 1.26+ is needed to build the test bed: install it first" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+testbed: install  ## build the test-bed binaries (cached: a second run does nothing)
+	$(BIN)/fleetflow testbed build
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""The command line: help on every command, clear errors for bad options."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetflow import cli
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["up"],
+        ["down"],
+        ["testbed"],
+        ["testbed", "build"],
+        ["testbed", "up"],
+        ["testbed", "down"],
+        ["testbed", "status"],
+        ["testbed", "fault"],
+    ],
+)
+def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main([*argv, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: fleetflow")
+    assert len(out.splitlines()) > 3
+
+
+def test_bad_member_option_names_the_value(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["testbed", "up", "--member", "just-a-name"])
+    assert "'just-a-name': expected NAME:REGION or NAME:REGION:NODES" in capsys.readouterr().err
+
+
+def test_duplicate_members_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["testbed", "up", "--member", "a:r", "--member", "a:s", "--no-blocks"])
+    assert code == 2
+    assert capsys.readouterr().err == "error: cluster names must be unique; repeated: a\n"
+
+
+def test_unknown_fault_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["testbed", "fault", "melt", "us-east-1"])
+    assert "invalid choice: 'melt'" in capsys.readouterr().err

@@ -1,0 +1,155 @@
+"""Pure parts of the access layer: credentials, kubeconfig checks, error translation."""
+
+from __future__ import annotations
+
+import json
+import ssl
+
+import pytest
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+from pydantic import SecretStr, ValidationError
+
+from fleetflow.kube import (
+    ClusterCredentials,
+    ClusterForbidden,
+    ClusterTimeout,
+    ClusterTLSError,
+    ClusterUnauthorized,
+    ClusterUnreachable,
+    CredentialsError,
+    ResourceNotFound,
+)
+from fleetflow.kube.client import api_client, parse_kubeconfig
+from fleetflow.kube.errors import ClusterError, InvalidResource, translate
+from fleetflow.kube.workloads import deployment_ready
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- name: c1
+  cluster: {server: "https://127.0.0.1:6443", certificate-authority-data: Y2E=}
+users:
+- name: u1
+  user: {token: "the-secret-token"}
+contexts:
+- name: ctx-a
+  context: {cluster: c1, user: u1}
+- name: ctx-b
+  context: {cluster: c1, user: u1}
+current-context: ctx-a
+"""
+
+
+def test_credentials_need_one_way_in() -> None:
+    with pytest.raises(ValidationError, match="give either a kubeconfig, or api_url with a token"):
+        ClusterCredentials(name="m1", api_url="https://x")
+    with pytest.raises(ValidationError, match="a kubeconfig or a token, not both"):
+        ClusterCredentials(
+            name="m1", api_url="https://x", token=SecretStr("t"), kubeconfig=SecretStr("k")
+        )
+
+
+def test_secrets_are_masked_in_repr_and_dump() -> None:
+    creds = ClusterCredentials(name="m1", api_url="https://x", token=SecretStr("tok-123"))
+    assert "tok-123" not in repr(creds)
+    assert "tok-123" not in creds.model_dump_json()
+    assert "tok-123" not in str(creds.model_dump())
+
+
+def test_token_credentials_become_a_kubeconfig() -> None:
+    creds = ClusterCredentials(
+        name="m1", api_url="https://10.0.0.1:6443", ca_data="Y2E=", token=SecretStr("tok")
+    )
+    config = creds.kubeconfig_dict()
+    assert config["clusters"][0]["cluster"] == {
+        "server": "https://10.0.0.1:6443",
+        "certificate-authority-data": "Y2E=",
+    }
+    assert config["users"][0]["user"] == {"token": "tok"}
+    client = api_client(creds)
+    assert client.configuration.host == "https://10.0.0.1:6443"
+    assert client.configuration.api_key == {"BearerToken": "Bearer tok"}
+    assert client.configuration.retries is False
+    assert client.cluster == "m1" and client.timeout == 10.0
+
+
+def test_kubeconfig_context_selection() -> None:
+    assert parse_kubeconfig("m1", KUBECONFIG, None)["current-context"] == "ctx-a"
+    assert parse_kubeconfig("m1", KUBECONFIG, "ctx-b")
+    with pytest.raises(CredentialsError) as info:
+        parse_kubeconfig("m1", KUBECONFIG, "ctx-z")
+    assert "context 'ctx-z' is not in the kubeconfig; it has ['ctx-a', 'ctx-b']" in str(info.value)
+
+
+def test_malformed_kubeconfig_error_never_echoes_it() -> None:
+    broken = KUBECONFIG.replace("current-context: ctx-a", "current-context: [ctx-a")
+    with pytest.raises(CredentialsError) as info:
+        parse_kubeconfig("m1", broken, None)
+    message = str(info.value)
+    assert message.startswith("cluster 'm1': the kubeconfig is not valid YAML at line")
+    assert "kubectl config view --raw" in message
+    assert "the-secret-token" not in message and "ctx-a" not in message
+    with pytest.raises(CredentialsError, match="has no contexts"):
+        parse_kubeconfig("m1", "just a string", None)
+    no_current = KUBECONFIG.replace("current-context: ctx-a", "")
+    with pytest.raises(CredentialsError, match="sets no current-context"):
+        parse_kubeconfig("m1", no_current, None)
+
+
+def _api_error(status: int, message: str) -> ApiException:
+    error = ApiException(status=status, reason="Reason")
+    error.body = json.dumps({"kind": "Status", "message": message})
+    return error
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"),
+    [
+        (401, ClusterUnauthorized),
+        (403, ClusterForbidden),
+        (404, ResourceNotFound),
+        (422, InvalidResource),
+        (504, ClusterTimeout),
+        (500, ClusterError),
+    ],
+)
+def test_api_errors_map_by_status(status: int, cls: type[ClusterError]) -> None:
+    error = translate("m1", _api_error(status, "nope"))
+    assert type(error) is cls
+    assert str(error).startswith(f"cluster 'm1': HTTP {status}: nope; ")
+    assert isinstance(error, ClusterError) and error.status == status
+
+
+def test_connection_errors_map_to_unreachable_tls_and_timeout() -> None:
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    assert isinstance(translate("m1", refused), ClusterUnreachable)
+    wrapped = urllib3.exceptions.MaxRetryError(None, "/api", refused)  # type: ignore[arg-type]
+    assert isinstance(translate("m1", wrapped), ClusterUnreachable)
+    tls = urllib3.exceptions.SSLError(ssl.SSLCertVerificationError("certificate verify failed"))
+    assert isinstance(translate("m1", tls), ClusterTLSError)
+    slow = urllib3.exceptions.ReadTimeoutError(None, "/api", "read timed out")  # type: ignore[arg-type]
+    error = translate("m1", slow, timeout=2.5)
+    assert isinstance(error, ClusterTimeout)
+    assert "timed out after 2.5s" in str(error)
+    client_ssl = ApiException(status=0, reason="SSLError\n[SSL] certificate verify failed")
+    assert isinstance(translate("m1", client_ssl), ClusterTLSError)
+
+
+def test_deployment_ready_needs_observed_generation_and_all_replicas() -> None:
+    obj = {
+        "metadata": {"generation": 2},
+        "spec": {"replicas": 3},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 3,
+            "updatedReplicas": 3,
+            "readyReplicas": 3,
+        },
+    }
+    assert deployment_ready(obj)
+    assert not deployment_ready({**obj, "metadata": {"generation": 3}})
+    assert not deployment_ready({**obj, "status": {**obj["status"], "readyReplicas": 2}})
+    assert not deployment_ready({**obj, "status": {**obj["status"], "replicas": 4}})
+    assert not deployment_ready({**obj, "status": None})
