@@ -22,3 +22,4 @@ class Federation(Block):
     host_cluster: str = Field(description="KubeCluster block of the host cluster")
     member_clusters: list[str] = Field(default_factory=list, description="KubeCluster blocks")
     namespace: str = Field(default="fleetflow-system", description="Namespace in the host")
+    dns_zone: str = Field(default="fleet.local", description="DNS zone for traffic records")

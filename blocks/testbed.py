@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from pydantic import SecretStr
 
+from blocks.fields import save_if_changed
 from blocks.kube_cluster import KubeCluster
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
@@ -26,21 +25,6 @@ def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
                 "fleetflow.io/role": "member" if member else "host",
             },
         )
-        current: KubeCluster | None
-        try:
-            current = cast(KubeCluster, KubeCluster.load(cluster, validate=False))
-        except ValueError:
-            current = None
-        if current is None or _fields(current) != _fields(block):
-            block.save(cluster, overwrite=True)
+        if save_if_changed(block, cluster) != "unchanged":
             saved.append(cluster)
     return saved
-
-
-def _fields(block: KubeCluster) -> dict[str, object]:
-    """The declared fields, secrets revealed, for comparing a block with the stored one."""
-    data = {}
-    for key in KubeCluster.model_fields:
-        value = getattr(block, key)
-        data[key] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-    return data

@@ -1,6 +1,6 @@
 """Per-cluster Kubernetes access: clients, server-side apply, scale, wait, clear errors."""
 
-from fleetflow.kube.apply import FIELD_MANAGER, apply, delete, get
+from fleetflow.kube.apply import FIELD_MANAGER, apply, delete, ensure, get
 from fleetflow.kube.client import ClusterApiClient, ClusterCredentials, api_client
 from fleetflow.kube.errors import (
     ClusterError,
@@ -33,6 +33,7 @@ __all__ = [
     "api_client",
     "apply",
     "delete",
+    "ensure",
     "get",
     "scale",
     "wait_deployment_ready",

@@ -7,7 +7,7 @@ Apply is idempotent by construction: re-applying the same manifest is a no-op on
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from fleetflow.kube.client import ClusterApiClient
 from fleetflow.kube.errors import ResourceNotFound
@@ -65,19 +65,30 @@ def _get(client: ClusterApiClient, path: str, query: list[tuple[str, str]] | Non
     )
 
 
-def apply(client: ClusterApiClient, manifest: dict[str, Any], *, force: bool = True) -> Any:
+def apply(
+    client: ClusterApiClient,
+    manifest: dict[str, Any],
+    *,
+    force: bool = True,
+    dry_run: bool = False,
+    subresource: str | None = None,
+) -> Any:
     """Server-side apply ``manifest`` as the ``fleetflow`` field manager; return the live object.
 
     ``force`` takes over fields last set by other managers (kubectl edits, say), which is what a
-    federation that owns its members' copies wants.
+    federation that owns its members' copies wants. ``dry_run`` asks the server what the object
+    would become, without persisting anything.
     """
     meta = manifest["metadata"]
     rtype = resource_type(client, manifest["apiVersion"], manifest["kind"])
     query = [("fieldManager", FIELD_MANAGER)]
     if force:
         query.append(("force", "true"))
+    if dry_run:
+        query.append(("dryRun", "All"))
     return client.call_api(
-        rtype.path(meta["name"], meta.get("namespace")),
+        rtype.path(meta["name"], meta.get("namespace"))
+        + (f"/{subresource}" if subresource else ""),
         "PATCH",
         query_params=query,
         body=manifest,
@@ -89,6 +100,39 @@ def apply(client: ClusterApiClient, manifest: dict[str, Any], *, force: bool = T
         auth_settings=["BearerToken"],
         _return_http_data_only=True,
     )
+
+
+ApplyVerb = Literal["create", "update", "unchanged"]
+_VOLATILE = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid")
+
+
+def _comparable(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in _VOLATILE}
+    return {**{k: v for k, v in obj.items() if k not in ("metadata", "status")}, "metadata": meta}
+
+
+def ensure(
+    client: ClusterApiClient, manifest: dict[str, Any], *, dry_run: bool = False
+) -> ApplyVerb:
+    """Apply ``manifest`` and say whether it created, changed, or left the object as it was.
+
+    With ``dry_run`` the answer comes from a server-side dry run, so it is exactly what a real
+    run would do, and nothing is written.
+    """
+    meta = manifest["metadata"]
+    try:
+        live = get(
+            client, manifest["apiVersion"], manifest["kind"], meta["name"], meta.get("namespace")
+        )
+    except ResourceNotFound:
+        if not dry_run:
+            apply(client, manifest)
+        return "create"
+    after = apply(client, manifest, dry_run=dry_run)
+    if dry_run:
+        return "unchanged" if _comparable(after) == _comparable(live) else "update"
+    same = after["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
+    return "unchanged" if same else "update"
 
 
 def get(

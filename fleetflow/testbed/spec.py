@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
+from fleetflow.models import DNS_LABEL
+
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-REGION_LABEL = "topology.kubernetes.io/region"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 
 
 class MemberSpec(BaseModel):

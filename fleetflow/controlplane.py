@@ -1,0 +1,332 @@
+"""What a federation installs in its host cluster: namespace, CRDs, RBAC. Pure manifests.
+
+The federation's declarative state lives in CRDs of the ``fleetflow.io`` group, so that
+``kubectl get memberclusters -n fleetflow-system`` shows the federation:
+
+- ``MemberCluster``: the registry. Spec names the member's credentials block (never a secret);
+  status holds health and capacity.
+- ``FederatedDeployment``: a Deployment template, a placement and per-cluster overrides.
+- ``FederationOperation``: the durable record of a multi-step procedure (failover, migration),
+  so that a rerun resumes where it stopped and an interrupted run leaves an audit trail.
+- ``DNSEndpoint`` (``externaldns.k8s.io``, ExternalDNS's CRD), installed only if absent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GROUP = "fleetflow.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+DNS_GROUP = "externaldns.k8s.io"
+DNS_CRD_NAME = f"dnsendpoints.{DNS_GROUP}"
+
+REGION_LABEL = "topology.kubernetes.io/region"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+LABEL_FEDERATION = "fleetflow.io/federation"
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+MANAGED_BY = "fleetflow"
+
+MIN_HOST_MINOR = 30
+"""Oldest Kubernetes 1.x minor accepted as a host: CEL validation and SSA are GA from 1.30."""
+
+Manifest = dict[str, Any]
+
+_ANY: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+_STR: dict[str, Any] = {"type": "string"}
+_INT: dict[str, Any] = {"type": "integer"}
+_STR_MAP: dict[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+_CONDITIONS: dict[str, Any] = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["type", "status"],
+        "properties": {
+            "type": _STR,
+            "status": _STR,
+            "reason": _STR,
+            "message": _STR,
+            "lastTransitionTime": {"type": "string", "format": "date-time"},
+        },
+    },
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["type"],
+}
+
+
+def _column(name: str, path: str, kind: str = "string", priority: int = 0) -> dict[str, Any]:
+    column: dict[str, Any] = {"name": name, "type": kind, "jsonPath": path}
+    if priority:
+        column["priority"] = priority
+    return column
+
+
+def _crd(
+    kind: str,
+    plural: str,
+    short: list[str],
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    columns: list[dict[str, Any]],
+    group: str = GROUP,
+    version: str = VERSION,
+) -> Manifest:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}", "labels": {LABEL_MANAGED: MANAGED_BY}},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short,
+                "categories": ["fleetflow"] if group == GROUP else [],
+            },
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        *columns,
+                        _column("Age", ".metadata.creationTimestamp", "date"),
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": spec, "status": status},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def member_cluster_crd() -> Manifest:
+    spec = {
+        "type": "object",
+        "required": ["federation", "credentialsBlock", "apiURL"],
+        "properties": {
+            "federation": _STR,
+            "credentialsBlock": {**_STR, "description": "KubeCluster block; never a secret"},
+            "apiURL": _STR,
+            "region": _STR,
+            "zone": _STR,
+            "labels": _STR_MAP,
+            "ingressAddress": _STR,
+            "serviceAccount": _STR,
+            "fenced": {"type": "boolean"},
+        },
+    }
+    status = {
+        "type": "object",
+        "properties": {
+            "conditions": _CONDITIONS,
+            "kubernetesVersion": _STR,
+            "health": _STR,
+            "consecutiveFailures": _INT,
+            "lastProbeTime": {"type": "string", "format": "date-time"},
+            "capacity": _STR_MAP,
+            "allocatable": _STR_MAP,
+            "nodesReady": _INT,
+            "nodesTotal": _INT,
+        },
+    }
+    columns = [
+        _column("Region", ".spec.region"),
+        _column("Zone", ".spec.zone"),
+        _column("Health", ".status.health"),
+        _column("Version", ".status.kubernetesVersion"),
+        _column("API", ".spec.apiURL", priority=1),
+    ]
+    return _crd("MemberCluster", "memberclusters", ["mc"], spec, status, columns)
+
+
+def federated_deployment_crd() -> Manifest:
+    placement = {
+        "type": "object",
+        "properties": {
+            "clusters": {"type": "array", "items": _STR},
+            "clusterSelector": {
+                "type": "object",
+                "properties": {"matchLabels": _STR_MAP},
+            },
+            "weights": {"type": "object", "additionalProperties": _INT},
+            "min": {"type": "object", "additionalProperties": _INT},
+            "max": {"type": "object", "additionalProperties": _INT},
+            "mode": {"type": "string", "enum": ["Weighted", "Capacity"]},
+        },
+    }
+    override = {
+        "type": "object",
+        "required": ["clusterName"],
+        "properties": {
+            "clusterName": _STR,
+            "image": _STR,
+            "patch": _ANY,
+        },
+    }
+    spec = {
+        "type": "object",
+        "required": ["template"],
+        "properties": {
+            "replicas": {"type": "integer", "minimum": 0},
+            "template": {**_ANY, "description": "A Deployment's metadata and spec"},
+            "placement": placement,
+            "overrides": {"type": "array", "items": override},
+        },
+    }
+    status = {
+        "type": "object",
+        "properties": {
+            "conditions": _CONDITIONS,
+            "observedGeneration": _INT,
+            "clusters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": _STR,
+                        "desired": _INT,
+                        "ready": _INT,
+                        "reason": _STR,
+                    },
+                },
+            },
+            "unplaced": _INT,
+        },
+    }
+    columns = [
+        _column("Replicas", ".spec.replicas", "integer"),
+        _column("Unplaced", ".status.unplaced", "integer"),
+    ]
+    return _crd("FederatedDeployment", "federateddeployments", ["fdeploy"], spec, status, columns)
+
+
+def federation_operation_crd() -> Manifest:
+    spec = {
+        "type": "object",
+        "required": ["procedure"],
+        "properties": {
+            "procedure": _STR,
+            "federation": _STR,
+            "parameters": _ANY,
+            "flowRunID": _STR,
+        },
+    }
+    status = {
+        "type": "object",
+        "properties": {
+            "phase": _STR,
+            "startedAt": {"type": "string", "format": "date-time"},
+            "finishedAt": {"type": "string", "format": "date-time"},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": _STR,
+                        "phase": _STR,
+                        "at": {"type": "string", "format": "date-time"},
+                        "message": _STR,
+                    },
+                },
+            },
+            "result": _ANY,
+        },
+    }
+    columns = [_column("Procedure", ".spec.procedure"), _column("Phase", ".status.phase")]
+    return _crd("FederationOperation", "federationoperations", ["fop"], spec, status, columns)
+
+
+def dns_endpoint_crd() -> Manifest:
+    """ExternalDNS's ``DNSEndpoint``, schema as ExternalDNS publishes it (the fields used)."""
+    endpoint = {
+        "type": "object",
+        "properties": {
+            "dnsName": _STR,
+            "recordType": _STR,
+            "recordTTL": {"type": "integer", "format": "int64"},
+            "targets": {"type": "array", "items": _STR},
+            "setIdentifier": _STR,
+            "labels": _STR_MAP,
+            "providerSpecific": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"name": _STR, "value": _STR}},
+            },
+        },
+    }
+    spec = {"type": "object", "properties": {"endpoints": {"type": "array", "items": endpoint}}}
+    status = {"type": "object", "properties": {"observedGeneration": {**_INT, "format": "int64"}}}
+    crd = _crd("DNSEndpoint", "dnsendpoints", [], spec, status, [], DNS_GROUP, "v1alpha1")
+    crd["metadata"]["annotations"] = {
+        "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/external-dns/pull/2007"
+    }
+    return crd
+
+
+def worker_rbac(namespace: str, federation: str) -> list[Manifest]:
+    """What a worker needs in the host: the federation's CRDs, DNS records, its namespace."""
+    name = f"fleetflow-worker-{federation}"
+    labels = {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation}
+    rules = [
+        {
+            "apiGroups": [GROUP],
+            "resources": [
+                "memberclusters",
+                "federateddeployments",
+                "federationoperations",
+                "memberclusters/status",
+                "federateddeployments/status",
+                "federationoperations/status",
+            ],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        },
+        {
+            "apiGroups": [DNS_GROUP],
+            "resources": ["dnsendpoints"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        },
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
+def control_plane_manifests(
+    federation: str, namespace: str, *, include_dns_crd: bool
+) -> list[Manifest]:
+    """Everything bootstrap applies to the host, in apply order (CRDs before their users)."""
+    crds = [member_cluster_crd(), federated_deployment_crd(), federation_operation_crd()]
+    if include_dns_crd:
+        crds.append(dns_endpoint_crd())
+    ns = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace, "labels": {LABEL_MANAGED: MANAGED_BY}},
+    }
+    return [ns, *crds, *worker_rbac(namespace, federation)]

@@ -1,0 +1,128 @@
+"""Models at the edges: flow parameters (rendered as forms in the Prefect UI) and reports.
+
+Parameters name credentials blocks; they never carry a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _dns_label(value: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a DNS label: use lowercase letters, digits and '-', "
+            "at most 63 characters, starting and ending with a letter or digit"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BootstrapRequest(Request):
+    """Install a federation's control plane in its host cluster."""
+
+    federation: DnsLabel = Field(description="Federation name; also its Federation block's name")
+    host_cluster: str = Field(description="KubeCluster block of the host cluster")
+    namespace: DnsLabel = Field(default="fleetflow-system", description="Namespace in the host")
+    dns_zone: str = Field(
+        default="fleet.local",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="DNS zone for traffic records, e.g. apps.example.com",
+    )
+    dry_run: bool = Field(default=False, description="List what would change; write nothing")
+
+
+class JoinRequest(Request):
+    """Join a cluster to a federation with its own least-privilege credentials."""
+
+    federation: str = Field(description="Federation block")
+    member: DnsLabel = Field(description="Name of the new member")
+    admin_block: str = Field(description="KubeCluster block with admin rights, used only to join")
+    region: DnsLabel | None = Field(default=None, description="e.g. us-east")
+    zone: str | None = Field(default=None, description="e.g. us-east-1a")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement")
+    ingress_address: str | None = Field(default=None, description="Where its traffic lands")
+    dry_run: bool = Field(default=False, description="List what would change; write nothing")
+
+
+class UnjoinRequest(Request):
+    """Remove a member from a federation."""
+
+    federation: str = Field(description="Federation block")
+    member: DnsLabel = Field(description="Member to remove")
+    keep_workloads: bool = Field(
+        default=True, description="Keep what was propagated to the member (else delete it)"
+    )
+    force: bool = Field(
+        default=False,
+        description="Remove the registration and block even if the member cannot be reached",
+    )
+    admin_block: str | None = Field(
+        default=None,
+        description="Admin KubeCluster block to remove the service account, roles and namespace;"
+        " without it the member's tokens are revoked and those objects reported as left behind",
+    )
+
+
+class RotateRequest(Request):
+    """Replace a member's token with a new one and revoke the old."""
+
+    federation: str = Field(description="Federation block")
+    member: DnsLabel = Field(description="Member whose token to rotate")
+
+
+class Verb(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    DELETE = "delete"
+    ABSENT = "absent"
+    LEFT_BEHIND = "left behind"
+
+
+class Action(BaseModel):
+    """One object a procedure created, changed, kept, deleted, or had to leave behind."""
+
+    cluster: str
+    kind: str
+    name: str
+    namespace: str | None = None
+    verb: Verb
+
+    def line(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.cluster}: {self.verb.value} {self.kind} {where}{self.name}"
+
+
+class Report(BaseModel):
+    """What a procedure did (or with dry-run, would do)."""
+
+    procedure: str
+    dry_run: bool = False
+    actions: list[Action] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    def writes(self) -> list[Action]:
+        return [a for a in self.actions if a.verb in (Verb.CREATE, Verb.UPDATE, Verb.DELETE)]
+
+    def markdown(self) -> str:
+        title = f"## {self.procedure}{' (dry run: nothing written)' if self.dry_run else ''}"
+        rows = [
+            f"| {a.cluster} | {a.kind} | {(a.namespace + '/') if a.namespace else ''}{a.name} "
+            f"| {a.verb.value} |"
+            for a in self.actions
+        ]
+        table = ["| cluster | kind | name | action |", "| --- | --- | --- | --- |", *rows]
+        return "\n".join([title, "", *table, "", *(f"- {n}" for n in self.notes)])

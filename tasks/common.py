@@ -1,0 +1,31 @@
+"""How fleetflow's tasks retry: only on errors that a retry can fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.cache_policies import NO_CACHE
+
+from fleetflow.kube import ClusterTimeout, ClusterUnreachable, ResourceConflict
+from fleetflow.kube.errors import ClusterError
+
+TRANSIENT = (ClusterUnreachable, ClusterTimeout, ResourceConflict)
+
+
+def transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry an unreachable or slow cluster, a conflict or a 5xx; never bad input or RBAC."""
+    error = state.data
+    if isinstance(error, TRANSIENT):
+        return True
+    return isinstance(error, ClusterError) and (error.status or 0) >= 500
+
+
+CLUSTER_TASK: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 1,
+    "retry_condition_fn": transient,
+    "cache_policy": NO_CACHE,
+    "timeout_seconds": 120,
+}
+"""Options of every task that talks to a cluster. Inputs hold clients and blocks, which must
+not be hashed or persisted, hence no cache."""

@@ -1,0 +1,46 @@
+"""Apply and delete sets of objects in one cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from blocks import KubeCluster
+from fleetflow.kube import ensure
+from fleetflow.kube.apply import delete
+from fleetflow.models import Action, Verb
+from tasks.clusters import client, cluster_name
+from tasks.common import CLUSTER_TASK
+
+
+def _action(cluster: str, manifest: dict[str, Any], verb: str) -> Action:
+    meta = manifest["metadata"]
+    return Action(
+        cluster=cluster,
+        kind=manifest["kind"],
+        name=meta["name"],
+        namespace=meta.get("namespace"),
+        verb=Verb(verb),
+    )
+
+
+@task(**CLUSTER_TASK)
+def apply_manifests(
+    block: KubeCluster, manifests: list[dict[str, Any]], dry_run: bool = False
+) -> list[Action]:
+    """Server-side apply each manifest in order; objects already as wanted are not written."""
+    api, name = client(block), cluster_name(block)
+    return [_action(name, m, ensure(api, m, dry_run=dry_run)) for m in manifests]
+
+
+@task(**CLUSTER_TASK)
+def delete_manifests(block: KubeCluster, manifests: list[dict[str, Any]]) -> list[Action]:
+    """Delete each object, in reverse order; one already gone counts as done."""
+    api, name = client(block), cluster_name(block)
+    actions = []
+    for m in reversed(manifests):
+        meta = m["metadata"]
+        gone = delete(api, m["apiVersion"], m["kind"], meta["name"], meta.get("namespace"))
+        actions.append(_action(name, m, "delete" if gone else "absent"))
+    return actions

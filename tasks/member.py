@@ -1,0 +1,204 @@
+"""Steps in a member cluster: membership checks, tokens, and proof that a token is limited."""
+
+from __future__ import annotations
+
+import base64
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, SecretStr
+
+from blocks import KubeCluster
+from fleetflow.controlplane import LABEL_FEDERATION
+from fleetflow.kube import (
+    ClusterCredentials,
+    ClusterError,
+    ResourceNotFound,
+    WaitTimeout,
+    api_client,
+    delete,
+)
+from fleetflow.membership import names, token_secret
+from fleetflow.models import Action, Verb
+from tasks.clusters import client, cluster_name
+from tasks.common import CLUSTER_TASK
+
+
+class MembershipError(RuntimeError):
+    """The cluster cannot join (or leave) as asked; the message says why and what to do."""
+
+
+@task(**CLUSTER_TASK)
+def federations_of(block: KubeCluster) -> set[str]:
+    """Federations this cluster has already joined, from the namespaces joining creates."""
+    namespaces = k8s.CoreV1Api(client(block)).list_namespace(label_selector=LABEL_FEDERATION)
+    return {ns.metadata.labels[LABEL_FEDERATION] for ns in namespaces.items}
+
+
+def endpoint(block: KubeCluster) -> tuple[str, str | None]:
+    """The member's API URL and base64 CA, as the admin credentials reach it."""
+    config = block.api_client().configuration
+    ca_data = None
+    if config.ssl_ca_cert:
+        ca_data = base64.b64encode(Path(config.ssl_ca_cert).read_bytes()).decode()
+    return str(config.host), ca_data
+
+
+def _tokens(api: k8s.CoreV1Api, federation: str) -> list[tuple[int, Any]]:
+    """The federation's token Secrets in the member, by generation."""
+    n = names(federation)
+    found = api.list_namespaced_secret(n["namespace"], label_selector=LABEL_FEDERATION).items
+    prefix = f"{n['service_account']}-token-"
+    return sorted(
+        (int(s.metadata.name.removeprefix(prefix)), s)
+        for s in found
+        if s.metadata.name.startswith(prefix) and s.metadata.name.removeprefix(prefix).isdigit()
+    )
+
+
+def _wait_token(api: k8s.CoreV1Api, namespace: str, name: str, timeout: float = 30) -> SecretStr:
+    """The token controller fills a new token Secret within moments; wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        secret = api.read_namespaced_secret(name, namespace)
+        if secret.data and secret.data.get("token"):
+            return SecretStr(base64.b64decode(secret.data["token"]).decode())
+        if time.monotonic() > deadline:
+            raise WaitTimeout(
+                f"token Secret {namespace}/{name} not filled after {timeout:g}s: is the "
+                "member's kube-controller-manager running?"
+            )
+        time.sleep(0.2)
+
+
+class IssuedToken(BaseModel):
+    """A service account token and the Secret that holds it (deleting it revokes the token)."""
+
+    secret: str
+    namespace: str
+    token: SecretStr
+    created: bool
+
+    def action(self, cluster: str) -> Action:
+        verb = Verb.CREATE if self.created else Verb.UNCHANGED
+        return Action(
+            cluster=cluster, kind="Secret", name=self.secret, namespace=self.namespace, verb=verb
+        )
+
+
+@task(**CLUSTER_TASK)
+def issue_token(block: KubeCluster, federation: str, *, rotate: bool = False) -> IssuedToken:
+    """The service account's token: the newest one if any (so a rerun makes no duplicate), or a
+    new one; with ``rotate``, always a new generation."""
+    api = k8s.CoreV1Api(client(block))
+    namespace = names(federation)["namespace"]
+    existing = _tokens(api, federation)
+    if existing and not rotate:
+        name = existing[-1][1].metadata.name
+        return IssuedToken(
+            secret=name, namespace=namespace, created=False, token=_wait_token(api, namespace, name)
+        )
+    generation = existing[-1][0] + 1 if existing else 1
+    manifest = token_secret(federation, generation)
+    api.create_namespaced_secret(namespace, manifest)
+    name = manifest["metadata"]["name"]
+    return IssuedToken(
+        secret=name, namespace=namespace, created=True, token=_wait_token(api, namespace, name)
+    )
+
+
+@task(**CLUSTER_TASK)
+def revoke_tokens(block: KubeCluster, federation: str, keep: SecretStr | None = None) -> list[str]:
+    """Delete the federation's token Secrets except the one holding ``keep``; return names."""
+    api = k8s.CoreV1Api(client(block))
+    namespace, revoked = names(federation)["namespace"], []
+    for _, secret in _tokens(api, federation):
+        token = base64.b64decode((secret.data or {}).get("token", "")).decode()
+        if keep is not None and token == keep.get_secret_value():
+            continue
+        try:
+            api.delete_namespaced_secret(secret.metadata.name, namespace)
+        except ResourceNotFound:
+            continue
+        revoked.append(secret.metadata.name)
+    return revoked
+
+
+def token_credentials(
+    name: str, api_url: str, ca_data: str | None, token: SecretStr
+) -> ClusterCredentials:
+    return ClusterCredentials(name=name, api_url=api_url, ca_data=ca_data, token=token)
+
+
+CHECKS: list[tuple[dict[str, str], bool]] = [
+    ({"group": "apps", "resource": "deployments", "verb": "list"}, True),
+    ({"group": "", "resource": "nodes", "verb": "list"}, True),
+    ({"group": "", "resource": "secrets", "verb": "get", "namespace": "kube-system"}, False),
+    (
+        {"group": "rbac.authorization.k8s.io", "resource": "clusterrolebindings", "verb": "create"},
+        False,
+    ),
+    ({"group": "*", "resource": "*", "verb": "*"}, False),
+]
+"""What a member token must and must not be allowed to do."""
+
+
+@task(**CLUSTER_TASK)
+def verify_limited(credentials: ClusterCredentials) -> None:
+    """Prove the token works and is least-privilege, by asking the member's authorizer."""
+    auth = k8s.AuthorizationV1Api(api_client(credentials))
+    wrong = []
+    for attributes, expected in CHECKS:
+        review = auth.create_self_subject_access_review(
+            {"spec": {"resourceAttributes": attributes}}
+        )
+        if review.status.allowed != expected:
+            wrong.append(f"{attributes} {'denied' if expected else 'allowed'}")
+    if wrong:
+        raise MembershipError(
+            f"the member token of {credentials.name!r} is not least-privilege as required: "
+            f"{'; '.join(wrong)}. Check for extra bindings to its service account or groups"
+        )
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=60)
+def unreachable_reason(block: KubeCluster) -> str | None:
+    """None when the cluster answers, else why not. One attempt: callers decide what to do."""
+    try:
+        k8s.VersionApi(client(block)).get_code()
+    except ClusterError as exc:
+        return str(exc)
+    return None
+
+
+PROPAGATED_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"))
+
+
+@task(**CLUSTER_TASK)
+def delete_propagated(block: KubeCluster, federation: str) -> list[Action]:
+    """Delete the workloads the federation propagated to this member (PVCs are kept: data)."""
+    api, actions = client(block), []
+    apps = k8s.AppsV1Api(api)
+    selector = f"{LABEL_FEDERATION}={federation}"
+    listed = {
+        "Deployment": apps.list_deployment_for_all_namespaces(label_selector=selector).items,
+        "StatefulSet": apps.list_stateful_set_for_all_namespaces(label_selector=selector).items,
+    }
+    for api_version, kind in PROPAGATED_KINDS:
+        for obj in listed[kind]:
+            meta = obj.metadata
+            gone = delete(api, api_version, kind, meta.name, meta.namespace)
+            actions.append(
+                Action(
+                    cluster=cluster_name(block),
+                    kind=kind,
+                    name=meta.name,
+                    namespace=meta.namespace,
+                    verb=Verb.DELETE if gone else Verb.ABSENT,
+                )
+            )
+    return actions
