@@ -7,14 +7,16 @@ package lazily, so ``fleetflow testbed ...`` works without a Prefect server.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleetflow import stack as local_stack
-from fleetflow.kube import ClusterError, CredentialsError
+from fleetflow.errors import FleetflowError
+from fleetflow.models import BootstrapRequest, JoinRequest, Report, RotateRequest, UnjoinRequest
 from fleetflow.testbed import bed, build
 from fleetflow.testbed.spec import MemberSpec, NodeShape, TestbedSpec
 
@@ -137,6 +139,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"\nfleetflow is up.\n  Prefect UI:   {stack.ui_url}\n  Work pool:    "
         f"{local_stack.WORK_POOL} (one process worker)\n  Clusters:     "
         f"{', '.join(spec.cluster_names())} (host: {spec.host})\n\nTry next:\n"
+        "  fleetflow bootstrap --federation demo --host-cluster host --dry-run\n"
+        "  fleetflow bootstrap --federation demo --host-cluster host\n"
+        "  fleetflow join --federation demo --member us-east-1 --region us-east\n"
         "  fleetflow testbed status          # the clusters, their versions and nodes\n"
         f"  export PREFECT_API_URL={stack.api_url}\n"
         "  prefect block ls                  # one credentials block per cluster\n"
@@ -144,6 +149,169 @@ def cmd_up(args: argparse.Namespace) -> int:
         "  fleetflow down                    # stop everything"
     )
     return 0
+
+
+def _use_prefect_api() -> None:
+    """Flows run against PREFECT_API_URL, or else the server `fleetflow up` started."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    stack = local_stack.Stack()
+    if local_stack.healthy(stack):
+        os.environ.update(PREFECT_API_URL=stack.api_url, PREFECT_HOME=stack.env()["PREFECT_HOME"])
+        return
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        raise local_stack.StackError(
+            "no Prefect API to run the flow against: start one with `fleetflow up`, "
+            "or set PREFECT_API_URL"
+        )
+
+
+def _run_flow(module: str, flow: str, request: BaseModel) -> int:
+    """Run a flow in this process (its runs, logs and artifacts land in Prefect as usual)."""
+    _use_prefect_api()
+    report: Report = getattr(importlib.import_module(f"flows.{module}"), flow)(request)
+    _say("")
+    for action in report.actions:
+        _say(("would " if report.dry_run and action.verb != "unchanged" else "") + action.line())
+    for note in report.notes:
+        _say(f"note: {note}")
+    writes = len(report.writes())
+    _say(
+        f"{report.procedure}: {writes} change{'s' if writes != 1 else ''}"
+        + (" planned (dry run: nothing written)" if report.dry_run else "")
+    )
+    return 0
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    request = BootstrapRequest(
+        federation=args.federation,
+        host_cluster=args.host_cluster,
+        namespace=args.namespace,
+        dns_zone=args.dns_zone,
+        dry_run=args.dry_run,
+    )
+    return _run_flow("bootstrap", "bootstrap_control_plane", request)
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    request = JoinRequest(
+        federation=args.federation,
+        member=args.member,
+        admin_block=args.admin_block or args.member,
+        region=args.region,
+        zone=args.zone,
+        labels=dict(args.label or []),
+        ingress_address=args.ingress_address,
+        dry_run=args.dry_run,
+    )
+    return _run_flow("join", "join_cluster", request)
+
+
+def cmd_unjoin(args: argparse.Namespace) -> int:
+    request = UnjoinRequest(
+        federation=args.federation,
+        member=args.member,
+        keep_workloads=not args.remove_workloads,
+        force=args.force,
+        admin_block=args.admin_block,
+    )
+    return _run_flow("unjoin", "unjoin_cluster", request)
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    request = RotateRequest(federation=args.federation, member=args.member)
+    return _run_flow("rotate", "rotate_credentials", request)
+
+
+def _label(value: str) -> tuple[str, str]:
+    key, sep, val = value.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected KEY=VALUE")
+    return key, val
+
+
+def _flow_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    b = sub.add_parser(
+        "bootstrap",
+        help="install a federation's control plane in its host cluster",
+        description="Run the bootstrap-control-plane flow: check the host, install the "
+        "namespace, the fleetflow CRDs (MemberCluster, FederatedDeployment, "
+        "FederationOperation), ExternalDNS's DNSEndpoint CRD if absent and the worker's RBAC, "
+        "then save the Federation block. A second run changes nothing.",
+    )
+    b.add_argument("--federation", required=True, help="federation name (a DNS label)")
+    b.add_argument("--host-cluster", required=True, help="KubeCluster block of the host")
+    b.add_argument("--namespace", default="fleetflow-system", help="namespace in the host")
+    b.add_argument("--dns-zone", default="fleet.local", help="DNS zone for traffic records")
+    b.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
+    b.set_defaults(handler=cmd_bootstrap)
+
+    j = sub.add_parser(
+        "join",
+        help="join a cluster to a federation",
+        description="Run the join-cluster flow: create a least-privilege service account in "
+        "the member with the admin block, save a credentials block holding only its token, and "
+        "register the member in the host. Rerunning converges without duplicates.",
+    )
+    j.add_argument("--federation", required=True, help="Federation block")
+    j.add_argument("--member", required=True, help="name of the new member (a DNS label)")
+    j.add_argument(
+        "--admin-block",
+        help="KubeCluster block with admin rights on the member, "
+        "used only during the join (default: the block named like the member)",
+    )
+    j.add_argument("--region", help="region, e.g. us-east")
+    j.add_argument("--zone", help="zone, e.g. us-east-1a")
+    j.add_argument(
+        "--label",
+        action="append",
+        type=_label,
+        metavar="KEY=VALUE",
+        help="label for placement; repeat for more",
+    )
+    j.add_argument("--ingress-address", help="address where the member's traffic lands")
+    j.add_argument("--dry-run", action="store_true", help="list what would change; write nothing")
+    j.set_defaults(handler=cmd_join)
+
+    u = sub.add_parser(
+        "unjoin",
+        help="remove a member from a federation",
+        description="Run the unjoin-cluster flow: revoke the member's access, remove its "
+        "registration and credentials block. Workloads propagated to it are kept unless "
+        "--remove-workloads. An unreachable member needs --force; the report lists what was "
+        "left behind in it.",
+    )
+    u.add_argument("--federation", required=True, help="Federation block")
+    u.add_argument("--member", required=True, help="member to remove")
+    u.add_argument(
+        "--remove-workloads",
+        action="store_true",
+        help="delete what the federation propagated to the member",
+    )
+    u.add_argument(
+        "--force",
+        action="store_true",
+        help="remove the registration even if the member cannot be reached",
+    )
+    u.add_argument(
+        "--admin-block",
+        help="admin KubeCluster block to also remove the service "
+        "account, roles and namespace (else only its tokens are revoked)",
+    )
+    u.set_defaults(handler=cmd_unjoin)
+
+    r = sub.add_parser(
+        "rotate",
+        help="rotate a member's token",
+        description="Run the rotate-credentials flow: mint a new token, verify it, save it in "
+        "the member's block, then revoke the old one. The block never holds a broken token.",
+    )
+    r.add_argument("--federation", required=True, help="Federation block")
+    r.add_argument("--member", required=True, help="member whose token to rotate")
+    r.set_defaults(handler=cmd_rotate)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -196,6 +364,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4200, help="Prefect server port (default 4200)")
     _testbed_options(up)
     up.set_defaults(handler=cmd_up)
+    _flow_commands(sub)
     down = sub.add_parser(
         "down",
         help="stop the worker, the Prefect server and the test bed",
@@ -266,13 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ValidationError as exc:
         print(f"error: {_first_error(exc)}", file=sys.stderr)
-    except (
-        bed.TestbedError,
-        build.BuildError,
-        local_stack.StackError,
-        ClusterError,
-        CredentialsError,
-    ) as exc:
+    except FleetflowError as exc:
         print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

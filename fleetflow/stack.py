@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from fleetflow.errors import FleetflowError
 from fleetflow.home import home
 
 Progress = Callable[[str], None]
@@ -26,7 +27,7 @@ WORK_POOL = "fleetflow"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-class StackError(RuntimeError):
+class StackError(FleetflowError):
     """The local stack could not start; the message says what to look at."""
 
 
@@ -122,6 +123,7 @@ def start(stack: Stack, progress: Progress = print) -> list[str]:
     try:
         register_blocks(stack)
         ensure_work_pool(stack, progress)
+        deploy(stack, progress)
         if start_worker(stack, progress):
             started.append("worker")
     except BaseException:
@@ -178,6 +180,26 @@ def start_worker(stack: Stack, progress: Progress = print) -> bool:
         stack.env(),
     )
     return True
+
+
+def deploy(stack: Stack, progress: Progress = print) -> None:
+    """Create or update the deployments of ``deployments/prefect.yaml`` (idempotent)."""
+    progress("applying the deployments of deployments/prefect.yaml")
+    subprocess.run(
+        [
+            _prefect(),
+            "--no-prompt",
+            "deploy",
+            "--all",
+            "--prefect-file",
+            str(PROJECT_ROOT / "deployments" / "prefect.yaml"),
+        ],
+        env=stack.env(),
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        cwd=PROJECT_ROOT,
+    )
 
 
 def register_blocks(stack: Stack) -> None:

@@ -12,6 +12,7 @@ from prefect import flow
 
 from blocks import Federation
 from fleetflow.controlplane import DNS_CRD_NAME, MIN_HOST_MINOR, control_plane_manifests
+from fleetflow.errors import FleetflowError
 from fleetflow.membership import minor
 from fleetflow.models import BootstrapRequest, Report
 from flows.report import publish
@@ -20,7 +21,7 @@ from tasks.host import crd_exists, save_federation, wait_crds_established
 from tasks.manifests import apply_manifests
 
 
-class HostTooOld(RuntimeError):
+class HostTooOld(FleetflowError):
     """The host cluster's Kubernetes is older than fleetflow supports."""
 
 

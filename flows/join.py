@@ -60,41 +60,32 @@ def join_cluster(request: JoinRequest) -> Report:
         labels=request.labels,
         ingress_address=request.ingress_address,
     )
-    actions = apply_manifests(admin, member_manifests(federation.name), dry_run=request.dry_run)
-    if request.dry_run:
-        actions += apply_manifests(host, [entry], dry_run=True)
-        return publish(
-            Report(procedure=f"join {request.member}", dry_run=True, actions=actions),
-            key=f"join-{request.member}",
-        )
-
-    issued = issue_token(admin, federation.name)
+    dry_run = request.dry_run
+    actions = apply_manifests(admin, member_manifests(federation.name), dry_run=dry_run)
+    issued = issue_token(admin, federation.name, dry_run=dry_run)
     actions.append(issued.action(cluster_name(admin)))
-    token = issued.token
-    credentials = token_credentials(block_name, api_url, ca_data, token)
-    verify_limited(credentials)
+    if not dry_run:
+        verify_limited(token_credentials(block_name, api_url, ca_data, issued.token))
     member_block = KubeCluster(
         api_url=api_url,
         ca_data=ca_data,
-        token=token,
+        token=issued.token,
         region=request.region,
         zone=request.zone,
         labels=request.labels,
     )
-    actions.append(
-        _block_action("KubeCluster block", block_name, save_if_changed(member_block, block_name))
-    )
-    actions += apply_manifests(host, [entry])
-    set_member_status(host, entry, healthy=True, version=member_version)
+    verb = save_if_changed(member_block, block_name, dry_run=dry_run)
+    actions.append(_block_action("KubeCluster block", block_name, verb))
+    actions += apply_manifests(host, [entry], dry_run=dry_run)
+    if not dry_run:
+        set_member_status(host, entry, healthy=True, version=member_version)
     if block_name not in federation.member_clusters:
         federation.member_clusters = [*federation.member_clusters, block_name]
-    actions.append(
-        _block_action(
-            "Federation block", federation.name, save_if_changed(federation, request.federation)
-        )
-    )
+    verb = save_if_changed(federation, request.federation, dry_run=dry_run)
+    actions.append(_block_action("Federation block", federation.name, verb))
     report = Report(
         procedure=f"join {request.member}",
+        dry_run=dry_run,
         actions=actions,
         notes=[
             f"service account {names(federation.name)['namespace']}/"

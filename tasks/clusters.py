@@ -9,11 +9,12 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from blocks import Federation, KubeCluster
+from fleetflow.errors import FleetflowError
 from fleetflow.kube import ClusterApiClient
 from tasks.common import CLUSTER_TASK
 
 
-class UnknownBlock(LookupError):
+class UnknownBlock(FleetflowError, LookupError):
     """A block named in the parameters does not exist."""
 
 

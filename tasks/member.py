@@ -14,6 +14,7 @@ from pydantic import BaseModel, SecretStr
 
 from blocks import KubeCluster
 from fleetflow.controlplane import LABEL_FEDERATION
+from fleetflow.errors import FleetflowError
 from fleetflow.kube import (
     ClusterCredentials,
     ClusterError,
@@ -28,7 +29,7 @@ from tasks.clusters import client, cluster_name
 from tasks.common import CLUSTER_TASK
 
 
-class MembershipError(RuntimeError):
+class MembershipError(FleetflowError):
     """The cluster cannot join (or leave) as asked; the message says why and what to do."""
 
 
@@ -36,7 +37,12 @@ class MembershipError(RuntimeError):
 def federations_of(block: KubeCluster) -> set[str]:
     """Federations this cluster has already joined, from the namespaces joining creates."""
     namespaces = k8s.CoreV1Api(client(block)).list_namespace(label_selector=LABEL_FEDERATION)
-    return {ns.metadata.labels[LABEL_FEDERATION] for ns in namespaces.items}
+    # A namespace being deleted is a membership being removed: it does not count.
+    return {
+        ns.metadata.labels[LABEL_FEDERATION]
+        for ns in namespaces.items
+        if ns.metadata.deletion_timestamp is None
+    }
 
 
 def endpoint(block: KubeCluster) -> tuple[str, str | None]:
@@ -58,6 +64,14 @@ def _tokens(api: k8s.CoreV1Api, federation: str) -> list[tuple[int, Any]]:
         for s in found
         if s.metadata.name.startswith(prefix) and s.metadata.name.removeprefix(prefix).isdigit()
     )
+
+
+def _exists(api: k8s.CoreV1Api, namespace: str) -> bool:
+    try:
+        api.read_namespace(namespace)
+    except ResourceNotFound:
+        return False
+    return True
 
 
 def _wait_token(api: k8s.CoreV1Api, namespace: str, name: str, timeout: float = 30) -> SecretStr:
@@ -91,12 +105,15 @@ class IssuedToken(BaseModel):
 
 
 @task(**CLUSTER_TASK)
-def issue_token(block: KubeCluster, federation: str, *, rotate: bool = False) -> IssuedToken:
+def issue_token(
+    block: KubeCluster, federation: str, *, rotate: bool = False, dry_run: bool = False
+) -> IssuedToken:
     """The service account's token: the newest one if any (so a rerun makes no duplicate), or a
-    new one; with ``rotate``, always a new generation."""
+    new one; with ``rotate``, always a new generation. A dry run that would create one returns
+    a placeholder token that is never saved."""
     api = k8s.CoreV1Api(client(block))
     namespace = names(federation)["namespace"]
-    existing = _tokens(api, federation)
+    existing = _tokens(api, federation) if _exists(api, namespace) else []
     if existing and not rotate:
         name = existing[-1][1].metadata.name
         return IssuedToken(
@@ -104,8 +121,12 @@ def issue_token(block: KubeCluster, federation: str, *, rotate: bool = False) ->
         )
     generation = existing[-1][0] + 1 if existing else 1
     manifest = token_secret(federation, generation)
-    api.create_namespaced_secret(namespace, manifest)
     name = manifest["metadata"]["name"]
+    if dry_run:
+        return IssuedToken(
+            secret=name, namespace=namespace, created=True, token=SecretStr("(new token)")
+        )
+    api.create_namespaced_secret(namespace, manifest)
     return IssuedToken(
         secret=name, namespace=namespace, created=True, token=_wait_token(api, namespace, name)
     )

@@ -1,6 +1,6 @@
 """Per-cluster Kubernetes access: clients, server-side apply, scale, wait, clear errors."""
 
-from fleetflow.kube.apply import FIELD_MANAGER, apply, delete, ensure, get
+from fleetflow.kube.apply import FIELD_MANAGER, apply, delete, ensure, get, list_objects
 from fleetflow.kube.client import ClusterApiClient, ClusterCredentials, api_client
 from fleetflow.kube.errors import (
     ClusterError,
@@ -35,6 +35,7 @@ __all__ = [
     "delete",
     "ensure",
     "get",
+    "list_objects",
     "scale",
     "wait_deployment_ready",
 ]

@@ -33,6 +33,11 @@ class ResourceType:
         base += f"/{self.plural}"
         return f"{base}/{name}" if name else base
 
+    def path_all(self) -> str:
+        """The collection across all namespaces (or of a cluster-scoped kind)."""
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        return f"{base}/{self.plural}"
+
 
 def resource_type(client: ClusterApiClient, api_version: str, kind: str) -> ResourceType:
     """Look a kind up by discovery, once per client (the answer is cached on the client)."""
@@ -140,6 +145,21 @@ def get(
 ) -> Any:
     """Read one object as a plain dict; raises ResourceNotFound when absent."""
     return _get(client, resource_type(client, api_version, kind).path(name, namespace))
+
+
+def list_objects(
+    client: ClusterApiClient,
+    api_version: str,
+    kind: str,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+) -> list[dict[str, Any]]:
+    """List objects of a kind as plain dicts (all namespaces when ``namespace`` is None)."""
+    rtype = resource_type(client, api_version, kind)
+    path = rtype.path(namespace=namespace) if namespace else rtype.path_all()
+    query = [("labelSelector", label_selector)] if label_selector else []
+    items: list[dict[str, Any]] = _get(client, path, query)["items"]
+    return items
 
 
 def delete(

@@ -14,8 +14,10 @@ from typing import Any
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
+from fleetflow.errors import FleetflowError
 
-class ClusterError(Exception):
+
+class ClusterError(FleetflowError):
     """A request to one cluster failed."""
 
     hint = "check the cluster and retry"
@@ -59,11 +61,11 @@ class InvalidResource(ClusterError):
     hint = "fix the manifest"
 
 
-class CredentialsError(ValueError):
+class CredentialsError(FleetflowError, ValueError):
     """Credentials that cannot be turned into a client (bad kubeconfig, missing context...)."""
 
 
-class WaitTimeout(TimeoutError):
+class WaitTimeout(FleetflowError, TimeoutError):
     """A wait-until-ready ran past its deadline; carries what was last seen."""
 
 

@@ -25,6 +25,7 @@ import yaml
 from kubernetes import client as k8s
 from pydantic import SecretStr
 
+from fleetflow.errors import FleetflowError
 from fleetflow.home import home
 from fleetflow.kube import ClusterCredentials, ClusterError, api_client, apply
 from fleetflow.kube.client import DEFAULT_REQUEST_TIMEOUT
@@ -35,7 +36,7 @@ Progress = Callable[[str], None]
 READY_TIMEOUT = 120.0
 
 
-class TestbedError(RuntimeError):
+class TestbedError(FleetflowError):
     """The test bed cannot do what was asked; the message says why and what to do."""
 
 

@@ -1,8 +1,8 @@
 """Build the test bed's binaries from the upstream Go modules into a cache outside the repository.
 
 Only the Go toolchain and the Go module proxy are used: no release downloads, no containers.
-The module has no third-party imports so that a fresh machine can start the (long) cold build
-before the Python environment is complete.
+The module has no third-party imports, so that a fresh machine can start the (long) cold build
+before the Python environment is complete: ``python3 -m fleetflow.testbed.build``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from fleetflow.errors import FleetflowError
 
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ETCD_BINARIES = ("etcd",)
@@ -78,7 +80,7 @@ func main() { etcdmain.Main(os.Args) }
 Progress = Callable[[str], None]
 
 
-class BuildError(RuntimeError):
+class BuildError(FleetflowError):
     """A binary could not be built; the message carries the Go tool's own error."""
 
 

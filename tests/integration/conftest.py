@@ -80,3 +80,52 @@ def namespace(request: pytest.FixtureRequest, testbed: TestbedSpec) -> Iterator[
 @pytest.fixture
 def fleetflow_home(testbed: TestbedSpec) -> Path:
     return Path(os.environ["FLEETFLOW_HOME"])
+
+
+@pytest.fixture(scope="session")
+def admin_blocks(prefect_server: None, testbed: TestbedSpec) -> list[str]:
+    """An admin KubeCluster block per test-bed cluster, named after it (as `fleetflow up` does)."""
+    from blocks.testbed import save_testbed_blocks
+
+    save_testbed_blocks(testbed)
+    return testbed.cluster_names()
+
+
+@pytest.fixture
+def federation(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    """A bootstrapped federation of its own (host namespace ``<name>-system``), removed after."""
+    from blocks import Federation, KubeCluster
+    from fleetflow.models import BootstrapRequest
+    from flows.bootstrap import bootstrap_control_plane
+
+    name = f"f{uuid.uuid4().hex[:8]}"
+    bootstrap_control_plane(
+        BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
+    )
+    yield name
+    for member in testbed.members:
+        with contextlib.suppress(ClusterError):
+            remove_member_objects(member.name, name)
+    with contextlib.suppress(ClusterError):
+        k8s.CoreV1Api(client_for(testbed.host)).delete_namespace(f"{name}-system")
+    for member in testbed.members:
+        with contextlib.suppress(ValueError):
+            KubeCluster.delete(f"{name}-{member.name}")
+    with contextlib.suppress(ValueError):
+        Federation.delete(name)
+
+
+def remove_member_objects(cluster: str, federation: str) -> None:
+    """What join put in a member, removed with admin rights (test clean-up)."""
+    from fleetflow.controlplane import LABEL_FEDERATION
+    from fleetflow.kube import delete
+    from fleetflow.membership import member_manifests
+
+    client = client_for(cluster)
+    for m in reversed(member_manifests(federation)):
+        meta = m["metadata"]
+        delete(client, m["apiVersion"], m["kind"], meta["name"], meta.get("namespace"))
+    apps = k8s.AppsV1Api(client)
+    selector = f"{LABEL_FEDERATION}={federation}"
+    for d in apps.list_deployment_for_all_namespaces(label_selector=selector).items:
+        delete(client, "apps/v1", "Deployment", d.metadata.name, d.metadata.namespace)

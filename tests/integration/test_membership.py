@@ -1,0 +1,477 @@
+"""Bootstrap, join, unjoin and rotate on the test bed: real host, real members, real Prefect."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+from kubernetes import client as k8s
+from prefect.settings import PREFECT_API_URL
+from pydantic import SecretStr, ValidationError
+
+from blocks import Federation, KubeCluster
+from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
+from fleetflow.kube import (
+    ClusterCredentials,
+    ClusterForbidden,
+    ClusterTLSError,
+    ClusterUnauthorized,
+    ClusterUnreachable,
+    ResourceNotFound,
+    api_client,
+    apply,
+    get,
+    list_objects,
+)
+from fleetflow.membership import member_manifests, names
+from fleetflow.models import BootstrapRequest, JoinRequest, RotateRequest, UnjoinRequest
+from fleetflow.testbed import bed
+from fleetflow.testbed.spec import TestbedSpec
+from flows.bootstrap import bootstrap_control_plane
+from flows.join import join_cluster
+from flows.rotate import rotate_credentials
+from flows.unjoin import unjoin_cluster
+from tasks.clusters import UnknownBlock
+from tasks.member import MembershipError
+from tests.integration.conftest import client_for
+
+pytestmark = pytest.mark.integration
+
+
+def join(federation: str, member: str, region: str | None = None, **extra: Any) -> Any:
+    return join_cluster(
+        JoinRequest(
+            federation=federation, member=member, admin_block=member, region=region, **extra
+        )
+    )
+
+
+def member_block(federation: str, member: str) -> KubeCluster:
+    block = KubeCluster.load(f"{federation}-{member}")
+    assert isinstance(block, KubeCluster)
+    return block
+
+
+def resource_versions(testbed: TestbedSpec, federation: str) -> dict[str, str]:
+    """resourceVersion of every object the federation owns, host and members."""
+    versions: dict[str, str] = {}
+    host = client_for(testbed.host)
+    for crd in (
+        "memberclusters.fleetflow.io",
+        "federateddeployments.fleetflow.io",
+        "federationoperations.fleetflow.io",
+        "dnsendpoints.externaldns.k8s.io",
+    ):
+        obj = get(host, "apiextensions.k8s.io/v1", "CustomResourceDefinition", crd)
+        versions[f"host/crd/{crd}"] = obj["metadata"]["resourceVersion"]
+    ns = f"{federation}-system"
+    for api, kind in (
+        (API_VERSION, "MemberCluster"),
+        ("v1", "ServiceAccount"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+    ):
+        for item in list_objects(host, api, kind, ns):
+            versions[f"host/{kind}/{item['metadata']['name']}"] = item["metadata"][
+                "resourceVersion"
+            ]
+    for member in testbed.members:
+        client = client_for(member.name)
+        for m in member_manifests(federation):
+            meta = m["metadata"]
+            try:
+                obj = get(client, m["apiVersion"], m["kind"], meta["name"], meta.get("namespace"))
+            except ResourceNotFound:
+                continue
+            versions[f"{member.name}/{m['kind']}/{meta['name']}"] = obj["metadata"][
+                "resourceVersion"
+            ]
+        try:
+            secrets = k8s.CoreV1Api(client).list_namespaced_secret(names(federation)["namespace"])
+        except ResourceNotFound:
+            continue
+        for s in secrets.items:
+            versions[f"{member.name}/Secret/{s.metadata.name}"] = s.metadata.resource_version
+    return versions
+
+
+def block_updated(name: str, slug: str = "fleetflow-kube-cluster") -> str:
+    url = f"{PREFECT_API_URL.value()}/block_types/slug/{slug}/block_documents/name/{name}"
+    response = httpx.get(url, timeout=10)
+    response.raise_for_status()
+    return str(response.json()["updated"])
+
+
+def test_bootstrap_and_join_three_then_rerun_writes_nothing(
+    federation: str, testbed: TestbedSpec
+) -> None:
+    for member in testbed.members:
+        report = join(federation, member.name, member.region, ingress_address="10.0.0.1")
+        kinds = {a.kind for a in report.writes()}
+        assert {
+            "ServiceAccount",
+            "ClusterRole",
+            "Secret",
+            "MemberCluster",
+            "KubeCluster block",
+        } <= kinds
+    host = client_for(testbed.host)
+    registry = list_objects(host, API_VERSION, "MemberCluster", f"{federation}-system")
+    assert sorted(m["metadata"]["name"] for m in registry) == sorted(
+        m.name for m in testbed.members
+    )
+    for entry in registry:
+        assert entry["spec"]["credentialsBlock"] == f"{federation}-{entry['metadata']['name']}"
+        assert entry["status"]["kubernetesVersion"].startswith("v1.36.")
+        assert "token" not in str(entry["spec"]).lower()
+    stored = Federation.load(federation)
+    assert isinstance(stored, Federation)
+    assert sorted(stored.member_clusters) == sorted(
+        f"{federation}-{m.name}" for m in testbed.members
+    )
+
+    before = resource_versions(testbed, federation)
+    blocks_before = {m.name: block_updated(f"{federation}-{m.name}") for m in testbed.members}
+    again = bootstrap_control_plane(
+        BootstrapRequest(
+            federation=federation, host_cluster=testbed.host, namespace=f"{federation}-system"
+        )
+    )
+    assert again.writes() == []
+    for member in testbed.members:
+        assert (
+            join(federation, member.name, member.region, ingress_address="10.0.0.1").writes() == []
+        )
+    assert resource_versions(testbed, federation) == before
+    assert {
+        m.name: block_updated(f"{federation}-{m.name}") for m in testbed.members
+    } == blocks_before
+
+
+def test_dry_run_bootstrap_lists_everything_and_writes_nothing(
+    admin_blocks: list[str], testbed: TestbedSpec
+) -> None:
+    report = bootstrap_control_plane(
+        BootstrapRequest(
+            federation="dryrun", host_cluster=testbed.host, namespace="dryrun-system", dry_run=True
+        )
+    )
+    planned = {(a.kind, a.name) for a in report.writes()}
+    assert ("Namespace", "dryrun-system") in planned
+    assert ("Federation block", "dryrun") in planned
+    with pytest.raises(ResourceNotFound):
+        get(client_for(testbed.host), "v1", "Namespace", "dryrun-system")
+    with pytest.raises(ValueError):
+        Federation.load("dryrun")
+
+
+def test_member_token_is_least_privilege(federation: str, testbed: TestbedSpec) -> None:
+    member = testbed.members[0].name
+    join(federation, member)
+    client = member_block(federation, member).api_client()
+    assert isinstance(k8s.AppsV1Api(client).list_deployment_for_all_namespaces().items, list)
+    with pytest.raises(ClusterForbidden) as secrets:
+        k8s.CoreV1Api(client).list_namespaced_secret("kube-system")
+    assert secrets.value.status == 403
+    binding = {
+        "metadata": {"name": "escalate"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "cluster-admin",
+        },
+        "subjects": [{"kind": "User", "name": "mallory"}],
+    }
+    with pytest.raises(ClusterForbidden):
+        k8s.RbacAuthorizationV1Api(client).create_cluster_role_binding(binding)
+    role = get(
+        client_for(member),
+        "rbac.authorization.k8s.io/v1",
+        "ClusterRole",
+        f"fleetflow:{federation}:member",
+    )
+    verbs = {v for rule in role["rules"] for v in rule["verbs"]}
+    assert "*" not in verbs and "escalate" not in verbs and "bind" not in verbs
+    assert all("secrets" not in rule["resources"] for rule in role["rules"])
+
+
+def propagated(namespace: str, federation: str, name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_FEDERATION: federation},
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "app", "image": "nginx"}]},
+            },
+        },
+    }
+
+
+def test_unjoin_keep_and_remove(federation: str, testbed: TestbedSpec, namespace: str) -> None:
+    keep, remove = testbed.members[0].name, testbed.members[1].name
+    for member in (keep, remove):
+        join(federation, member)
+        apply(client_for(member), propagated(namespace, federation, "web"))
+    old_token = member_block(federation, keep).token
+    assert old_token is not None
+
+    report = unjoin_cluster(UnjoinRequest(federation=federation, member=keep))
+    assert get(client_for(keep), "apps/v1", "Deployment", "web", namespace)
+    assert {a.kind for a in report.actions if a.verb == "left behind"} >= {"ServiceAccount"}
+    creds = ClusterCredentials(
+        name=keep,
+        api_url=f"https://127.0.0.1:{testbed.port(keep)}",
+        token=old_token,
+        ca_data=_ca(keep),
+    )
+    deadline = time.monotonic() + 30
+    while True:  # the apiserver drops a deleted token Secret from its cache within moments
+        try:
+            k8s.CoreV1Api(api_client(creds)).list_node()
+        except ClusterUnauthorized:
+            break
+        assert time.monotonic() < deadline, "revoked token still accepted"
+        time.sleep(0.2)
+
+    unjoin_cluster(
+        UnjoinRequest(
+            federation=federation, member=remove, keep_workloads=False, admin_block=remove
+        )
+    )
+    with pytest.raises(ResourceNotFound):
+        get(client_for(remove), "apps/v1", "Deployment", "web", namespace)
+    with pytest.raises(ResourceNotFound):
+        get(
+            client_for(remove),
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRole",
+            f"fleetflow:{federation}:member",
+        )
+    for member in (keep, remove):
+        with pytest.raises(ValueError):
+            KubeCluster.load(f"{federation}-{member}")
+        with pytest.raises(ResourceNotFound):
+            get(
+                client_for(testbed.host),
+                API_VERSION,
+                "MemberCluster",
+                member,
+                f"{federation}-system",
+            )
+    stored = Federation.load(federation)
+    assert isinstance(stored, Federation) and stored.member_clusters == []
+
+
+def _ca(cluster: str) -> str:
+    ca: str = bed.credentials(cluster).kubeconfig_dict()["clusters"][0]["cluster"][
+        "certificate-authority-data"
+    ]
+    return ca
+
+
+FORCED_UNJOIN_BOUND = 15.0
+"""Seconds within which a forced unjoin of a stopped member finishes."""
+
+
+def test_forced_unjoin_of_a_stopped_member(federation: str, testbed: TestbedSpec) -> None:
+    member = testbed.members[2].name
+    join(federation, member)
+    try:
+        bed.fault(member, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+        with pytest.raises(MembershipError, match=r"cannot reach member .*Rerun with force"):
+            unjoin_cluster(UnjoinRequest(federation=federation, member=member))
+        assert get(
+            client_for(testbed.host), API_VERSION, "MemberCluster", member, f"{federation}-system"
+        )
+        started = time.monotonic()
+        report = unjoin_cluster(UnjoinRequest(federation=federation, member=member, force=True))
+        assert time.monotonic() - started < FORCED_UNJOIN_BOUND
+        left = {(a.kind, a.name) for a in report.actions if a.verb == "left behind"}
+        assert ("ServiceAccount", f"fleetflow-{federation}") in left
+        with pytest.raises(ResourceNotFound):
+            get(
+                client_for(testbed.host),
+                API_VERSION,
+                "MemberCluster",
+                member,
+                f"{federation}-system",
+            )
+        with pytest.raises(ValueError):
+            KubeCluster.load(f"{federation}-{member}")
+    finally:
+        bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
+
+
+def test_join_interrupted_midway_leaves_host_and_blocks_then_resumes(
+    federation: str, testbed: TestbedSpec
+) -> None:
+    member = testbed.members[1].name
+    sa = names(federation)
+    admin = k8s.CoreV1Api(client_for(member))
+    stop = threading.Event()
+
+    def kill_when_service_account_appears() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                admin.read_namespaced_service_account(sa["service_account"], sa["namespace"])
+            except ResourceNotFound:
+                time.sleep(0.01)
+                continue
+            bed.fault(member, bed.Fault.KILL_APISERVER, progress=lambda m: None)
+            return
+
+    watcher = threading.Thread(target=kill_when_service_account_appears)
+    watcher.start()
+    try:
+        with pytest.raises(ClusterUnreachable):
+            join(federation, member)
+    finally:
+        stop.set()
+        watcher.join()
+        bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    with pytest.raises(ResourceNotFound):
+        get(client_for(testbed.host), API_VERSION, "MemberCluster", member, f"{federation}-system")
+    with pytest.raises(ValueError):
+        KubeCluster.load(f"{federation}-{member}")
+    stored = Federation.load(federation)
+    assert isinstance(stored, Federation) and stored.member_clusters == []
+
+    join(federation, member)
+    assert get(
+        client_for(testbed.host), API_VERSION, "MemberCluster", member, f"{federation}-system"
+    )
+    tokens = k8s.CoreV1Api(client_for(member)).list_namespaced_secret(sa["namespace"]).items
+    assert [s.metadata.name for s in tokens] == [f"{sa['service_account']}-token-1"]
+    block = member_block(federation, member)
+    assert k8s.AppsV1Api(block.api_client()).list_deployment_for_all_namespaces() is not None
+
+
+def test_rotation_replaces_and_revokes_the_token(federation: str, testbed: TestbedSpec) -> None:
+    member = testbed.members[0].name
+    join(federation, member)
+    old = member_block(federation, member).token
+    report = rotate_credentials(RotateRequest(federation=federation, member=member))
+    new = member_block(federation, member).token
+    assert old is not None and new is not None
+    assert new.get_secret_value() != old.get_secret_value()
+    assert [a.line() for a in report.writes()] == [
+        f"{member}: create Secret fleetflow-{federation}/fleetflow-{federation}-token-2",
+        f"prefect: update KubeCluster block {federation}-{member}",
+        f"{member}: delete Secret fleetflow-{federation}/fleetflow-{federation}-token-1",
+    ]
+    k8s.CoreV1Api(member_block(federation, member).api_client()).list_node()
+    url = f"https://127.0.0.1:{testbed.port(member)}"
+    stale = ClusterCredentials(name=member, api_url=url, ca_data=_ca(member), token=old)
+    with pytest.raises(ClusterUnauthorized):
+        k8s.CoreV1Api(api_client(stale)).list_node()
+
+
+def test_no_credentials_in_logs_artifacts_or_parameters(
+    federation: str, testbed: TestbedSpec
+) -> None:
+    member = testbed.members[0].name
+    join(federation, member)
+    rotate_credentials(RotateRequest(federation=federation, member=member))
+    token = member_block(federation, member).token
+    assert token is not None
+    admin = bed.credentials(member).kubeconfig_dict()["users"][0]["user"]
+    secrets = [
+        token.get_secret_value(),
+        admin["client-key-data"],
+        admin["client-certificate-data"],
+        base64.b64decode(admin["client-key-data"]).decode().splitlines()[1],
+    ]
+    api = PREFECT_API_URL.value()
+    texts = []
+    for path in ("logs/filter", "artifacts/filter", "flow_runs/filter", "task_runs/filter"):
+        offset = 0
+        while True:
+            page = httpx.post(f"{api}/{path}", json={"limit": 200, "offset": offset}, timeout=30)
+            page.raise_for_status()
+            items = page.json()
+            texts.append(page.text)
+            if len(items) < 200:
+                break
+            offset += 200
+    everything = "\n".join(texts)
+    assert federation in everything  # the runs are there to be searched
+    for secret in secrets:
+        assert secret not in everything
+
+
+def test_bad_input_is_refused_before_any_write(
+    federation: str, testbed: TestbedSpec, unused_port: int
+) -> None:
+    member = testbed.members[0].name
+    before = resource_versions(testbed, federation)
+
+    with pytest.raises(UnknownBlock, match="no KubeCluster block named 'nope'"):
+        join_cluster(JoinRequest(federation=federation, member=member, admin_block="nope"))
+
+    KubeCluster(
+        api_url=f"https://127.0.0.1:{unused_port}", token=SecretStr("x"), request_timeout=2
+    ).save("unreachable-admin", overwrite=True)
+    with pytest.raises(ClusterUnreachable, match="cluster 'unreachable-admin'"):
+        join_cluster(
+            JoinRequest(federation=federation, member=member, admin_block="unreachable-admin")
+        )
+
+    wrong_ca = _ca(testbed.members[1].name)
+    KubeCluster(
+        api_url=f"https://127.0.0.1:{testbed.port(member)}", ca_data=wrong_ca, token=SecretStr("x")
+    ).save("wrong-ca-admin", overwrite=True)
+    with pytest.raises(ClusterTLSError, match="TLS handshake failed"):
+        join_cluster(
+            JoinRequest(federation=federation, member=member, admin_block="wrong-ca-admin")
+        )
+
+    with pytest.raises(ValidationError, match="is not a DNS label"):
+        JoinRequest(federation=federation, member="Not_A_Label", admin_block=member)
+
+    assert resource_versions(testbed, federation) == before
+    with pytest.raises(ValueError):
+        KubeCluster.load(f"{federation}-{member}")
+
+
+def test_a_cluster_in_another_federation_is_refused(federation: str, testbed: TestbedSpec) -> None:
+    member = testbed.members[2].name
+    join(federation, member)
+    other = f"{federation}x"
+    bootstrap_control_plane(
+        BootstrapRequest(federation=other, host_cluster=testbed.host, namespace=f"{other}-system")
+    )
+    try:
+        before = resource_versions(testbed, other)
+        with pytest.raises(
+            MembershipError, match=rf"already a member of federation {federation}; unjoin"
+        ):
+            join(other, member)
+        assert resource_versions(testbed, other) == before
+        with pytest.raises(ValueError):
+            KubeCluster.load(f"{other}-{member}")
+    finally:
+        k8s.CoreV1Api(client_for(testbed.host)).delete_namespace(f"{other}-system")
+        Federation.delete(other)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
