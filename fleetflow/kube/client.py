@@ -7,7 +7,7 @@ into a :class:`~fleetflow.kube.errors.ClusterError` that names the cluster.
 
 from __future__ import annotations
 
-import base64
+from collections import Counter
 from typing import Any
 
 import yaml
@@ -17,6 +17,10 @@ from kubernetes.config.kube_config import load_kube_config_from_dict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from fleetflow.kube.errors import CredentialsError, translate
+
+REQUESTS: Counter[tuple[str, str]] = Counter()
+"""Requests sent in this process, by (cluster, HTTP method): a cheap meter for benchmarks and for
+proving that a run which finds nothing to change sends no write."""
 
 DEFAULT_REQUEST_TIMEOUT = 10.0
 """Seconds for one request: connect and read. Long enough for a loaded apiserver, short enough
@@ -105,11 +109,12 @@ class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
         self.cluster = cluster
         self.timeout = timeout
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        REQUESTS[(self.cluster, method)] += 1
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = (self.timeout, self.timeout)
         try:
-            return super().request(*args, **kwargs)
+            return super().request(method, *args, **kwargs)
         except Exception as exc:
             raise translate(self.cluster, exc, self.timeout) from exc
 
@@ -135,7 +140,3 @@ def api_client(credentials: ClusterCredentials) -> ClusterApiClient:
 def _redact(exc: Exception) -> str:
     """The loader's messages name fields, but keep only the first line to be safe."""
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-
-
-def ca_data_from_pem(pem: bytes) -> str:
-    return base64.b64encode(pem).decode()
