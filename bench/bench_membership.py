@@ -55,15 +55,21 @@ def main() -> None:
 
             REQUESTS.clear()
             one = join("bench", members[0])
-            per_join = Counter({m: n for (_, m), n in REQUESTS.items()})
+            per_join: Counter[str] = Counter()
+            for (_, method), n in REQUESTS.items():
+                per_join[method] += n
             print(f"join one member:                {one:6.2f} s")
-            print(f"API requests per join:          {sum(per_join.values())} "
-                  f"({', '.join(f'{m} {n}' for m, n in sorted(per_join.items()))})")
-            by_cluster = Counter()
+            print(
+                f"API requests per join:          {sum(per_join.values())} "
+                f"({', '.join(f'{m} {n}' for m, n in sorted(per_join.items()))})"
+            )
+            by_cluster: Counter[str] = Counter()
             for (cluster, _), n in REQUESTS.items():
                 by_cluster["host" if cluster == spec.host else "member"] += n
-            print(f"  of which to the host:         {by_cluster['host']}, "
-                  f"to the member: {by_cluster['member']}")
+            print(
+                f"  of which to the host:         {by_cluster['host']}, "
+                f"to the member: {by_cluster['member']}"
+            )
             unjoin_all("bench", members[:1])
 
             started = time.monotonic()
@@ -75,15 +81,19 @@ def main() -> None:
             for member in members:
                 join("bench", member)
             writes = sum(n for (_, m), n in REQUESTS.items() if m != "GET")
-            print(f"rejoin three (no change):       {time.monotonic() - started:6.2f} s, "
-                  f"{writes} non-GET requests (server-side applies that change nothing)")
+            print(
+                f"rejoin three (no change):       {time.monotonic() - started:6.2f} s, "
+                f"{writes} non-GET requests (server-side applies that change nothing)"
+            )
             unjoin_all("bench", members)
     finally:
         bed.down(progress=lambda m: None)
     print("member ClusterRole rules:")
     for rule in MEMBER_RULES:
-        print(f"  {','.join(rule['apiGroups']) or 'core':<20} {','.join(rule['resources']):<55} "
-              f"{','.join(rule['verbs'])}")
+        print(
+            f"  {','.join(g or 'core' for g in rule['apiGroups']):<20} {','.join(rule['resources']):<55} "
+            f"{','.join(rule['verbs'])}"
+        )
     print("member Role rules (own namespace only):")
     for rule in TOKEN_RULES:
         print(f"  {'core':<20} {','.join(rule['resources']):<55} {','.join(rule['verbs'])}")

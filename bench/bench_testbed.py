@@ -23,9 +23,11 @@ def main() -> None:
     try:
         started = time.monotonic()
         bed.up(spec, progress=lambda m: None)
-        print(f"testbed up to all Ready (warm): {time.monotonic() - started:6.2f} s "
-              f"({len(spec.cluster_names())} clusters, "
-              f"{sum(m.nodes for m in spec.members)} kwok nodes)")
+        print(
+            f"testbed up to all Ready (warm): {time.monotonic() - started:6.2f} s "
+            f"({len(spec.cluster_names())} clusters, "
+            f"{sum(m.nodes for m in spec.members)} kwok nodes)"
+        )
         time.sleep(10)  # let the controllers settle before reading resident memory
         for cluster, mib in sorted(bed.memory_mib().items()):
             role = "host" if cluster == spec.host else "member"

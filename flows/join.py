@@ -36,6 +36,7 @@ from tasks.member import (
     issue_token,
     token_credentials,
     verify_limited,
+    wait_namespace_not_terminating,
 )
 
 
@@ -61,6 +62,8 @@ def join_cluster(request: JoinRequest) -> Report:
         ingress_address=request.ingress_address,
     )
     dry_run = request.dry_run
+    if not dry_run:
+        wait_namespace_not_terminating(admin, names(federation.name)["namespace"])
     actions = apply_manifests(admin, member_manifests(federation.name), dry_run=dry_run)
     issued = issue_token(admin, federation.name, dry_run=dry_run)
     actions.append(issued.action(cluster_name(admin)))

@@ -223,3 +223,23 @@ def delete_propagated(block: KubeCluster, federation: str) -> list[Action]:
                 )
             )
     return actions
+
+
+@task(**CLUSTER_TASK)
+def wait_namespace_not_terminating(block: KubeCluster, namespace: str, timeout: float = 90) -> None:
+    """A rejoin right after an unjoin finds the old namespace still terminating, and nothing can
+    be created in it: wait until it is gone."""
+    api, deadline = k8s.CoreV1Api(client(block)), time.monotonic() + timeout
+    while True:
+        try:
+            found = api.read_namespace(namespace)
+        except ResourceNotFound:
+            return
+        if found.metadata.deletion_timestamp is None:
+            return
+        if time.monotonic() > deadline:
+            raise WaitTimeout(
+                f"namespace {namespace} in {cluster_name(block)!r} is still being deleted after "
+                f"{timeout:g}s (a previous unjoin); check what blocks its finalizers, then retry"
+            )
+        time.sleep(0.5)

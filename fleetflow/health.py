@@ -1,0 +1,60 @@
+"""Probe results -> member health, with hysteresis.
+
+One failed probe never evicts: a member becomes Unhealthy only after ``failure_threshold``
+consecutive failed probes, and placeable again only after ``success_threshold`` consecutive good
+ones, so a flapping member cannot make replicas thrash. A probe is good when the member's API
+answers and at least one of its nodes is Ready.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Health(StrEnum):
+    HEALTHY = "Healthy"
+    SUSPECT = "Suspect"  # failing, not yet long enough to move its replicas
+    UNHEALTHY = "Unhealthy"  # its replicas go to the others
+    RECOVERING = "Recovering"  # answering again, not yet long enough to get replicas back
+
+
+class HealthPolicy(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    failure_threshold: int = Field(default=2, ge=1, description="Failed probes to turn Unhealthy")
+    success_threshold: int = Field(default=2, ge=1, description="Good probes to turn Healthy")
+
+
+class HealthState(BaseModel):
+    """What the registry remembers between runs (MemberCluster status)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    health: Health = Health.HEALTHY
+    consecutive_failures: int = 0
+    consecutive_successes: int = 0
+
+    @property
+    def placeable(self) -> bool:
+        """Replicas may be placed (or stay) here: healthy, or failing too briefly to move."""
+        return self.health in (Health.HEALTHY, Health.SUSPECT)
+
+
+DEFAULT_POLICY = HealthPolicy()
+
+
+def observe(state: HealthState, ok: bool, policy: HealthPolicy = DEFAULT_POLICY) -> HealthState:
+    """The next state after one probe."""
+    if ok:
+        successes = state.consecutive_successes + 1
+        if state.health in (Health.HEALTHY, Health.SUSPECT):
+            return HealthState(health=Health.HEALTHY, consecutive_successes=successes)
+        health = Health.HEALTHY if successes >= policy.success_threshold else Health.RECOVERING
+        return HealthState(health=health, consecutive_successes=successes)
+    failures = state.consecutive_failures + 1
+    if state.health in (Health.UNHEALTHY, Health.RECOVERING):
+        return HealthState(health=Health.UNHEALTHY, consecutive_failures=failures)
+    health = Health.UNHEALTHY if failures >= policy.failure_threshold else Health.SUSPECT
+    return HealthState(health=health, consecutive_failures=failures)
