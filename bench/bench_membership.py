@@ -91,7 +91,8 @@ def main() -> None:
     print("member ClusterRole rules:")
     for rule in MEMBER_RULES:
         print(
-            f"  {','.join(g or 'core' for g in rule['apiGroups']):<20} {','.join(rule['resources']):<55} "
+            f"  {','.join(g or 'core' for g in rule['apiGroups']):<20} "
+            f"{','.join(rule['resources']):<55} "
             f"{','.join(rule['verbs'])}"
         )
     print("member Role rules (own namespace only):")

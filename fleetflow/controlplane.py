@@ -131,6 +131,7 @@ def member_cluster_crd() -> Manifest:
             "kubernetesVersion": _STR,
             "health": _STR,
             "consecutiveFailures": _INT,
+            "consecutiveSuccesses": _INT,
             "lastProbeTime": {"type": "string", "format": "date-time"},
             "capacity": _STR_MAP,
             "allocatable": _STR_MAP,

@@ -83,9 +83,32 @@ class RotateRequest(Request):
     member: DnsLabel = Field(description="Member whose token to rotate")
 
 
+class RebalanceRequest(Request):
+    """Plan and apply replica placement for the federated workloads."""
+
+    federation: str = Field(description="Federation block")
+    namespace: str | None = Field(default=None, description="Only workloads in this namespace")
+    name: str | None = Field(default=None, description="Only the workload of this name")
+    labels: dict[str, str] = Field(default_factory=dict, description="Only workloads with these")
+    max_moves: int | None = Field(
+        default=10,
+        ge=1,
+        description="Most replicas moved between healthy members per workload per run "
+        "(failback); replicas of an unhealthy member always move",
+    )
+    wait_timeout: float = Field(
+        default=120,
+        gt=0,
+        description="Seconds to wait for scaled-up members to be ready "
+        "before scaling others down (make-before-break)",
+    )
+    dry_run: bool = Field(default=False, description="Publish the plan; write nothing")
+
+
 class Verb(StrEnum):
     CREATE = "create"
     UPDATE = "update"
+    SCALE = "scale"
     UNCHANGED = "unchanged"
     DELETE = "delete"
     ABSENT = "absent"
@@ -115,7 +138,8 @@ class Report(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
     def writes(self) -> list[Action]:
-        return [a for a in self.actions if a.verb in (Verb.CREATE, Verb.UPDATE, Verb.DELETE)]
+        writes = (Verb.CREATE, Verb.UPDATE, Verb.SCALE, Verb.DELETE)
+        return [a for a in self.actions if a.verb in writes]
 
     def markdown(self) -> str:
         title = f"## {self.procedure}{' (dry run: nothing written)' if self.dry_run else ''}"

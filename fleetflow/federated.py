@@ -1,0 +1,137 @@
+"""FederatedDeployment: its spec as a model, and the Deployment it becomes in one member. Pure."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleetflow.capacity import Resources, pod_requests
+from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
+
+LABEL_WORKLOAD = "fleetflow.io/federated-deployment"
+ANNOTATION_HASH = "fleetflow.io/spec-hash"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class ClusterSelector(_Spec):
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+
+
+class Placement(_Spec):
+    """Where replicas may go and in what proportion."""
+
+    clusters: list[str] | None = None
+    cluster_selector: ClusterSelector | None = Field(default=None, alias="clusterSelector")
+    weights: dict[str, int] = Field(default_factory=dict)
+    min: dict[str, int] = Field(default_factory=dict)
+    max: dict[str, int] = Field(default_factory=dict)
+    mode: Literal["Weighted", "Capacity"] = "Weighted"
+
+
+class Override(_Spec):
+    """Per-cluster changes: a container image, or a merge patch of the Deployment."""
+
+    cluster_name: str = Field(alias="clusterName")
+    image: str | None = None
+    patch: dict[str, Any] | None = None
+
+
+class FederatedDeploymentSpec(_Spec):
+    replicas: int = Field(default=1, ge=0)
+    template: dict[str, Any]
+    placement: Placement = Field(default_factory=Placement)
+    overrides: list[Override] = Field(default_factory=list)
+
+
+class FederatedDeployment(BaseModel):
+    """A FederatedDeployment as read from the host."""
+
+    name: str
+    namespace: str
+    generation: int = 0
+    spec: FederatedDeploymentSpec
+    status: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> FederatedDeployment:
+        meta = obj["metadata"]
+        return cls.model_validate(
+            {
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "generation": meta.get("generation", 0),
+                "spec": obj.get("spec") or {},
+                "status": obj.get("status") or {},
+            }
+        )
+
+    def per_replica(self) -> Resources:
+        """What one replica reserves on a node, from the template's pod spec."""
+        pod = ((self.spec.template.get("spec") or {}).get("template") or {}).get("spec") or {}
+        return pod_requests(pod)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """JSON merge patch (RFC 7386): dicts merge, ``None`` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def member_deployment(
+    fd: FederatedDeployment, cluster: str, replicas: int, federation: str
+) -> dict[str, Any]:
+    """The Deployment this member runs: template, its overrides, the replicas, our labels and a
+    hash of it all, so that a later run can tell from one list call that nothing changed."""
+    template = copy.deepcopy(fd.spec.template)
+    meta = template.get("metadata") or {}
+    labels = {
+        **(meta.get("labels") or {}),
+        LABEL_MANAGED: MANAGED_BY,
+        LABEL_FEDERATION: federation,
+        LABEL_WORKLOAD: fd.name,
+    }
+    manifest: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": fd.name,
+            "namespace": fd.namespace,
+            "labels": labels,
+            "annotations": dict(meta.get("annotations") or {}),
+        },
+        "spec": {**(template.get("spec") or {}), "replicas": replicas},
+    }
+    for override in fd.spec.overrides:
+        if override.cluster_name != cluster:
+            continue
+        if override.image:
+            for container in manifest["spec"]["template"]["spec"]["containers"]:
+                container["image"] = override.image
+        if override.patch:
+            manifest = merge_patch(manifest, override.patch)
+    manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(manifest)
+    return manifest
+
+
+def spec_hash(manifest: dict[str, Any]) -> str:
+    body = copy.deepcopy(manifest)
+    body["metadata"].get("annotations", {}).pop(ANNOTATION_HASH, None)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

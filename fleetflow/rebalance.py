@@ -1,0 +1,159 @@
+"""Plan a rebalance: for each federated workload, which members run how many replicas. Pure.
+
+Inputs are what the flow observed (the registry, each member's health, free capacity and the
+Deployments fleetflow put there); the output is what to write. Replicas move off a member only
+when the health model says it is unhealthy; replicas return to a recovered member at most
+``max_moves`` per workload per run, so a flapping member cannot cause thrash.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from fleetflow.capacity import Resources, replicas_that_fit
+from fleetflow.federated import FederatedDeployment
+from fleetflow.health import HealthState
+from fleetflow.placement import Candidate, PlacementError, plan_replicas
+
+
+class Observed(BaseModel):
+    """One of our Deployments as a member runs it."""
+
+    replicas: int
+    ready: int = 0
+    spec_hash: str = ""
+
+
+class MemberView(BaseModel):
+    """A member as this run sees it."""
+
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    fenced: bool = False
+    health: HealthState = Field(default_factory=HealthState)
+    reachable: bool = True
+    free: Resources | None = None
+    deployments: dict[str, Observed] = Field(default_factory=dict)  # by namespace/name
+
+
+class WorkloadPlan(BaseModel):
+    """What one federated workload should become."""
+
+    key: str
+    replicas: dict[str, int] = Field(default_factory=dict)
+    current: dict[str, int] = Field(default_factory=dict)
+    ready: dict[str, int] = Field(default_factory=dict)
+    reasons: dict[str, str] = Field(default_factory=dict)
+    unplaced: int = 0
+    remove_from: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
+    """The members a workload's placement selects; unknown names and empty matches are errors."""
+    placement = fd.spec.placement
+    known = sorted(members)
+    if placement.clusters is not None:
+        unknown = sorted(set(placement.clusters) - set(members))
+        if unknown:
+            raise PlacementError(
+                f"{fd.key}: placement names unknown cluster(s) {', '.join(unknown)}; "
+                f"members are {', '.join(known) or 'none'}"
+            )
+        chosen = sorted(set(placement.clusters))
+    else:
+        chosen = known
+    if placement.cluster_selector is not None:
+        wanted = placement.cluster_selector.match_labels.items()
+        chosen = [m for m in chosen if wanted <= members[m].labels.items()]
+    if not chosen:
+        raise PlacementError(
+            f"{fd.key}: the placement selects no member cluster; members are "
+            f"{', '.join(known) or 'none'} (check clusters and clusterSelector)"
+        )
+    unknown = sorted(set(placement.weights) - set(members))
+    if unknown:
+        raise PlacementError(f"{fd.key}: weights name unknown cluster(s) {', '.join(unknown)}")
+    return chosen
+
+
+def limit_moves(
+    current: dict[str, int], desired: dict[str, int], placeable: set[str], max_moves: int | None
+) -> dict[str, int]:
+    """Step from ``current`` towards ``desired`` moving at most ``max_moves`` replicas between
+    placeable members. Replicas owed by a change of total or by an unplaceable member are placed
+    at once; only moves that take replicas from one healthy member to another are limited."""
+    if max_moves is None:
+        return dict(desired)
+    step = {c: (current.get(c, 0) if c in placeable else 0) for c in desired}
+    change = sum(desired.values()) - sum(step.values())
+    gaps = sorted(desired, key=lambda c: (-(desired[c] - step[c]), c))
+    surplus = sorted(desired, key=lambda c: (-(step[c] - desired[c]), c))
+    for c in gaps if change > 0 else surplus:  # owed replicas: no limit
+        move = min(abs(change), abs(desired[c] - step[c]))
+        if change > 0 and desired[c] > step[c]:
+            step[c], change = step[c] + move, change - move
+        elif change < 0 and step[c] > desired[c]:
+            step[c], change = step[c] - move, change + move
+    budget = max_moves
+    for taker in [c for c in gaps if desired[c] > step[c]]:
+        for giver in [c for c in surplus if step[c] > desired[c]]:
+            move = min(budget, desired[taker] - step[taker], step[giver] - desired[giver])
+            step[taker] += move
+            step[giver] -= move
+            budget -= move
+    return step
+
+
+def plan_workload(
+    fd: FederatedDeployment, members: dict[str, MemberView], max_moves: int | None = None
+) -> WorkloadPlan:
+    """Plan one workload; a bad placement becomes ``error`` and plans nothing."""
+    plan = WorkloadPlan(key=fd.key)
+    current = {
+        m: v.deployments[fd.key].replicas for m, v in members.items() if fd.key in v.deployments
+    }
+    for entry in fd.status.get("clusters") or []:  # last known, for members we cannot see now
+        if not members.get(entry["name"], MemberView(name="")).reachable:
+            current.setdefault(entry["name"], entry.get("desired", 0))
+    plan.current = current
+    plan.ready = {
+        m: v.deployments[fd.key].ready for m, v in members.items() if fd.key in v.deployments
+    }
+    try:
+        selected = select(fd, members)
+        placement = fd.spec.placement
+        per_replica = fd.per_replica()
+        candidates = []
+        for name in selected:
+            view = members[name]
+            capacity = None
+            if placement.mode == "Capacity" and view.free is not None:
+                capacity = replicas_that_fit(view.free, per_replica) + current.get(name, 0)
+            candidates.append(
+                Candidate(
+                    name=name,
+                    weight=placement.weights.get(name, 0 if placement.weights else 1),
+                    min=placement.min.get(name, 0),
+                    max=placement.max.get(name),
+                    capacity=capacity,
+                    healthy=view.health.placeable,
+                    fenced=view.fenced,
+                    current=current.get(name, 0),
+                )
+            )
+        result = plan_replicas(
+            fd.spec.replicas, candidates, capacity_aware=placement.mode == "Capacity"
+        )
+    except PlacementError as exc:
+        plan.error = str(exc)
+        return plan
+    placeable = {c.name for c in candidates if c.healthy and not c.fenced}
+    plan.replicas = limit_moves(current, result.replicas, placeable, max_moves)
+    plan.reasons = dict(result.reasons)
+    for name, count in plan.replicas.items():
+        if count != result.replicas[name]:
+            plan.reasons[name] = f"{plan.reasons[name]} (moving: max_moves reached)"
+    plan.unplaced = result.unplaced
+    plan.remove_from = sorted(m for m in current if m not in plan.replicas and m in members)
+    return plan

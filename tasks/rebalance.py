@@ -1,0 +1,199 @@
+"""Steps of a rebalance: read the federation, observe each member, write what changed."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from kubernetes import client as k8s
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from blocks import KubeCluster
+from fleetflow.capacity import Resources, free
+from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
+from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD, FederatedDeployment
+from fleetflow.kube import ClusterError, ResourceConflict, apply, delete, list_objects
+from fleetflow.kube.workloads import deployment_ready
+from fleetflow.models import Action, Verb
+from fleetflow.rebalance import Observed, WorkloadPlan
+from tasks.clusters import client
+from tasks.common import CLUSTER_TASK
+
+FD_KIND = "FederatedDeployment"
+
+
+@task(**CLUSTER_TASK)
+def list_workloads(
+    host: KubeCluster, namespace: str | None, name: str | None, labels: dict[str, str]
+) -> list[FederatedDeployment]:
+    selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
+    found = list_objects(client(host), API_VERSION, FD_KIND, namespace, selector)
+    workloads = [FederatedDeployment.from_object(o) for o in found]
+    return [w for w in workloads if name is None or w.name == name]
+
+
+@task(**CLUSTER_TASK)
+def list_members(host: KubeCluster, namespace: str, federation: str) -> list[dict[str, Any]]:
+    entries = list_objects(client(host), API_VERSION, "MemberCluster", namespace)
+    return [e for e in entries if e["spec"].get("federation") == federation]
+
+
+class MemberObservation(BaseModel):
+    """What one probe of a member saw."""
+
+    name: str
+    reachable: bool
+    error: str | None = None
+    nodes_ready: int = 0
+    free: Resources | None = None
+    deployments: dict[str, Observed] = Field(default_factory=dict)
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=60)
+def observe_member(block: KubeCluster | None, name: str, federation: str) -> MemberObservation:
+    """One probe: nodes, pods (for free capacity) and our Deployments. Never raises for an
+    unreachable member: a failed probe is an input to the health model, not an error."""
+    if block is None:
+        return MemberObservation(name=name, reachable=False, error="no credentials block")
+    try:
+        api = client(block)
+        nodes = list_objects(api, "v1", "Node")
+        pods = list_objects(api, "v1", "Pod")
+        ours = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_FEDERATION}={federation}")
+    except ClusterError as exc:
+        return MemberObservation(name=name, reachable=False, error=str(exc))
+    ready = sum(
+        1
+        for n in nodes
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in (n.get("status") or {}).get("conditions") or []
+        )
+    )
+    deployments = {}
+    for d in ours:
+        meta, status = d["metadata"], d.get("status") or {}
+        deployments[f"{meta['namespace']}/{meta['name']}"] = Observed(
+            replicas=d["spec"].get("replicas", 0),
+            ready=status.get("readyReplicas", 0)
+            if deployment_ready(d)
+            else min(status.get("readyReplicas", 0), d["spec"].get("replicas", 0)),
+            spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_HASH, ""),
+        )
+    return MemberObservation(
+        name=name,
+        reachable=True,
+        nodes_ready=ready,
+        free=free(nodes, pods),
+        deployments=deployments,
+    )
+
+
+@task(**CLUSTER_TASK)
+def write_member(
+    block: KubeCluster, member: str, manifests: list[dict[str, Any]], removals: list[str]
+) -> list[Action]:
+    """Apply the Deployments that changed and delete the ones no longer placed here."""
+    api, actions = client(block), []
+    for manifest in manifests:
+        meta = manifest["metadata"]
+        verb = Verb.UPDATE
+        try:
+            apply(api, manifest)
+        except ClusterError as exc:
+            if exc.status != 404:
+                raise
+            _ensure_namespace(api, meta["namespace"])
+            apply(api, manifest)
+            verb = Verb.CREATE
+        actions.append(
+            Action(
+                cluster=member,
+                kind="Deployment",
+                name=meta["name"],
+                namespace=meta["namespace"],
+                verb=verb,
+            )
+        )
+    for key in removals:
+        namespace, name = key.split("/", 1)
+        if delete(api, "apps/v1", "Deployment", name, namespace):
+            actions.append(
+                Action(
+                    cluster=member,
+                    kind="Deployment",
+                    name=name,
+                    namespace=namespace,
+                    verb=Verb.DELETE,
+                )
+            )
+    return actions
+
+
+def _ensure_namespace(api: Any, namespace: str) -> None:
+    with contextlib.suppress(ResourceConflict):
+        k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+
+
+@task(cache_policy=NO_CACHE, timeout_seconds=900)
+def wait_member_ready(block: KubeCluster, keys: list[str], timeout: float) -> list[str]:
+    """Wait until these Deployments are ready; return the ones that are not by the deadline."""
+    api, deadline = client(block), time.monotonic() + timeout
+    pending = set(keys)
+    while pending:
+        live = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_WORKLOAD}")
+        ready = {
+            f"{d['metadata']['namespace']}/{d['metadata']['name']}"
+            for d in live
+            if deployment_ready(d)
+        }
+        pending -= ready
+        if not pending or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    return sorted(pending)
+
+
+@task(**CLUSTER_TASK)
+def write_statuses(host: KubeCluster, updates: list[dict[str, Any]]) -> int:
+    """Write status subresources that changed (the caller sends only those); count them."""
+    api = client(host)
+    for patch in updates:
+        apply(api, patch, subresource="status")
+    return len(updates)
+
+
+def workload_status(fd: FederatedDeployment, plan: WorkloadPlan) -> dict[str, Any] | None:
+    """The FederatedDeployment's new status, or None when it would not change."""
+    clusters = [
+        {"name": c, "desired": n, "ready": plan.ready.get(c, 0), "reason": plan.reasons.get(c, "")}
+        for c, n in sorted(plan.replicas.items())
+    ]
+    status: dict[str, Any] = {
+        "observedGeneration": fd.generation,
+        "clusters": clusters,
+        "unplaced": plan.unplaced,
+    }
+    if plan.error:
+        status = {
+            **fd.status,
+            "observedGeneration": fd.generation,
+            "conditions": [
+                {"type": "Planned", "status": "False", "reason": "Invalid", "message": plan.error}
+            ],
+        }
+    else:
+        status["conditions"] = [
+            {"type": "Planned", "status": "True", "reason": "Placed", "message": ""}
+        ]
+    if all(fd.status.get(k) == v for k, v in status.items()):
+        return None
+    return {
+        "apiVersion": API_VERSION,
+        "kind": FD_KIND,
+        "metadata": {"name": fd.name, "namespace": fd.namespace},
+        "status": status,
+    }
