@@ -8,15 +8,24 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 
 from pydantic import BaseModel, ValidationError
 
+from fleetflow import placement
 from fleetflow import stack as local_stack
 from fleetflow.errors import FleetflowError
-from fleetflow.models import BootstrapRequest, JoinRequest, Report, RotateRequest, UnjoinRequest
+from fleetflow.models import (
+    BootstrapRequest,
+    JoinRequest,
+    RebalanceRequest,
+    Report,
+    RotateRequest,
+    UnjoinRequest,
+)
 from fleetflow.testbed import bed, build
 from fleetflow.testbed.spec import MemberSpec, NodeShape, TestbedSpec
 
@@ -120,6 +129,32 @@ def cmd_testbed_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_FEDERATION = "demo"
+
+
+def _demo_federation(spec: TestbedSpec) -> None:
+    """Bootstrap the `demo` federation on the test bed and join its members, so that the
+    scheduled rebalance deployment has a federation to work on. Reruns change nothing."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.bootstrap import bootstrap_control_plane
+    from flows.join import join_cluster
+
+    bootstrap_control_plane(BootstrapRequest(federation=DEMO_FEDERATION, host_cluster=spec.host))
+    for member in spec.members:
+        join_cluster(
+            JoinRequest(
+                federation=DEMO_FEDERATION,
+                member=member.name,
+                admin_block=member.name,
+                region=member.region,
+            )
+        )
+    _say(
+        f"federation {DEMO_FEDERATION!r}: host {spec.host}, members "
+        f"{', '.join(m.name for m in spec.members)}"
+    )
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     stack = local_stack.Stack(port=args.port)
     spec = _spec(args)
@@ -131,6 +166,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         spec = bed.up(spec, progress=_say)
         os.environ.update(PREFECT_API_URL=stack.api_url, PREFECT_HOME=stack.env()["PREFECT_HOME"])
         _save_blocks(spec)
+        _demo_federation(spec)
     except BaseException:
         for name in reversed(started):
             local_stack.stop(name, progress=_say)
@@ -139,10 +175,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"\nfleetflow is up.\n  Prefect UI:   {stack.ui_url}\n  Work pool:    "
         f"{local_stack.WORK_POOL} (one process worker)\n  Clusters:     "
         f"{', '.join(spec.cluster_names())} (host: {spec.host})\n\nTry next:\n"
-        "  fleetflow bootstrap --federation demo --host-cluster host --dry-run\n"
-        "  fleetflow bootstrap --federation demo --host-cluster host\n"
-        "  fleetflow join --federation demo --member us-east-1 --region us-east\n"
         "  fleetflow testbed status          # the clusters, their versions and nodes\n"
+        "  kubectl --kubeconfig $FLEETFLOW_HOME/testbed/kubeconfigs/host.yaml \\\n"
+        "      get memberclusters -n fleetflow-system   # the federation's registry\n"
+        "  fleetflow plan --total 5 --weight us-east-1=2 --weight eu-west-1=1\n"
+        "  fleetflow rebalance --federation demo --dry-run\n"
         f"  export PREFECT_API_URL={stack.api_url}\n"
         "  prefect block ls                  # one credentials block per cluster\n"
         "  fleetflow testbed fault stop-kwok us-east-1   # nodes turn NotReady\n"
@@ -314,6 +351,119 @@ def _flow_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     r.set_defaults(handler=cmd_rotate)
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Plan one workload's replicas from flags: pure, no cluster and no Prefect needed."""
+    request = placement.build_request(
+        args.total,
+        placement.parse_assignments(args.weight or [], "--weight"),
+        mins=placement.parse_assignments(args.min or [], "--min"),
+        maxes=placement.parse_assignments(args.max or [], "--max"),
+        capacities=placement.parse_assignments(args.capacity or [], "--capacity"),
+        currents=placement.parse_assignments(args.current or [], "--current"),
+        unhealthy=args.unhealthy or [],
+        capacity_aware=args.capacity_aware,
+    )
+    result = placement.plan(request)
+    if args.json:
+        print(json.dumps(placement.plan_json(result)))
+    else:
+        print(placement.format_plan_table(result, request))
+    return 0
+
+
+def cmd_rebalance(args: argparse.Namespace) -> int:
+    request = RebalanceRequest(
+        federation=args.federation,
+        namespace=args.namespace,
+        name=args.name,
+        labels=dict(args.label or []),
+        max_moves=args.max_moves,
+        dry_run=args.dry_run,
+        wait_timeout=args.wait_timeout,
+    )
+    return _run_flow("rebalance", "rebalance_replicas", request)
+
+
+def _plan_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="show how replicas would be divided (pure, no cluster needed)",
+        description="Divide --total replicas over the clusters given a --weight, with the same "
+        "planner the rebalance flow uses: Sainte-Laguë rounding (monotone, no Alabama paradox), "
+        "mins and maxes, capacity caps, unhealthy clusters at zero, and stability against "
+        "--current. Exits 2 with a one-line reason when the request cannot be met.",
+    )
+    p.add_argument("--total", type=int, required=True, help="replicas to place")
+    p.add_argument(
+        "--weight",
+        action="append",
+        metavar="NAME=W",
+        required=True,
+        help="a cluster and its weight; repeat for each cluster",
+    )
+    p.add_argument("--min", action="append", metavar="NAME=N", help="at least N replicas")
+    p.add_argument("--max", action="append", metavar="NAME=N", help="at most N replicas")
+    p.add_argument(
+        "--capacity",
+        action="append",
+        metavar="NAME=N",
+        help="room for N replicas in all (a hard cap)",
+    )
+    p.add_argument(
+        "--current",
+        action="append",
+        metavar="NAME=N",
+        help="replicas running now (the plan moves as few as it can)",
+    )
+    p.add_argument(
+        "--unhealthy",
+        action="append",
+        metavar="NAME",
+        help="a cluster whose replicas must move elsewhere",
+    )
+    p.add_argument(
+        "--capacity-aware", action="store_true", help="spread in proportion to weight x capacity"
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print one JSON object: {"clusters": {NAME: N}, "unplaced": N}',
+    )
+    p.set_defaults(handler=cmd_plan)
+
+    r = sub.add_parser(
+        "rebalance",
+        help="rebalance the federated workloads across members",
+        description="Run the rebalance-replicas flow: probe the members (health with "
+        "hysteresis, free capacity), plan each FederatedDeployment, publish the plan, then "
+        "scale up before scaling down. A run that finds nothing to change writes nothing.",
+    )
+    r.add_argument("--federation", required=True, help="Federation block")
+    r.add_argument("--namespace", help="only workloads in this namespace")
+    r.add_argument("--name", help="only the workload of this name")
+    r.add_argument(
+        "--label",
+        action="append",
+        type=_label,
+        metavar="KEY=VALUE",
+        help="only workloads with this label; repeat for more",
+    )
+    r.add_argument(
+        "--max-moves",
+        type=int,
+        default=10,
+        help="most replicas moved between healthy members per workload per run",
+    )
+    r.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=120,
+        help="seconds to wait for scale-ups before scaling down elsewhere",
+    )
+    r.add_argument("--dry-run", action="store_true", help="publish the plan; write nothing")
+    r.set_defaults(handler=cmd_rebalance)
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     for name in ("worker", "server"):
         local_stack.stop(name, progress=_say)
@@ -365,6 +515,7 @@ def parser() -> argparse.ArgumentParser:
     _testbed_options(up)
     up.set_defaults(handler=cmd_up)
     _flow_commands(sub)
+    _plan_commands(sub)
     down = sub.add_parser(
         "down",
         help="stop the worker, the Prefect server and the test bed",

@@ -46,15 +46,21 @@ DEFAULT_POLICY = HealthPolicy()
 
 
 def observe(state: HealthState, ok: bool, policy: HealthPolicy = DEFAULT_POLICY) -> HealthState:
-    """The next state after one probe."""
+    """The next state after one probe.
+
+    Counters run only while they matter (towards a threshold), so a member that stays Healthy,
+    or stays Unhealthy, keeps the same state run after run and nothing is rewritten.
+    """
     if ok:
-        successes = state.consecutive_successes + 1
         if state.health in (Health.HEALTHY, Health.SUSPECT):
-            return HealthState(health=Health.HEALTHY, consecutive_successes=successes)
-        health = Health.HEALTHY if successes >= policy.success_threshold else Health.RECOVERING
-        return HealthState(health=health, consecutive_successes=successes)
-    failures = state.consecutive_failures + 1
+            return HealthState()
+        successes = state.consecutive_successes + 1
+        if successes >= policy.success_threshold:
+            return HealthState()
+        return HealthState(health=Health.RECOVERING, consecutive_successes=successes)
     if state.health in (Health.UNHEALTHY, Health.RECOVERING):
+        return HealthState(health=Health.UNHEALTHY, consecutive_failures=policy.failure_threshold)
+    failures = state.consecutive_failures + 1
+    if failures >= policy.failure_threshold:
         return HealthState(health=Health.UNHEALTHY, consecutive_failures=failures)
-    health = Health.UNHEALTHY if failures >= policy.failure_threshold else Health.SUSPECT
-    return HealthState(health=health, consecutive_failures=failures)
+    return HealthState(health=Health.SUSPECT, consecutive_failures=failures)

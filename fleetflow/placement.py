@@ -49,6 +49,8 @@ from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetflow.errors import FleetflowError
+
 __all__ = [
     "Candidate",
     "CandidateLike",
@@ -65,7 +67,7 @@ __all__ = [
 ]
 
 
-class PlacementError(ValueError):
+class PlacementError(FleetflowError, ValueError):
     """The inputs can never give a valid plan: fix the request, not the clusters."""
 
 

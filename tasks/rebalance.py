@@ -23,6 +23,9 @@ from tasks.clusters import client
 from tasks.common import CLUSTER_TASK
 
 FD_KIND = "FederatedDeployment"
+MEMBER_TASK = {k: v for k, v in CLUSTER_TASK.items() if k != "timeout_seconds"}
+"""Tasks mapped over members run in worker threads, where a task timeout cannot interrupt;
+their requests carry timeouts and their waits deadlines instead."""
 
 
 @task(**CLUSTER_TASK)
@@ -52,7 +55,7 @@ class MemberObservation(BaseModel):
     deployments: dict[str, Observed] = Field(default_factory=dict)
 
 
-@task(cache_policy=NO_CACHE, timeout_seconds=60)
+@task(cache_policy=NO_CACHE)
 def observe_member(block: KubeCluster | None, name: str, federation: str) -> MemberObservation:
     """One probe: nodes, pods (for free capacity) and our Deployments. Never raises for an
     unreachable member: a failed probe is an input to the health model, not an error."""
@@ -92,7 +95,7 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
     )
 
 
-@task(**CLUSTER_TASK)
+@task(**MEMBER_TASK)
 def write_member(
     block: KubeCluster, member: str, manifests: list[dict[str, Any]], removals: list[str]
 ) -> list[Action]:
@@ -138,7 +141,7 @@ def _ensure_namespace(api: Any, namespace: str) -> None:
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
 
 
-@task(cache_policy=NO_CACHE, timeout_seconds=900)
+@task(cache_policy=NO_CACHE)
 def wait_member_ready(block: KubeCluster, keys: list[str], timeout: float) -> list[str]:
     """Wait until these Deployments are ready; return the ones that are not by the deadline."""
     api, deadline = client(block), time.monotonic() + timeout

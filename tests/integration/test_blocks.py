@@ -101,4 +101,5 @@ def test_federation_block_names_clusters_and_holds_no_secret(prefect_server: Non
         "host_cluster": "host",
         "member_clusters": ["us-east-1", "eu-west-1"],
         "namespace": "fleetflow-system",
+        "dns_zone": "fleet.local",
     }

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
 from fleetflow.kube import ClusterUnreachable
 from fleetflow.testbed import bed
-from fleetflow.testbed.spec import REGION_LABEL, ZONE_LABEL, MemberSpec, TestbedSpec
+from fleetflow.testbed.spec import MemberSpec, TestbedSpec
 from tests.integration.conftest import client_for
 
 pytestmark = pytest.mark.integration

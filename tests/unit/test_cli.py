@@ -19,6 +19,12 @@ from fleetflow import cli
         ["testbed", "down"],
         ["testbed", "status"],
         ["testbed", "fault"],
+        ["bootstrap"],
+        ["join"],
+        ["unjoin"],
+        ["rotate"],
+        ["plan"],
+        ["rebalance"],
     ],
 )
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,3 +52,37 @@ def test_unknown_fault_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         cli.main(["testbed", "fault", "melt", "us-east-1"])
     assert "invalid choice: 'melt'" in capsys.readouterr().err
+
+
+def test_plan_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["plan", "--total", "2", "--weight", "a=2", "--weight", "b=1", "--json"])
+    assert code == 0
+    assert capsys.readouterr().out == '{"clusters": {"a": 1, "b": 1}, "unplaced": 0}\n'
+
+
+def test_infeasible_plan_exits_nonzero_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(
+        [
+            "plan",
+            "--total",
+            "3",
+            "--weight",
+            "a=1",
+            "--weight",
+            "b=1",
+            "--min",
+            "a=2",
+            "--min",
+            "b=2",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err == "error: the mins add up to 4, more than the total 3: a (min 2), b (min 2)\n"
+
+
+def test_plan_table_shows_unplaced(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["plan", "--total", "5", "--weight", "a=1", "--max", "a=3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["CLUSTER", "CURRENT", "DESIRED", "REASON"]
+    assert out[-1].split() == ["total", "0", "3", "2", "unplaced"]

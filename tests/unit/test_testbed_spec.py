@@ -8,10 +8,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
 from fleetflow.testbed import build
 from fleetflow.testbed.spec import (
-    REGION_LABEL,
-    ZONE_LABEL,
     MemberSpec,
     NodeShape,
     TestbedSpec,

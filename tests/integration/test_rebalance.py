@@ -1,0 +1,237 @@
+"""Rebalance on the test bed: weights, totals, overrides, failover and failback, zero-write
+no-ops, removal, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+from kubernetes import client as k8s
+
+from fleetflow.controlplane import API_VERSION
+from fleetflow.federated import LABEL_WORKLOAD
+from fleetflow.kube import ResourceNotFound, apply, get
+from fleetflow.kube.client import REQUESTS
+from fleetflow.models import JoinRequest, RebalanceRequest
+from fleetflow.testbed import bed
+from fleetflow.testbed.spec import TestbedSpec
+from flows.join import join_cluster
+from flows.rebalance import InvalidPlacement, rebalance_replicas
+from tests.integration.conftest import client_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def joined(federation: str, testbed: TestbedSpec) -> str:
+    for m in testbed.members:
+        join_cluster(
+            JoinRequest(federation=federation, member=m.name, admin_block=m.name, region=m.region)
+        )
+    return federation
+
+
+def workload(
+    namespace: str, replicas: int, weights: dict[str, int] | None = None, **placement: Any
+) -> dict[str, Any]:
+    labels = {"app": "web"}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "FederatedDeployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "containers": [
+                                {
+                                    "name": "web",
+                                    "image": "nginx:1.27",
+                                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                                }
+                            ]
+                        },
+                    },
+                },
+            },
+            "placement": {"weights": weights or {}, **placement},
+        },
+    }
+
+
+def spread(testbed: TestbedSpec, namespace: str) -> dict[str, tuple[int, int]]:
+    """(spec replicas, ready replicas) of the propagated Deployment in each reachable member."""
+    found = {}
+    for m in testbed.members:
+        try:
+            d = get(client_for(m.name), "apps/v1", "Deployment", "web", namespace)
+        except ResourceNotFound:
+            continue
+        found[m.name] = (d["spec"]["replicas"], (d.get("status") or {}).get("readyReplicas", 0))
+    return found
+
+
+def rebalance(federation: str, namespace: str, **options: Any) -> Any:
+    return rebalance_replicas(
+        RebalanceRequest(federation=federation, namespace=namespace, **options)
+    )
+
+
+def test_weights_and_totals_converge_and_a_noop_writes_nothing(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, workload(namespace, 8, {a: 2, b: 1, c: 1}))
+    rebalance(joined, namespace)
+    assert spread(testbed, namespace) == {a: (4, 4), b: (2, 2), c: (2, 2)}
+    status = get(host, API_VERSION, "FederatedDeployment", "web", namespace)["status"]
+    assert {s["name"]: (s["desired"], s["ready"]) for s in status["clusters"]} == {
+        a: (4, 4),
+        b: (2, 2),
+        c: (2, 2),
+    }
+
+    apply(host, workload(namespace, 12, {a: 1, b: 1, c: 2}))
+    rebalance(joined, namespace)
+    assert spread(testbed, namespace) == {a: (3, 3), b: (3, 3), c: (6, 6)}
+
+    rebalance(joined, namespace)  # records the ready counts it now sees
+    versions = {
+        m.name: get(client_for(m.name), "apps/v1", "Deployment", "web", namespace)["metadata"][
+            "resourceVersion"
+        ]
+        for m in testbed.members
+    }
+    fd_version = get(host, API_VERSION, "FederatedDeployment", "web", namespace)["metadata"][
+        "resourceVersion"
+    ]
+    REQUESTS.clear()
+    report = rebalance(joined, namespace)
+    assert report.writes() == []
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET"} == {}
+    assert versions == {
+        m.name: get(client_for(m.name), "apps/v1", "Deployment", "web", namespace)["metadata"][
+            "resourceVersion"
+        ]
+        for m in testbed.members
+    }
+    assert (
+        fd_version
+        == get(host, API_VERSION, "FederatedDeployment", "web", namespace)["metadata"][
+            "resourceVersion"
+        ]
+    )
+
+
+def test_override_lands_only_where_it_should(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    eu = next(m.name for m in testbed.members if m.region == "eu-west")
+    fd = workload(namespace, 3)
+    fd["spec"]["overrides"] = [{"clusterName": eu, "image": "nginx:1.27-eu"}]
+    apply(client_for(testbed.host), fd)
+    rebalance(joined, namespace)
+    for m in testbed.members:
+        d = get(client_for(m.name), "apps/v1", "Deployment", "web", namespace)
+        image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == ("nginx:1.27-eu" if m.name == eu else "nginx:1.27"), m.name
+        assert d["metadata"]["labels"][LABEL_WORKLOAD] == "web"
+
+
+def test_dry_run_plans_and_writes_nothing(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    apply(client_for(testbed.host), workload(namespace, 3))
+    REQUESTS.clear()
+    report = rebalance(joined, namespace, dry_run=True)
+    assert report.dry_run
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET"} == {}
+    assert spread(testbed, namespace) == {}
+
+
+def test_deselected_member_loses_the_workload(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, workload(namespace, 4))
+    rebalance(joined, namespace)
+    assert set(spread(testbed, namespace)) == {a, b, c}
+    apply(host, workload(namespace, 4, clusters=[a, b]))
+    rebalance(joined, namespace)
+    assert spread(testbed, namespace) == {a: (2, 2), b: (2, 2)}
+    by_region = workload(
+        namespace, 4, clusterSelector={"matchLabels": {"topology.kubernetes.io/region": "eu-west"}}
+    )
+    apply(host, by_region)
+    rebalance(joined, namespace)
+    assert spread(testbed, namespace) == {c: (4, 4)}
+
+
+@pytest.mark.parametrize(
+    ("placement", "message"),
+    [
+        ({"weights": {"us-east-1": 0, "us-east-2": 0, "eu-west-1": 0}}, "every weight is zero"),
+        ({"clusters": ["us-east-1", "mars-1"]}, "unknown cluster(s) mars-1"),
+        (
+            {"clusterSelector": {"matchLabels": {"topology.kubernetes.io/region": "mars"}}},
+            "selects no member cluster",
+        ),
+    ],
+)
+def test_bad_placement_is_a_clear_error_and_changes_nothing(
+    joined: str, testbed: TestbedSpec, namespace: str, placement: dict[str, Any], message: str
+) -> None:
+    fd = workload(namespace, 3)
+    fd["spec"]["placement"] = placement
+    apply(client_for(testbed.host), fd)
+    REQUESTS.clear()
+    with pytest.raises(InvalidPlacement, match=message.replace("(", r"\(").replace(")", r"\)")):
+        rebalance(joined, namespace)
+    member_writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}
+    assert member_writes == {}
+    assert spread(testbed, namespace) == {}
+
+
+def test_unknown_workload_name_is_a_clear_error(joined: str, namespace: str) -> None:
+    with pytest.raises(InvalidPlacement, match="no FederatedDeployment named 'nope'"):
+        rebalance(joined, namespace, name="nope")
+
+
+def test_failover_past_the_threshold_and_rate_limited_failback(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    apply(client_for(testbed.host), copy.deepcopy(workload(namespace, 9)))
+    rebalance(joined, namespace, max_moves=1)
+    assert spread(testbed, namespace) == {a: (3, 3), b: (3, 3), c: (3, 3)}
+    try:
+        bed.fault(b, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+        rebalance(joined, namespace, max_moves=1)  # one failed probe: Suspect, nothing moves
+        assert spread(testbed, namespace) == {a: (3, 3), c: (3, 3)}
+        rebalance(joined, namespace, max_moves=1)  # second: Unhealthy, its 3 replicas move
+        after = spread(testbed, namespace)
+        assert sum(s for s, _ in after.values()) == 9 and all(r == s for s, r in after.values())
+        assert set(after) == {a, c}
+    finally:
+        bed.fault(b, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    rebalance(joined, namespace, max_moves=1)  # answering again: Recovering, holds nothing
+    assert spread(testbed, namespace)[b] == (0, 0)
+    seen = [spread(testbed, namespace)]
+    for _ in range(3):  # Healthy: replicas come back, at most one moved per run
+        rebalance(joined, namespace, max_moves=1)
+        seen.append(spread(testbed, namespace))
+    for before, after in itertools.pairwise(seen):
+        moved = sum(max(0, after[m][0] - before[m][0]) for m in after)
+        assert moved <= 1
+        assert sum(s for s, _ in after.values()) == 9
+    assert seen[-1] == {a: (3, 3), b: (3, 3), c: (3, 3)}
+    assert k8s.CoreV1Api(client_for(b)).list_namespaced_pod(namespace).items

@@ -1,0 +1,132 @@
+"""Rebalance planning without clusters: selection, failback limit, member Deployments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleetflow.federated import ANNOTATION_HASH, FederatedDeployment, member_deployment, merge_patch
+from fleetflow.health import Health, HealthState
+from fleetflow.placement import PlacementError
+from fleetflow.rebalance import MemberView, Observed, limit_moves, plan_workload, select
+
+
+def fd(replicas: int = 6, **placement: Any) -> FederatedDeployment:
+    return FederatedDeployment.from_object(
+        {
+            "metadata": {"name": "web", "namespace": "shop", "generation": 3},
+            "spec": {
+                "replicas": replicas,
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {
+                                        "name": "web",
+                                        "image": "nginx:1",
+                                        "resources": {"requests": {"cpu": "500m"}},
+                                    }
+                                ]
+                            }
+                        },
+                    },
+                },
+                "placement": placement,
+                "overrides": [
+                    {"clusterName": "eu", "image": "nginx:eu"},
+                    {"clusterName": "us", "patch": {"spec": {"paused": True}}},
+                ],
+            },
+        }
+    )
+
+
+def members(**health: Health) -> dict[str, MemberView]:
+    labels = {"us": {"region": "us"}, "us2": {"region": "us"}, "eu": {"region": "eu"}}
+    return {
+        n: MemberView(name=n, labels=tags, health=HealthState(health=health.get(n, Health.HEALTHY)))
+        for n, tags in labels.items()
+    }
+
+
+def test_selection_by_names_labels_and_errors() -> None:
+    assert select(fd(), members()) == ["eu", "us", "us2"]
+    assert select(fd(clusters=["us", "eu"]), members()) == ["eu", "us"]
+    assert select(fd(clusterSelector={"matchLabels": {"region": "us"}}), members()) == ["us", "us2"]
+    with pytest.raises(PlacementError, match="unknown cluster\\(s\\) mars"):
+        select(fd(clusters=["mars"]), members())
+    with pytest.raises(PlacementError, match="selects no member cluster"):
+        select(fd(clusterSelector={"matchLabels": {"region": "mars"}}), members())
+    with pytest.raises(PlacementError, match="weights name unknown"):
+        select(fd(weights={"pluto": 1}), members())
+
+
+def test_unhealthy_member_is_evacuated_at_once_whatever_max_moves() -> None:
+    view = members(us2=Health.UNHEALTHY)
+    for name, n in {"us": 2, "us2": 2, "eu": 2}.items():
+        view[name].deployments["shop/web"] = Observed(replicas=n, ready=n)
+    plan = plan_workload(fd(), view, max_moves=1)
+    assert plan.replicas == {"eu": 3, "us": 3, "us2": 0}
+    assert plan.reasons["us2"].startswith("unhealthy")
+
+
+def test_failback_moves_at_most_max_moves() -> None:
+    view = members()
+    for name, n in {"us": 3, "us2": 0, "eu": 3}.items():
+        view[name].deployments["shop/web"] = Observed(replicas=n, ready=n)
+    plan = plan_workload(fd(), view, max_moves=1)
+    assert plan.replicas["us2"] == 1 and sum(plan.replicas.values()) == 6
+    assert "max_moves" in " ".join(plan.reasons.values())
+
+
+@given(
+    st.dictionaries(st.sampled_from("abcde"), st.integers(0, 20), min_size=1),
+    st.dictionaries(st.sampled_from("abcde"), st.integers(0, 20), min_size=1),
+    st.integers(1, 5),
+)
+def test_limit_moves_keeps_the_total_and_the_budget(
+    current: dict[str, int], desired: dict[str, int], budget: int
+) -> None:
+    placeable = set(desired)
+    step = limit_moves(current, desired, placeable, budget)
+    assert sum(step.values()) == sum(desired.values())
+    assert set(step) == set(desired)
+    base = {c: current.get(c, 0) for c in desired}
+    owed = sum(desired.values()) - sum(base.values())
+    moved_in = sum(max(0, step[c] - base[c]) for c in desired)
+    assert moved_in <= max(0, owed) + budget
+    # Every cluster moves towards its target, never past it.
+    for c in desired:
+        lo, hi = sorted((base[c], desired[c]))
+        assert lo <= step[c] <= hi
+
+
+def test_member_deployment_applies_overrides_labels_and_a_stable_hash() -> None:
+    workload = fd()
+    eu = member_deployment(workload, "eu", 2, "prod")
+    us = member_deployment(workload, "us", 2, "prod")
+    assert eu["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:eu"
+    assert us["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1"
+    assert us["spec"]["paused"] is True and "paused" not in eu["spec"]
+    assert eu["spec"]["replicas"] == 2
+    assert eu["metadata"]["labels"]["fleetflow.io/federation"] == "prod"
+    assert member_deployment(workload, "eu", 2, "prod") == eu
+    assert (
+        member_deployment(workload, "eu", 3, "prod")["metadata"]["annotations"][ANNOTATION_HASH]
+        != eu["metadata"]["annotations"][ANNOTATION_HASH]
+    )
+    assert workload.per_replica().cpu == 500
+
+
+def test_merge_patch_follows_rfc_7386() -> None:
+    assert merge_patch({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": None, "e": 4}, "f": [1]}) == {
+        "a": 1,
+        "b": {"d": 3, "e": 4},
+        "f": [1],
+    }
