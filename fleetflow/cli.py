@@ -135,7 +135,6 @@ DEMO_FEDERATION = "demo"
 def _demo_federation(spec: TestbedSpec) -> None:
     """Bootstrap the `demo` federation on the test bed and join its members, so that the
     scheduled rebalance deployment has a federation to work on. Reruns change nothing."""
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.bootstrap import bootstrap_control_plane
     from flows.join import join_cluster
 
@@ -156,6 +155,7 @@ def _demo_federation(spec: TestbedSpec) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # progress lines are ours
     stack = local_stack.Stack(port=args.port)
     spec = _spec(args)
     if build.cached_versions() is None:
@@ -176,7 +176,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"{local_stack.WORK_POOL} (one process worker)\n  Clusters:     "
         f"{', '.join(spec.cluster_names())} (host: {spec.host})\n\nTry next:\n"
         "  fleetflow testbed status          # the clusters, their versions and nodes\n"
-        "  kubectl --kubeconfig $FLEETFLOW_HOME/testbed/kubeconfigs/host.yaml \\\n"
+        f"  {build.bin_dir() / 'kubectl'} --kubeconfig {bed.kubeconfig_path(spec.host)} \\\n"
         "      get memberclusters -n fleetflow-system   # the federation's registry\n"
         "  fleetflow plan --total 5 --weight us-east-1=2 --weight eu-west-1=1\n"
         "  fleetflow rebalance --federation demo --dry-run\n"

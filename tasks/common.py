@@ -13,16 +13,18 @@ TRANSIENT = (ClusterUnreachable, ClusterTimeout, ResourceConflict)
 
 
 def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry an unreachable or slow cluster, a conflict or a 5xx; never bad input or RBAC."""
+    """Retry an unreachable or slow cluster, a conflict, a 429 (an apiserver still starting up,
+    or throttling) or a 5xx; never bad input or RBAC."""
     error = state.data
     if isinstance(error, TRANSIENT):
         return True
-    return isinstance(error, ClusterError) and (error.status or 0) >= 500
+    status = error.status or 0 if isinstance(error, ClusterError) else 0
+    return status == 429 or status >= 500
 
 
 CLUSTER_TASK: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 1,
+    "retries": 3,
+    "retry_delay_seconds": [1, 2, 4],
     "retry_condition_fn": transient,
     "cache_policy": NO_CACHE,
     "timeout_seconds": 120,
