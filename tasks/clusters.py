@@ -6,12 +6,11 @@ from typing import cast
 
 from kubernetes import client as k8s
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks import Federation, KubeCluster
 from fleetflow.errors import FleetflowError
 from fleetflow.kube import ClusterApiClient
-from tasks.common import CLUSTER_TASK
+from tasks.common import CLUSTER_TASK, PRIVATE
 
 
 class UnknownBlock(FleetflowError, LookupError):
@@ -22,7 +21,7 @@ def cluster_name(block: KubeCluster) -> str:
     return block._block_document_name or block.api_url or "unnamed"
 
 
-@task(cache_policy=NO_CACHE)
+@task(**PRIVATE)
 def load_cluster(name: str) -> KubeCluster:
     """Load a KubeCluster block; a missing one is a clear error, not a retry."""
     try:
@@ -34,7 +33,7 @@ def load_cluster(name: str) -> KubeCluster:
         ) from None
 
 
-@task(cache_policy=NO_CACHE)
+@task(**PRIVATE)
 def load_federation(name: str) -> Federation:
     try:
         return cast(Federation, Federation.load(name))
@@ -55,7 +54,7 @@ def server_version(block: KubeCluster) -> str:
     return str(k8s.VersionApi(client(block)).get_code().git_version)
 
 
-@task(cache_policy=NO_CACHE)
+@task(**PRIVATE)
 def delete_cluster_block(name: str) -> bool:
     """Delete a KubeCluster block; False when it was already gone."""
     try:

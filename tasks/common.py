@@ -27,7 +27,11 @@ CLUSTER_TASK: dict[str, Any] = {
     "retry_delay_seconds": [1, 2, 4],
     "retry_condition_fn": transient,
     "cache_policy": NO_CACHE,
+    "persist_result": False,
     "timeout_seconds": 120,
 }
-"""Options of every task that talks to a cluster. Inputs hold clients and blocks, which must
-not be hashed or persisted, hence no cache."""
+"""Options of every task that talks to a cluster. Inputs and results hold blocks and tokens,
+which must never be hashed, cached or written to result storage, whatever the profile says."""
+
+PRIVATE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+"""Options of the other tasks that handle blocks (loading, saving)."""

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from blocks import Federation, KubeCluster
 from blocks.fields import save_if_changed
@@ -16,7 +15,7 @@ from fleetflow.kube import ResourceNotFound, WaitTimeout
 from fleetflow.kube.apply import apply, get
 from fleetflow.models import Action, Verb
 from tasks.clusters import client
-from tasks.common import CLUSTER_TASK
+from tasks.common import CLUSTER_TASK, PRIVATE
 
 CRD_API = "apiextensions.k8s.io/v1"
 
@@ -97,7 +96,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@task(cache_policy=NO_CACHE)
+@task(**PRIVATE)
 def save_federation(federation: Federation, block_name: str, dry_run: bool = False) -> Action:
     """Save the Federation block unless the stored one already says the same."""
     verb = Verb(save_if_changed(federation, block_name, dry_run=dry_run))

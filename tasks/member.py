@@ -9,7 +9,6 @@ from typing import Any
 
 from kubernetes import client as k8s
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, SecretStr
 
 from blocks import KubeCluster
@@ -26,7 +25,7 @@ from fleetflow.kube import (
 from fleetflow.membership import names, token_secret
 from fleetflow.models import Action, Verb
 from tasks.clusters import client, cluster_name
-from tasks.common import CLUSTER_TASK
+from tasks.common import CLUSTER_TASK, PRIVATE
 
 
 class MembershipError(FleetflowError):
@@ -186,7 +185,7 @@ def verify_limited(credentials: ClusterCredentials) -> None:
         )
 
 
-@task(cache_policy=NO_CACHE, timeout_seconds=60)
+@task(**PRIVATE, timeout_seconds=60)
 def unreachable_reason(block: KubeCluster) -> str | None:
     """None when the cluster answers, else why not. One attempt: callers decide what to do."""
     try:

@@ -8,7 +8,6 @@ from typing import Any
 
 from kubernetes import client as k8s
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from blocks import KubeCluster
@@ -20,7 +19,7 @@ from fleetflow.kube.workloads import deployment_ready
 from fleetflow.models import Action, Verb
 from fleetflow.rebalance import Observed, WorkloadPlan
 from tasks.clusters import client
-from tasks.common import CLUSTER_TASK
+from tasks.common import CLUSTER_TASK, PRIVATE
 
 FD_KIND = "FederatedDeployment"
 MEMBER_TASK = {k: v for k, v in CLUSTER_TASK.items() if k != "timeout_seconds"}
@@ -55,7 +54,7 @@ class MemberObservation(BaseModel):
     deployments: dict[str, Observed] = Field(default_factory=dict)
 
 
-@task(cache_policy=NO_CACHE)
+@task(**PRIVATE)
 def observe_member(block: KubeCluster | None, name: str, federation: str) -> MemberObservation:
     """One probe: nodes, pods (for free capacity) and our Deployments. Never raises for an
     unreachable member: a failed probe is an input to the health model, not an error."""
@@ -146,7 +145,7 @@ class Readiness(BaseModel):
     pending: list[str] = Field(default_factory=list)
 
 
-@task(cache_policy=NO_CACHE)
+@task(**PRIVATE)
 def wait_member_ready(block: KubeCluster, keys: list[str], timeout: float) -> Readiness:
     """Wait until these Deployments are ready, or the deadline; report what was seen last."""
     api, deadline = client(block), time.monotonic() + timeout

@@ -12,7 +12,7 @@ from kubernetes import client as k8s
 
 from fleetflow.controlplane import API_VERSION
 from fleetflow.federated import LABEL_WORKLOAD
-from fleetflow.kube import ClusterUnreachable, ResourceNotFound, apply, get
+from fleetflow.kube import ClusterUnreachable, ResourceNotFound, apply, get, wait_deployment_ready
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import JoinRequest, RebalanceRequest
 from fleetflow.testbed import bed
@@ -235,3 +235,63 @@ def test_failover_past_the_threshold_and_rate_limited_failback(
         assert sum(s for s, _ in after.values()) == 9
     assert seen[-1] == {a: (3, 3), b: (3, 3), c: (3, 3)}
     assert k8s.CoreV1Api(client_for(b)).list_namespaced_pod(namespace).items
+
+
+def test_capacity_mode_spreads_by_free_room_and_never_overfills(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    filler = client_for(a)  # someone else's workload takes most of a's CPU
+    apply(
+        filler,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "filler", "namespace": namespace},
+            "spec": {
+                "replicas": 4,
+                "selector": {"matchLabels": {"app": "filler"}},
+                "template": {
+                    "metadata": {"labels": {"app": "filler"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "f",
+                                "image": "busybox",
+                                "resources": {"requests": {"cpu": "4"}},
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    wait_deployment_ready(filler, namespace, "filler", timeout=60)
+    fd = workload(namespace, 10, mode="Capacity")
+    fd["spec"]["template"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": "2"}
+    }
+    host = client_for(testbed.host)
+    apply(host, fd)
+    rebalance(joined, namespace, wait_timeout=30)
+    placed = spread(testbed, namespace)
+    assert sum(s for s, _ in placed.values()) == 10
+    assert all(r == s for s, r in placed.values()), placed  # every pod found room
+    assert placed[a][0] < placed[b][0] and placed[a][0] < placed[c][0]
+
+    fd["spec"]["replicas"] = 40  # more than the three members can hold
+    apply(host, fd)
+    report = rebalance(joined, namespace, wait_timeout=30)
+    placed = spread(testbed, namespace)
+    assert all(r == s for s, r in placed.values()), (placed, report.notes)
+    status = get(host, API_VERSION, "FederatedDeployment", "web", namespace)["status"]
+    assert status["unplaced"] == 40 - sum(s for s, _ in placed.values()) > 0
+    pending = [
+        p.metadata.name
+        for m in testbed.members
+        for p in k8s.CoreV1Api(client_for(m.name))
+        .list_namespaced_pod(namespace, label_selector="app=web")
+        .items
+        if p.status.phase != "Running"
+    ]
+    assert pending == []
