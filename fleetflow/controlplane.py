@@ -144,6 +144,7 @@ def member_cluster_crd() -> Manifest:
         _column("Zone", ".spec.zone"),
         _column("Health", ".status.health"),
         _column("Version", ".status.kubernetesVersion"),
+        _column("Nodes", ".status.nodesReady", "integer"),
         _column("API", ".spec.apiURL", priority=1),
     ]
     return _crd("MemberCluster", "memberclusters", ["mc"], spec, status, columns)

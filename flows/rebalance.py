@@ -70,8 +70,10 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
         obs = seen[name]
         before = _health(entry)
         after = observe(before, obs.reachable and obs.nodes_ready > 0)
+        update = _member_status(entry, after, obs)
+        if update["status"] != (entry.get("status") or {}):
+            status_updates.append(update)
         if after != before:
-            status_updates.append(_member_status(entry, after))
             logger.info(
                 "member %s: %s -> %s (%s)",
                 name,
@@ -144,9 +146,22 @@ def _health(entry: dict[str, Any]) -> HealthState:
     )
 
 
-def _member_status(entry: dict[str, Any], state: HealthState) -> dict[str, Any]:
-    """The whole status (SSA drops fields a manager omits), with the new health."""
+def _member_status(
+    entry: dict[str, Any], state: HealthState, seen: MemberObservation
+) -> dict[str, Any]:
+    """The whole status (SSA drops fields a manager omits), with the new health and, when the
+    member answered, its nodes and allocatable capacity. Equal to the old one in steady state."""
     status = dict(entry.get("status") or {})
+    if seen.reachable and seen.allocatable is not None:
+        status.update(
+            nodesReady=seen.nodes_ready,
+            nodesTotal=seen.nodes_total,
+            allocatable={
+                "cpu": f"{seen.allocatable.cpu}m",
+                "memory": str(seen.allocatable.memory),
+                "pods": str(seen.allocatable.pods),
+            },
+        )
     ready = "True" if state.placeable else "False"
     old = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
     since = old["lastTransitionTime"] if old and old["status"] == ready else _now()

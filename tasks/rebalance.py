@@ -50,6 +50,8 @@ class MemberObservation(BaseModel):
     reachable: bool
     error: str | None = None
     nodes_ready: int = 0
+    nodes_total: int = 0
+    allocatable: Resources | None = None  # of the Ready nodes
     free: Resources | None = None
     deployments: dict[str, Observed] = Field(default_factory=dict)
 
@@ -80,15 +82,15 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
         meta, status = d["metadata"], d.get("status") or {}
         deployments[f"{meta['namespace']}/{meta['name']}"] = Observed(
             replicas=d["spec"].get("replicas", 0),
-            ready=status.get("readyReplicas", 0)
-            if deployment_ready(d)
-            else min(status.get("readyReplicas", 0), d["spec"].get("replicas", 0)),
+            ready=min(status.get("readyReplicas", 0), d["spec"].get("replicas", 0)),
             spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_HASH, ""),
         )
     return MemberObservation(
         name=name,
         reachable=True,
         nodes_ready=ready,
+        nodes_total=len(nodes),
+        allocatable=free(nodes, []),
         free=free(nodes, pods),
         deployments=deployments,
     )
@@ -171,7 +173,7 @@ def write_statuses(host: KubeCluster, updates: list[dict[str, Any]]) -> int:
 def workload_status(fd: FederatedDeployment, plan: WorkloadPlan) -> dict[str, Any] | None:
     """The FederatedDeployment's new status, or None when it would not change."""
     clusters = [
-        {"name": c, "desired": n, "ready": plan.ready.get(c, 0), "reason": plan.reasons.get(c, "")}
+        {"name": c, "desired": n, "ready": plan.ready.get(c, 0)}
         for c, n in sorted(plan.replicas.items())
     ]
     status: dict[str, Any] = {
