@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from datetime import UTC, datetime
 
 os.environ["FLEETFLOW_HOME"] = tempfile.mkdtemp(prefix="fleetflow-bench-")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -75,7 +76,7 @@ def task_runs_since(started: str) -> int:
 
 def run(label: str) -> None:
     REQUESTS.clear()
-    since = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+    since = datetime.now(UTC).isoformat()
     started = time.monotonic()
     rebalance_replicas(RebalanceRequest(federation="bench", namespace="bench"))
     elapsed = time.monotonic() - started
