@@ -49,30 +49,66 @@ class InvalidPlacement(FleetflowError):
 )
 def rebalance_replicas(request: RebalanceRequest) -> Report:
     """Plan and apply replica placement for the federated workloads."""
-    logger = get_run_logger()
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
     workloads = list_workloads(host, request.namespace, request.name, request.labels)
     if request.name and not workloads:
-        raise InvalidPlacement(
-            f"no FederatedDeployment named {request.name!r}"
-            + (f" in namespace {request.namespace}" if request.namespace else "")
-        )
+        where = f" in namespace {request.namespace}" if request.namespace else ""
+        raise InvalidPlacement(f"no FederatedDeployment named {request.name!r}{where}")
     entries = {
         e["metadata"]["name"]: e for e in list_members(host, federation.namespace, federation.name)
     }
     blocks = {name: _block(e["spec"]["credentialsBlock"]) for name, e in entries.items()}
-    futures = observe_member.map(list(blocks.values()), list(blocks), unmapped(federation.name))
-    seen: dict[str, MemberObservation] = {o.name: o for o in futures.result()}
+    members, status_updates = _probe_members(entries, blocks, federation.name)
 
-    members, status_updates = {}, []
+    plans = {fd.key: plan_workload(fd, members, request.max_moves) for fd in workloads}
+    _publish(plans, request.dry_run)
+    errors = [p.error for p in plans.values() if p.error]
+    report = Report(
+        procedure=f"rebalance {federation.name}",
+        dry_run=request.dry_run,
+        notes=[
+            f"{len(workloads)} workloads over {len(members)} members",
+            *(
+                f"{m}: {v.health.health.value}"
+                for m, v in members.items()
+                if v.health.health is not Health.HEALTHY
+            ),
+        ],
+    )
+    if request.dry_run:
+        report.notes += errors
+        return report
+
+    ups, downs = _writes(workloads, plans, members, federation.name)
+    report.actions += _write_all(blocks, ups, members, report)
+    if _wait_for_scale_ups(blocks, ups, plans, request.wait_timeout, report):
+        report.actions += _write_all(blocks, downs, members, report)
+
+    status_updates += [s for fd in workloads if (s := workload_status(fd, plans[fd.key]))]
+    if status_updates:
+        write_statuses(host, status_updates)
+    report.notes.append(f"{len(status_updates)} status updates in the host")
+    if errors:
+        raise InvalidPlacement("; ".join(errors))
+    return report
+
+
+def _probe_members(
+    entries: dict[str, dict[str, Any]], blocks: dict[str, KubeCluster | None], federation: str
+) -> tuple[dict[str, MemberView], list[dict[str, Any]]]:
+    """Probe every member at once; turn what was seen into health (with hysteresis) and the
+    registry status updates that differ from what the host holds."""
+    logger = get_run_logger()
+    futures = observe_member.map(list(blocks.values()), list(blocks), unmapped(federation))
+    seen: dict[str, MemberObservation] = {o.name: o for o in futures.result()}
+    members, updates = {}, []
     for name, entry in entries.items():
-        obs = seen[name]
-        before = _health(entry)
+        obs, before = seen[name], _health(entry)
         after = observe(before, obs.reachable and obs.nodes_ready > 0)
         update = _member_status(entry, after, obs)
         if update["status"] != (entry.get("status") or {}):
-            status_updates.append(update)
+            updates.append(update)
         if after != before:
             logger.info(
                 "member %s: %s -> %s (%s)",
@@ -90,44 +126,30 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
             free=obs.free,
             deployments=obs.deployments,
         )
+    return members, updates
 
-    plans = {fd.key: plan_workload(fd, members, request.max_moves) for fd in workloads}
-    _publish(plans, request.dry_run)
-    errors = [p.error for p in plans.values() if p.error]
-    report = Report(procedure=f"rebalance {federation.name}", dry_run=request.dry_run)
-    report.notes.append(f"{len(workloads)} workloads over {len(members)} members")
-    report.notes += [
-        f"{m}: {v.health.health.value}"
-        for m, v in members.items()
-        if v.health.health is not Health.HEALTHY
-    ]
-    if request.dry_run:
-        report.notes += errors
-        return report
 
-    ups, downs = _writes(workloads, plans, members, federation.name)
-    report.actions += _write_all(blocks, ups, members, report)
-    for member, readiness in _wait_all(blocks, ups, request.wait_timeout).items():
+def _wait_for_scale_ups(
+    blocks: dict[str, KubeCluster | None],
+    ups: Writes,
+    plans: dict[str, WorkloadPlan],
+    timeout: float,
+    report: Report,
+) -> bool:
+    """Make-before-break: wait until what was scaled up is ready and record its ready counts.
+    False if something is not ready in time: then nothing is taken away this run."""
+    all_ready = True
+    for member, readiness in _wait_all(blocks, ups, timeout).items():
         for plan in plans.values():
             if plan.key in readiness.ready and member in plan.replicas:
                 plan.ready[member] = readiness.ready[plan.key]
         if readiness.pending:
+            all_ready = False
             report.notes.append(
-                f"{member}: not ready after {request.wait_timeout:g}s: "
+                f"{member}: not ready after {timeout:g}s: "
                 f"{', '.join(readiness.pending)}; scale-downs held back"
             )
-            downs = {m: ([], []) for m in downs}  # make-before-break: nothing is taken away
-    report.actions += _write_all(blocks, downs, members, report)
-
-    status_updates += [
-        s for fd in workloads if (s := workload_status(fd, plans[fd.key])) is not None
-    ]
-    if status_updates:
-        write_statuses(host, status_updates)
-    report.notes.append(f"{len(status_updates)} status updates in the host")
-    if errors:
-        raise InvalidPlacement("; ".join(errors))
-    return report
+    return all_ready
 
 
 def _block(name: str) -> KubeCluster | None:
