@@ -6,7 +6,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -29,35 +28,9 @@ from fleetflow.kube import (
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for
+from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
-
-
-def deployment(
-    namespace: str, name: str, replicas: int, image: str = "nginx:1.27"
-) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": image,
-                            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                        }
-                    ]
-                },
-            },
-        },
-    }
 
 
 def test_applied_deployment_turns_ready_on_kwok_nodes(testbed: TestbedSpec, namespace: str) -> None:
@@ -92,9 +65,7 @@ def test_reapplying_the_same_manifest_writes_nothing(testbed: TestbedSpec, names
 
 def test_wait_past_the_deadline_says_what_it_saw(testbed: TestbedSpec, namespace: str) -> None:
     client = client_for(testbed.members[0].name)
-    too_big = deployment(namespace, "huge", 2)
-    too_big["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "500"
-    apply(client, too_big)
+    apply(client, deployment(namespace, "huge", 2, cpu="500"))
     started = time.monotonic()
     with pytest.raises(WaitTimeout, match=r"huge not ready after 3s \(ready 0/2\)"):
         wait_deployment_ready(client, namespace, "huge", timeout=3)

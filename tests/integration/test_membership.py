@@ -38,6 +38,7 @@ from flows.unjoin import unjoin_cluster
 from tasks.clusters import UnknownBlock
 from tasks.member import MembershipError
 from tests.integration.conftest import client_for
+from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
 
@@ -198,32 +199,14 @@ def test_member_token_is_least_privilege(federation: str, testbed: TestbedSpec) 
     assert all("secrets" not in rule["resources"] for rule in role["rules"])
 
 
-def propagated(namespace: str, federation: str, name: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {LABEL_FEDERATION: federation},
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "app", "image": "nginx"}]},
-            },
-        },
-    }
-
-
 def test_unjoin_keep_and_remove(federation: str, testbed: TestbedSpec, namespace: str) -> None:
     keep, remove = testbed.members[0].name, testbed.members[1].name
     for member in (keep, remove):
         join(federation, member)
-        apply(client_for(member), propagated(namespace, federation, "web"))
+        apply(
+            client_for(member),
+            deployment(namespace, "web", 1, labels={LABEL_FEDERATION: federation}),
+        )
     old_token = member_block(federation, keep).token
     assert old_token is not None
 

@@ -20,6 +20,7 @@ from fleetflow.testbed.spec import TestbedSpec
 from flows.join import join_cluster
 from flows.rebalance import InvalidPlacement, rebalance_replicas
 from tests.integration.conftest import client_for
+from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
 
@@ -242,30 +243,7 @@ def test_capacity_mode_spreads_by_free_room_and_never_overfills(
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     filler = client_for(a)  # someone else's workload takes most of a's CPU
-    apply(
-        filler,
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "filler", "namespace": namespace},
-            "spec": {
-                "replicas": 4,
-                "selector": {"matchLabels": {"app": "filler"}},
-                "template": {
-                    "metadata": {"labels": {"app": "filler"}},
-                    "spec": {
-                        "containers": [
-                            {
-                                "name": "f",
-                                "image": "busybox",
-                                "resources": {"requests": {"cpu": "4"}},
-                            }
-                        ]
-                    },
-                },
-            },
-        },
-    )
+    apply(filler, deployment(namespace, "filler", 4, image="busybox", cpu="4"))
     wait_deployment_ready(filler, namespace, "filler", timeout=60)
     fd = workload(namespace, 10, mode="Capacity")
     fd["spec"]["template"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
