@@ -43,7 +43,8 @@ def quantities(values: Mapping[str, Any] | None, pods: int = 0) -> Resources:
     return Resources(cpu=int(cpu), memory=int(memory), pods=count)
 
 
-def _ready(node: Mapping[str, Any]) -> bool:
+def node_ready(node: Mapping[str, Any]) -> bool:
+    """Ready and schedulable: a node that counts for placement."""
     conditions = (node.get("status") or {}).get("conditions") or []
     unschedulable = (node.get("spec") or {}).get("unschedulable", False)
     ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -66,7 +67,7 @@ def pod_requests(pod_spec: Mapping[str, Any]) -> Resources:
 
 def free(nodes: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]]) -> Resources:
     """Allocatable of Ready, schedulable nodes minus the requests of the pods bound to them."""
-    ready = {n["metadata"]["name"]: n for n in nodes if _ready(n)}
+    ready = {n["metadata"]["name"]: n for n in nodes if node_ready(n)}
     total = sum(
         (quantities((n.get("status") or {}).get("allocatable")) for n in ready.values()),
         Resources(),

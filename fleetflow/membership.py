@@ -8,6 +8,7 @@ rotation can revoke exactly the old token by deleting its Secret.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fleetflow.controlplane import (
@@ -19,6 +20,7 @@ from fleetflow.controlplane import (
     ZONE_LABEL,
     Manifest,
 )
+from fleetflow.health import HealthState
 
 MAX_MINOR_SKEW = 3
 """Members may be up to three minors away from the host, as the kubectl/apiserver skew policy."""
@@ -185,3 +187,43 @@ def skew_problem(host_version: str, member_version: str) -> str | None:
             "minor versions apart; upgrade the older one first"
         )
     return None
+
+
+def member_status(entry: Manifest, health: HealthState | None = None, **fields: Any) -> Manifest:
+    """A status patch for a registry entry: its whole current status with ``fields`` (and, when
+    given, the health and its Ready condition) changed.
+
+    Whole, because server-side apply removes the status fields this field manager omits; the
+    Ready condition's lastTransitionTime moves only when Ready flips, so a patch for an
+    unchanged member equals its current status and need not be sent.
+    """
+    status = {**(entry.get("status") or {}), **fields}
+    if health is not None:
+        ready = "True" if health.placeable else "False"
+        old = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+        since = (
+            old["lastTransitionTime"]
+            if old and old["status"] == ready
+            else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
+        status.update(
+            health=health.health.value,
+            consecutiveFailures=health.consecutive_failures,
+            consecutiveSuccesses=health.consecutive_successes,
+            conditions=[
+                {
+                    "type": "Ready",
+                    "status": ready,
+                    "reason": health.health.value,
+                    "message": "",
+                    "lastTransitionTime": since,
+                }
+            ],
+        )
+    meta = entry["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MemberCluster",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "status": status,
+    }

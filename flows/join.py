@@ -81,7 +81,7 @@ def join_cluster(request: JoinRequest) -> Report:
     actions.append(_block_action("KubeCluster block", block_name, verb))
     actions += apply_manifests(host, [entry], dry_run=dry_run)
     if not dry_run:
-        set_member_status(host, entry, healthy=True, version=member_version)
+        set_member_status(host, entry, version=member_version)
     if block_name not in federation.member_clusters:
         federation.member_clusters = [*federation.member_clusters, block_name]
     verb = save_if_changed(federation, request.federation, dry_run=dry_run)

@@ -9,7 +9,6 @@ counts on each workload's status. A run that finds nothing to change writes noth
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, unmapped
@@ -17,11 +16,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from blocks import KubeCluster
-from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import FleetflowError
 from fleetflow.federated import FederatedDeployment, member_deployment
 from fleetflow.health import Health, HealthState, observe
-from fleetflow.models import Action, RebalanceRequest, Report, Verb
+from fleetflow.membership import member_status
+from fleetflow.models import Action, RebalanceRequest, Report
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
 from tasks.clusters import UnknownBlock, load_cluster, load_federation
 from tasks.rebalance import (
@@ -171,47 +170,19 @@ def _health(entry: dict[str, Any]) -> HealthState:
 def _member_status(
     entry: dict[str, Any], state: HealthState, seen: MemberObservation
 ) -> dict[str, Any]:
-    """The whole status (SSA drops fields a manager omits), with the new health and, when the
-    member answered, its nodes and allocatable capacity. Equal to the old one in steady state."""
-    status = dict(entry.get("status") or {})
+    """The new health and, when the member answered, its nodes and allocatable capacity."""
+    fields: dict[str, Any] = {}
     if seen.reachable and seen.allocatable is not None:
-        status.update(
-            nodesReady=seen.nodes_ready,
-            nodesTotal=seen.nodes_total,
-            allocatable={
+        fields = {
+            "nodesReady": seen.nodes_ready,
+            "nodesTotal": seen.nodes_total,
+            "allocatable": {
                 "cpu": f"{seen.allocatable.cpu}m",
                 "memory": str(seen.allocatable.memory),
                 "pods": str(seen.allocatable.pods),
             },
-        )
-    ready = "True" if state.placeable else "False"
-    old = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
-    since = old["lastTransitionTime"] if old and old["status"] == ready else _now()
-    status.update(
-        health=state.health.value,
-        consecutiveFailures=state.consecutive_failures,
-        consecutiveSuccesses=state.consecutive_successes,
-        conditions=[
-            {
-                "type": "Ready",
-                "status": ready,
-                "reason": state.health.value,
-                "message": "",
-                "lastTransitionTime": since,
-            }
-        ],
-    )
-    meta = entry["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "MemberCluster",
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-        "status": status,
-    }
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        }
+    return member_status(entry, state, **fields)
 
 
 Writes = dict[str, tuple[list[dict[str, Any]], list[str]]]
@@ -256,7 +227,11 @@ def _write_all(
     """One task per member with something to write; a failing member does not stop the rest."""
     todo = [m for m, (manifests, removals) in writes.items() if manifests or removals]
     futures = write_member.map(
-        [blocks[m] for m in todo], todo, [writes[m][0] for m in todo], [writes[m][1] for m in todo]
+        [blocks[m] for m in todo],
+        todo,
+        [writes[m][0] for m in todo],
+        [writes[m][1] for m in todo],
+        [list(members[m].deployments) for m in todo],
     )
     actions: list[Action] = []
     for member, future in zip(todo, futures, strict=True):
@@ -264,13 +239,7 @@ def _write_all(
         if isinstance(result, BaseException):
             report.notes.append(f"{member}: writes failed, retried next run: {result}")
         else:
-            known = members[member].deployments
-            actions += [
-                a.model_copy(update={"verb": Verb.CREATE})
-                if a.verb == Verb.UPDATE and f"{a.namespace}/{a.name}" not in known
-                else a
-                for a in result
-            ]
+            actions += result
     return actions
 
 

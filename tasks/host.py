@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
@@ -11,8 +10,10 @@ from prefect import task
 from blocks import Federation, KubeCluster
 from blocks.fields import save_if_changed
 from fleetflow.controlplane import API_VERSION
+from fleetflow.health import HealthState
 from fleetflow.kube import ResourceNotFound, WaitTimeout
 from fleetflow.kube.apply import apply, get
+from fleetflow.membership import member_status
 from fleetflow.models import Action, Verb
 from tasks.clusters import client
 from tasks.common import CLUSTER_TASK, PRIVATE
@@ -60,40 +61,15 @@ def member_entry(block: KubeCluster, namespace: str, member: str) -> dict[str, A
 
 
 @task(**CLUSTER_TASK)
-def set_member_status(
-    block: KubeCluster, entry: dict[str, Any], *, healthy: bool, version: str
-) -> None:
-    """Record the member's version and health on its registry entry (status subresource)."""
+def set_member_status(block: KubeCluster, entry: dict[str, Any], *, version: str) -> None:
+    """Record the member's version on its registry entry; a new entry starts Healthy (the probes
+    of the rebalance flow own its health from then on). Nothing is sent when nothing changes."""
     meta = entry["metadata"]
     current = get(client(block), API_VERSION, "MemberCluster", meta["name"], meta["namespace"])
-    conditions = (current.get("status") or {}).get("conditions") or []
-    ready = next((c for c in conditions if c["type"] == "Ready"), None)
-    state = "True" if healthy else "False"
-    since = ready["lastTransitionTime"] if ready and ready["status"] == state else _now()
-    status = {
-        "kubernetesVersion": version,
-        "health": "Healthy" if healthy else "Unhealthy",
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": state,
-                "reason": "Joined" if healthy else "Unreachable",
-                "message": "",
-                "lastTransitionTime": since,
-            }
-        ],
-    }
-    patch = {
-        "apiVersion": API_VERSION,
-        "kind": "MemberCluster",
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-        "status": status,
-    }
-    apply(client(block), patch, subresource="status")
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    health = None if (current.get("status") or {}).get("health") else HealthState()
+    patch = member_status(current, health, kubernetesVersion=version)
+    if patch["status"] != current.get("status"):
+        apply(client(block), patch, subresource="status")
 
 
 @task(**PRIVATE)

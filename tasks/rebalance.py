@@ -11,7 +11,7 @@ from prefect import task
 from pydantic import BaseModel, Field
 
 from blocks import KubeCluster
-from fleetflow.capacity import Resources, free
+from fleetflow.capacity import Resources, free, node_ready
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
 from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD, FederatedDeployment
 from fleetflow.kube import ClusterError, ResourceConflict, apply, delete, list_objects
@@ -69,14 +69,7 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
         ours = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_FEDERATION}={federation}")
     except ClusterError as exc:
         return MemberObservation(name=name, reachable=False, error=str(exc))
-    ready = sum(
-        1
-        for n in nodes
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in (n.get("status") or {}).get("conditions") or []
-        )
-    )
+    ready = sum(1 for n in nodes if node_ready(n))
     deployments = {}
     for d in ours:
         meta, status = d["metadata"], d.get("status") or {}
@@ -98,12 +91,18 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
 
 @task(**MEMBER_TASK)
 def write_member(
-    block: KubeCluster, member: str, manifests: list[dict[str, Any]], removals: list[str]
+    block: KubeCluster,
+    member: str,
+    manifests: list[dict[str, Any]],
+    removals: list[str],
+    existing: list[str],
 ) -> list[Action]:
-    """Apply the Deployments that changed and delete the ones no longer placed here."""
+    """Apply the Deployments that changed and delete the ones no longer placed here;
+    ``existing`` (namespace/name) tells a create from an update in the report."""
     api, actions = client(block), []
     for manifest in manifests:
         meta = manifest["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
         try:
             apply(api, manifest)
         except ClusterError as exc:
@@ -117,7 +116,7 @@ def write_member(
                 kind="Deployment",
                 name=meta["name"],
                 namespace=meta["namespace"],
-                verb=Verb.UPDATE,
+                verb=Verb.UPDATE if key in existing else Verb.CREATE,
             )
         )
     for key in removals:

@@ -11,11 +11,13 @@ from fleetflow.controlplane import (
     control_plane_manifests,
     member_cluster_crd,
 )
+from fleetflow.health import Health, HealthState
 from fleetflow.membership import (
     MEMBER_RULES,
     TOKEN_RULES,
     member_cluster,
     member_manifests,
+    member_status,
     names,
     skew_problem,
     token_secret,
@@ -146,3 +148,23 @@ def test_report_counts_writes_and_renders_markdown() -> None:
     text = report.markdown()
     assert text.startswith("## join x (dry run: nothing written)")
     assert "| m | Role | ns/r | unchanged |" in text
+
+
+def test_member_status_keeps_other_fields_and_the_transition_time() -> None:
+    entry = {
+        "metadata": {"name": "m1", "namespace": "fleetflow-system"},
+        "status": {"kubernetesVersion": "v1.36.3", "nodesReady": 3},
+    }
+    first = member_status(entry, HealthState())["status"]
+    assert first["nodesReady"] == 3 and first["kubernetesVersion"] == "v1.36.3"
+    assert first["conditions"][0]["status"] == "True"
+    again = member_status({**entry, "status": first}, HealthState())["status"]
+    assert again == first  # steady state: nothing to send
+    sick = member_status(
+        {**entry, "status": first}, HealthState(health=Health.UNHEALTHY, consecutive_failures=2)
+    )["status"]
+    assert sick["conditions"][0]["status"] == "False" and sick["health"] == "Unhealthy"
+    assert (
+        member_status({**entry, "status": first}, None, nodesReady=2)["status"]["conditions"]
+        == first["conditions"]
+    )
