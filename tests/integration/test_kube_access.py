@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client as k8s
@@ -53,14 +54,34 @@ def test_applied_deployment_turns_ready_on_kwok_nodes(testbed: TestbedSpec, name
 
 def test_reapplying_the_same_manifest_writes_nothing(testbed: TestbedSpec, namespace: str) -> None:
     client = client_for(testbed.members[1].name)
-    manifest = deployment(namespace, "api", 1)
-    first = apply(client, manifest)
-    second = apply(client, manifest)
+    # No controller writes a ConfigMap, so its resourceVersion moves only if apply wrote.
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": namespace},
+        "data": {"a": "1"},
+    }
+    first = apply(client, config)
+    second = apply(client, config)
     assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
-    managers = {m["manager"] for m in second["metadata"]["managedFields"]}
-    assert "fleetflow" in managers
-    changed = apply(client, deployment(namespace, "api", 1, image="nginx:1.28"))
+    assert {m["manager"] for m in second["metadata"]["managedFields"]} == {"fleetflow"}
+    changed = apply(client, {**config, "data": {"a": "2"}})
     assert changed["metadata"]["resourceVersion"] != first["metadata"]["resourceVersion"]
+    # A Deployment's status is written by its controller meanwhile, so judge it by its spec
+    # generation and by when fleetflow last touched its fields.
+    manifest = deployment(namespace, "api", 1)
+    live = apply(client, manifest)
+    again = apply(client, manifest)
+
+    def ours(obj: dict[str, Any]) -> Any:
+        return next(
+            m["time"] for m in obj["metadata"]["managedFields"] if m["manager"] == "fleetflow"
+        )
+
+    assert again["metadata"]["generation"] == live["metadata"]["generation"]
+    assert ours(again) == ours(live)
+    changed = apply(client, deployment(namespace, "api", 1, image="nginx:1.28"))
+    assert changed["metadata"]["generation"] == live["metadata"]["generation"] + 1
 
 
 def test_wait_past_the_deadline_says_what_it_saw(testbed: TestbedSpec, namespace: str) -> None:
