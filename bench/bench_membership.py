@@ -17,15 +17,15 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from prefect.testing.utilities import prefect_test_harness
 
-from blocks.testbed import save_testbed_blocks
+from fleetflow.blocks.testbed import save_testbed_blocks
+from fleetflow.flows.bootstrap import bootstrap_control_plane
+from fleetflow.flows.join import join_cluster
+from fleetflow.flows.unjoin import unjoin_cluster
 from fleetflow.kube.client import REQUESTS
 from fleetflow.membership import MEMBER_RULES, TOKEN_RULES
 from fleetflow.models import BootstrapRequest, JoinRequest, UnjoinRequest
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
-from flows.bootstrap import bootstrap_control_plane
-from flows.join import join_cluster
-from flows.unjoin import unjoin_cluster
 
 
 def join(federation: str, member: str) -> float:

@@ -19,16 +19,16 @@ from kubernetes import client as k8s
 from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
-from blocks.testbed import save_testbed_blocks
+from fleetflow.blocks.testbed import save_testbed_blocks
 from fleetflow.controlplane import API_VERSION
+from fleetflow.flows.bootstrap import bootstrap_control_plane
+from fleetflow.flows.join import join_cluster
+from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import api_client, apply
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import BootstrapRequest, JoinRequest, RebalanceRequest
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import NodeShape, TestbedSpec
-from flows.bootstrap import bootstrap_control_plane
-from flows.join import join_cluster
-from flows.rebalance import rebalance_replicas
 
 WORKLOADS = int(os.environ.get("FLEETFLOW_BENCH_WORKLOADS", "300"))
 

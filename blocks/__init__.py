@@ -3,7 +3,7 @@
 Register them with ``prefect block register -m blocks``.
 """
 
-from blocks.federation import Federation
-from blocks.kube_cluster import KubeCluster
+from fleetflow.blocks.federation import Federation
+from fleetflow.blocks.kube_cluster import KubeCluster
 
 __all__ = ["Federation", "KubeCluster"]

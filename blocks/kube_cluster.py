@@ -8,7 +8,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from fleetflow.kube import ClusterApiClient, ClusterCredentials, api_client
-from fleetflow.kube.client import DEFAULT_REQUEST_TIMEOUT
+from fleetflow.settings import settings
 
 
 class KubeCluster(Block):
@@ -32,7 +32,11 @@ class KubeCluster(Block):
     region: str | None = Field(default=None, description="Region, e.g. us-east")
     zone: str | None = Field(default=None, description="Zone, e.g. us-east-1a")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement")
-    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0, description="Seconds")
+    request_timeout: float = Field(
+        default_factory=lambda: settings().request_timeout,
+        gt=0,
+        description="Seconds for one request (default FLEETFLOW_REQUEST_TIMEOUT, 10)",
+    )
 
     def credentials(self) -> ClusterCredentials:
         """The core's view of these credentials, named after the saved block."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from blocks.fields import save_if_changed
-from blocks.kube_cluster import KubeCluster
+from fleetflow.blocks.fields import save_if_changed
+from fleetflow.blocks.kube_cluster import KubeCluster
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 

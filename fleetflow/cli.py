@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from fleetflow import placement
 from fleetflow import stack as local_stack
-from fleetflow.errors import FleetflowError
+from fleetflow.errors import FleetflowError, StackError
 from fleetflow.models import (
     BootstrapRequest,
     JoinRequest,
@@ -75,7 +75,7 @@ def _save_blocks(spec: TestbedSpec) -> None:
     if not os.environ.get("PREFECT_API_URL"):
         _say("no PREFECT_API_URL: credentials blocks not saved")
         return
-    from blocks.testbed import save_testbed_blocks
+    from fleetflow.blocks.testbed import save_testbed_blocks
 
     saved = save_testbed_blocks(spec)
     _say(
@@ -135,8 +135,8 @@ DEMO_FEDERATION = "demo"
 def _demo_federation(spec: TestbedSpec) -> None:
     """Bootstrap the `demo` federation on the test bed and join its members, so that the
     scheduled rebalance deployment has a federation to work on. Reruns change nothing."""
-    from flows.bootstrap import bootstrap_control_plane
-    from flows.join import join_cluster
+    from fleetflow.flows.bootstrap import bootstrap_control_plane
+    from fleetflow.flows.join import join_cluster
 
     bootstrap_control_plane(BootstrapRequest(federation=DEMO_FEDERATION, host_cluster=spec.host))
     for member in spec.members:
@@ -199,7 +199,7 @@ def _use_prefect_api() -> None:
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise local_stack.StackError(
+        raise StackError(
             "no Prefect API to run the flow against: start one with `fleetflow up`, "
             "or set PREFECT_API_URL"
         )
@@ -208,7 +208,7 @@ def _use_prefect_api() -> None:
 def _run_flow(module: str, flow: str, request: BaseModel) -> int:
     """Run a flow in this process (its runs, logs and artifacts land in Prefect as usual)."""
     _use_prefect_api()
-    report: Report = getattr(importlib.import_module(f"flows.{module}"), flow)(request)
+    report: Report = getattr(importlib.import_module(f"fleetflow.flows.{module}"), flow)(request)
     _say("")
     for action in report.actions:
         _say(("would " if report.dry_run and action.verb != "unchanged" else "") + action.line())

@@ -1,5 +1,172 @@
-"""The root of fleetflow's errors: each says what is wrong and how to fix it."""
+"""Every error fleetflow raises, in one tree. Each says what is wrong and how to fix it, in one
+line meant for the person running fleetflow; ``retryable`` says whether trying the same step
+again can help, and is the only thing a task's retry condition reads.
+
+```
+FleetflowError                      retryable?
+├── InvalidRequest                  no   the request cannot be carried out as given
+│   ├── PlacementError                   a placement no plan can satisfy
+│   ├── UnknownName                      a block, member, region or workload that does not exist
+│   ├── MembershipError                  a cluster that cannot join or leave as asked
+│   ├── HostTooOld                       a host cluster older than fleetflow supports
+│   └── CredentialsError                 credentials that cannot make a client
+├── ClusterError                    (per class) a request to one cluster failed
+│   ├── ClusterUnreachable          yes  connection refused, reset, DNS
+│   ├── ClusterTimeout              yes  no answer in time (or HTTP 504)
+│   ├── ClusterThrottled            yes  HTTP 429: throttled, or storage still starting
+│   ├── ClusterServerError          yes  HTTP 5xx
+│   ├── ResourceConflict            yes  HTTP 409: changed meanwhile
+│   ├── ClusterTLSError             no   the CA does not match
+│   ├── ClusterUnauthorized         no   HTTP 401
+│   ├── ClusterForbidden            no   HTTP 403
+│   ├── ResourceNotFound            no   HTTP 404
+│   └── InvalidResource             no   HTTP 422
+├── WaitTimeout                     no   a condition did not hold by its deadline
+├── PartialFailure                  no   some items of a run failed; the rest was done
+└── LocalError                      no   this machine: the local stack, test bed, build
+    ├── StackError
+    ├── TestbedError
+    └── BuildError
+```
+"""
+
+from __future__ import annotations
 
 
 class FleetflowError(Exception):
     """An error meant for the person running fleetflow: one clear line, no traceback needed."""
+
+    retryable: bool = False
+
+
+class InvalidRequest(FleetflowError, ValueError):
+    """The request cannot be carried out as given: fix it, not the clusters."""
+
+
+class PlacementError(InvalidRequest):
+    """The inputs can never give a valid plan: fix the request, not the clusters."""
+
+
+class UnknownName(InvalidRequest, LookupError):
+    """A name given in a request (block, member, region, workload) does not exist."""
+
+
+class MembershipError(InvalidRequest):
+    """The cluster cannot join (or leave) as asked; the message says why and what to do."""
+
+
+class HostTooOld(InvalidRequest):
+    """The host cluster's Kubernetes is older than fleetflow supports."""
+
+
+class CredentialsError(InvalidRequest):
+    """Credentials that cannot be turned into a client (bad kubeconfig, missing context...)."""
+
+
+class ClusterError(FleetflowError):
+    """A request to one cluster failed; names the cluster, the detail and the fix."""
+
+    hint = "check the cluster and retry"
+
+    def __init__(self, cluster: str, detail: str, *, status: int | None = None) -> None:
+        self.cluster = cluster
+        self.detail = detail
+        self.status = status
+        super().__init__(f"cluster {cluster!r}: {detail}; {self.hint}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Prefect moves task exceptions between threads and processes by pickling them.
+        return (_rebuild, (type(self), self.cluster, self.detail, self.status))
+
+
+def _rebuild(
+    cls: type[ClusterError], cluster: str, detail: str, status: int | None
+) -> ClusterError:
+    return cls(cluster, detail, status=status)
+
+
+class ClusterUnreachable(ClusterError):
+    hint = "check that its API server is running and its address is right"
+    retryable = True
+
+
+class ClusterTimeout(ClusterError):
+    hint = "the API server is overloaded or unreachable; retry, or raise request_timeout"
+    retryable = True
+
+
+class ClusterThrottled(ClusterError):
+    hint = "the API server asks to slow down (or its storage is still starting); retried"
+    retryable = True
+
+
+class ClusterServerError(ClusterError):
+    hint = "the API server failed; retried, and if it persists read its log"
+    retryable = True
+
+
+class ResourceConflict(ClusterError):
+    hint = "the object changed meanwhile or another field manager owns the field; re-read and retry"
+    retryable = True
+
+
+class ClusterTLSError(ClusterError):
+    hint = "check the CA data in its credentials block (it must be the CA that signed the server)"
+
+
+class ClusterUnauthorized(ClusterError):
+    hint = "its token or client certificate is wrong or expired: rotate the credentials block"
+
+
+class ClusterForbidden(ClusterError):
+    hint = "the credentials lack the RBAC permission for this request"
+
+
+class ResourceNotFound(ClusterError):
+    hint = "check the name and namespace"
+
+
+class InvalidResource(ClusterError):
+    hint = "fix the manifest"
+
+
+class WaitTimeout(FleetflowError, TimeoutError):
+    """A wait ran past its deadline; the message carries what was last seen."""
+
+
+class PartialFailure(FleetflowError):
+    """Part of a run failed (some workloads or members); what could be done was done."""
+
+
+class LocalError(FleetflowError):
+    """This machine cannot do what was asked: the local stack, the test bed or its build."""
+
+
+class StackError(LocalError):
+    """The local stack could not start; the message says what to look at."""
+
+
+class TestbedError(LocalError):
+    """The test bed cannot do what was asked; the message says why and what to do."""
+
+
+class BuildError(LocalError):
+    """A binary could not be built; the message carries the Go tool's own error."""
+
+
+ERRORS_BY_STATUS: dict[int, type[ClusterError]] = {
+    401: ClusterUnauthorized,
+    403: ClusterForbidden,
+    404: ResourceNotFound,
+    409: ResourceConflict,
+    422: InvalidResource,
+    429: ClusterThrottled,
+    504: ClusterTimeout,
+}
+
+
+def for_status(status: int) -> type[ClusterError]:
+    """The error class of an HTTP status from a cluster's API server."""
+    if status in ERRORS_BY_STATUS:
+        return ERRORS_BY_STATUS[status]
+    return ClusterServerError if status >= 500 else ClusterError

@@ -21,10 +21,16 @@ class Health(StrEnum):
 
 
 class HealthPolicy(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """When probes move a member between Healthy, Suspect, Unhealthy and Recovering."""
 
-    failure_threshold: int = Field(default=2, ge=1, description="Failed probes to turn Unhealthy")
-    success_threshold: int = Field(default=2, ge=1, description="Good probes to turn Healthy")
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failure_threshold: int = Field(
+        default=2, ge=1, description="Consecutive failed probes before a member is Unhealthy"
+    )
+    success_threshold: int = Field(
+        default=2, ge=1, description="Consecutive good probes before it is Healthy again"
+    )
 
 
 class HealthState(BaseModel):
@@ -42,10 +48,7 @@ class HealthState(BaseModel):
         return self.health in (Health.HEALTHY, Health.SUSPECT)
 
 
-DEFAULT_POLICY = HealthPolicy()
-
-
-def observe(state: HealthState, ok: bool, policy: HealthPolicy = DEFAULT_POLICY) -> HealthState:
+def observe(state: HealthState, ok: bool, policy: HealthPolicy) -> HealthState:
     """The next state after one probe.
 
     Counters run only while they matter (towards a threshold), so a member that stays Healthy,

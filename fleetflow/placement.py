@@ -49,13 +49,12 @@ from typing import NamedTuple, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetflow.errors import FleetflowError
+from fleetflow.errors import PlacementError
 
 __all__ = [
     "Candidate",
     "CandidateLike",
     "ClusterCandidate",
-    "PlacementError",
     "PlacementRequest",
     "Plan",
     "build_request",
@@ -65,10 +64,6 @@ __all__ = [
     "plan_json",
     "plan_replicas",
 ]
-
-
-class PlacementError(FleetflowError, ValueError):
-    """The inputs can never give a valid plan: fix the request, not the clusters."""
 
 
 class CandidateLike(Protocol):

@@ -11,9 +11,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from fleetflow.capacity import Resources, replicas_that_fit
+from fleetflow.errors import PlacementError
 from fleetflow.federated import FederatedDeployment
 from fleetflow.health import HealthState
-from fleetflow.placement import Candidate, PlacementError, plan_replicas
+from fleetflow.placement import Candidate, plan_replicas
 
 
 class Observed(BaseModel):

@@ -19,16 +19,12 @@ from pathlib import Path
 
 import httpx
 
-from fleetflow.errors import FleetflowError
-from fleetflow.home import home
+from fleetflow.errors import StackError
+from fleetflow.settings import settings
 
 Progress = Callable[[str], None]
 WORK_POOL = "fleetflow"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-class StackError(FleetflowError):
-    """The local stack could not start; the message says what to look at."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +46,7 @@ class Stack:
         """Environment for every process of the stack: its own Prefect home and API."""
         return dict(
             os.environ,
-            PREFECT_HOME=str(home() / "prefect"),
+            PREFECT_HOME=str(settings().home / "prefect"),
             PREFECT_API_URL=self.api_url,
             PREFECT_SERVER_API_HOST=self.host,
             PREFECT_SERVER_API_PORT=str(self.port),
@@ -59,7 +55,7 @@ class Stack:
 
 
 def _run_dir() -> Path:
-    path = home() / "run"
+    path = settings().home / "run"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -82,7 +78,7 @@ def _alive(name: str) -> int | None:
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
-    log = home() / "logs" / f"{name}.log"
+    log = settings().home / "logs" / f"{name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -109,7 +105,9 @@ def _wait_healthy(stack: Stack, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while not healthy(stack):
         if _alive("server") is None:
-            raise StackError(f"the Prefect server exited; see {home() / 'logs' / 'server.log'}")
+            raise StackError(
+                f"the Prefect server exited; see {settings().home / 'logs' / 'server.log'}"
+            )
         if time.monotonic() > deadline:
             raise StackError(f"the Prefect server is not healthy after {timeout:g}s")
         time.sleep(0.5)
@@ -141,7 +139,9 @@ def start_server(stack: Stack, progress: Progress = print) -> bool:
         raise StackError(
             f"another Prefect server already answers on {stack.ui_url}: stop it or pass --port"
         )
-    progress(f"starting the Prefect server at {stack.ui_url} (SQLite in {home() / 'prefect'})")
+    progress(
+        f"starting the Prefect server at {stack.ui_url} (SQLite in {settings().home / 'prefect'})"
+    )
     _spawn(
         "server",
         [_prefect(), "server", "start", "--host", stack.host, "--port", str(stack.port)],
@@ -204,7 +204,7 @@ def deploy(stack: Stack, progress: Progress = print) -> None:
 
 def register_blocks(stack: Stack) -> None:
     subprocess.run(
-        [_prefect(), "block", "register", "-m", "blocks"],
+        [_prefect(), "block", "register", "-m", "fleetflow.blocks"],
         env=stack.env(),
         check=True,
         capture_output=True,

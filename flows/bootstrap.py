@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from prefect import flow
 
-from blocks import Federation
+from fleetflow.blocks import Federation
 from fleetflow.controlplane import DNS_CRD_NAME, MIN_HOST_MINOR, control_plane_manifests
-from fleetflow.errors import FleetflowError
+from fleetflow.errors import HostTooOld
+from fleetflow.flows.report import publish
 from fleetflow.membership import minor
 from fleetflow.models import BootstrapRequest, Report
-from flows.report import publish
-from tasks.clusters import load_cluster, server_version
-from tasks.host import crd_exists, save_federation, wait_crds_established
-from tasks.manifests import apply_manifests
-
-
-class HostTooOld(FleetflowError):
-    """The host cluster's Kubernetes is older than fleetflow supports."""
+from fleetflow.tasks.clusters import load_cluster, server_version
+from fleetflow.tasks.host import crd_exists, save_federation, wait_crds_established
+from fleetflow.tasks.manifests import apply_manifests
 
 
 @flow(name="bootstrap-control-plane", log_prints=False)

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from blocks import Federation, KubeCluster
-from blocks.fields import save_if_changed
+from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks.fields import save_if_changed
+from fleetflow.errors import MembershipError
+from fleetflow.flows.report import publish
 from fleetflow.membership import (
     member_block_name,
     member_cluster,
@@ -25,12 +27,10 @@ from fleetflow.membership import (
     skew_problem,
 )
 from fleetflow.models import Action, JoinRequest, Report, Verb
-from flows.report import publish
-from tasks.clusters import cluster_name, load_cluster, load_federation, server_version
-from tasks.host import member_entry, set_member_status
-from tasks.manifests import apply_manifests
-from tasks.member import (
-    MembershipError,
+from fleetflow.tasks.clusters import cluster_name, load_cluster, load_federation, server_version
+from fleetflow.tasks.host import member_entry, set_member_status
+from fleetflow.tasks.manifests import apply_manifests
+from fleetflow.tasks.member import (
     endpoint,
     federations_of,
     issue_token,

@@ -15,15 +15,16 @@ from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks import KubeCluster
-from fleetflow.errors import FleetflowError
+from fleetflow.blocks import KubeCluster
+from fleetflow.errors import PlacementError, UnknownName
 from fleetflow.federated import FederatedDeployment, member_deployment
 from fleetflow.health import Health, HealthState, observe
 from fleetflow.membership import member_status
 from fleetflow.models import Action, RebalanceRequest, Report
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
-from tasks.clusters import UnknownBlock, load_cluster, load_federation
-from tasks.rebalance import (
+from fleetflow.settings import settings
+from fleetflow.tasks.clusters import load_cluster, load_federation
+from fleetflow.tasks.rebalance import (
     MemberObservation,
     Readiness,
     list_members,
@@ -38,10 +39,6 @@ from tasks.rebalance import (
 MAX_PARALLEL_MEMBERS = 8
 
 
-class InvalidPlacement(FleetflowError):
-    """Some workloads could not be planned; nothing was written for them."""
-
-
 @flow(
     name="rebalance-replicas",
     task_runner=ThreadPoolTaskRunner[Any](max_workers=MAX_PARALLEL_MEMBERS),  # type: ignore[arg-type]
@@ -53,7 +50,7 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     workloads = list_workloads(host, request.namespace, request.name, request.labels)
     if request.name and not workloads:
         where = f" in namespace {request.namespace}" if request.namespace else ""
-        raise InvalidPlacement(f"no FederatedDeployment named {request.name!r}{where}")
+        raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
     entries = {
         e["metadata"]["name"]: e for e in list_members(host, federation.namespace, federation.name)
     }
@@ -89,7 +86,7 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
         write_statuses(host, status_updates)
     report.notes.append(f"{len(status_updates)} status updates in the host")
     if errors:
-        raise InvalidPlacement("; ".join(errors))
+        raise PlacementError("; ".join(errors))
     return report
 
 
@@ -104,7 +101,7 @@ def _probe_members(
     members, updates = {}, []
     for name, entry in entries.items():
         obs, before = seen[name], _health(entry)
-        after = observe(before, obs.reachable and obs.nodes_ready > 0)
+        after = observe(before, obs.reachable and obs.nodes_ready > 0, settings().health)
         update = _member_status(entry, after, obs)
         if update["status"] != (entry.get("status") or {}):
             updates.append(update)
@@ -154,7 +151,7 @@ def _wait_for_scale_ups(
 def _block(name: str) -> KubeCluster | None:
     try:
         return load_cluster(name)
-    except UnknownBlock:
+    except UnknownName:
         return None
 
 

@@ -15,14 +15,14 @@ from kubernetes import client as k8s
 from prefect import flow
 from pydantic import SecretStr
 
-from blocks.fields import save_if_changed
-from fleetflow.kube import ClusterUnauthorized, api_client
+from fleetflow.blocks.fields import save_if_changed
+from fleetflow.errors import ClusterUnauthorized, MembershipError
+from fleetflow.flows.report import publish
+from fleetflow.kube import api_client
 from fleetflow.models import Action, Report, RotateRequest, Verb
-from flows.report import publish
-from tasks.clusters import cluster_name, load_cluster, load_federation
-from tasks.host import member_entry
-from tasks.member import (
-    MembershipError,
+from fleetflow.tasks.clusters import cluster_name, load_cluster, load_federation
+from fleetflow.tasks.host import member_entry
+from fleetflow.tasks.member import (
     issue_token,
     revoke_tokens,
     token_credentials,

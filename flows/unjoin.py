@@ -14,16 +14,20 @@ from typing import Any
 
 from prefect import flow
 
-from blocks import KubeCluster
-from blocks.fields import save_if_changed
+from fleetflow.blocks import KubeCluster
+from fleetflow.blocks.fields import save_if_changed
+from fleetflow.errors import MembershipError, UnknownName
+from fleetflow.flows.report import publish
 from fleetflow.membership import member_block_name, member_manifests, names
 from fleetflow.models import Action, Report, UnjoinRequest, Verb
-from flows.report import publish
-from tasks.clusters import UnknownBlock, delete_cluster_block, load_cluster, load_federation
-from tasks.host import member_entry
-from tasks.manifests import delete_manifests
-from tasks.member import (
-    MembershipError,
+from fleetflow.tasks.clusters import (
+    delete_cluster_block,
+    load_cluster,
+    load_federation,
+)
+from fleetflow.tasks.host import member_entry
+from fleetflow.tasks.manifests import delete_manifests
+from fleetflow.tasks.member import (
     delete_propagated,
     revoke_tokens,
     unreachable_reason,
@@ -95,7 +99,7 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
 def _load_or_none(name: str) -> KubeCluster | None:
     try:
         return load_cluster(name)
-    except UnknownBlock:
+    except UnknownName:
         return None
 
 

@@ -7,14 +7,10 @@ from typing import cast
 from kubernetes import client as k8s
 from prefect import task
 
-from blocks import Federation, KubeCluster
-from fleetflow.errors import FleetflowError
+from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.errors import UnknownName
 from fleetflow.kube import ClusterApiClient
-from tasks.common import CLUSTER_TASK, PRIVATE
-
-
-class UnknownBlock(FleetflowError, LookupError):
-    """A block named in the parameters does not exist."""
+from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
 
 def cluster_name(block: KubeCluster) -> str:
@@ -27,7 +23,7 @@ def load_cluster(name: str) -> KubeCluster:
     try:
         return cast(KubeCluster, KubeCluster.load(name))
     except ValueError:
-        raise UnknownBlock(
+        raise UnknownName(
             f"no KubeCluster block named {name!r}: list them with `prefect block ls`, "
             "or save one (see `fleetflow testbed up` for an example)"
         ) from None
@@ -38,7 +34,7 @@ def load_federation(name: str) -> Federation:
     try:
         return cast(Federation, Federation.load(name))
     except ValueError:
-        raise UnknownBlock(
+        raise UnknownName(
             f"no Federation block named {name!r}: bootstrap it first with "
             "`fleetflow bootstrap --federation NAME --host-cluster BLOCK`"
         ) from None

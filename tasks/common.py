@@ -6,26 +6,20 @@ from typing import Any
 
 from prefect.cache_policies import NO_CACHE
 
-from fleetflow.kube import ClusterTimeout, ClusterUnreachable, ResourceConflict
-from fleetflow.kube.errors import ClusterError
-
-TRANSIENT = (ClusterUnreachable, ClusterTimeout, ResourceConflict)
+from fleetflow.errors import FleetflowError
 
 
-def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry an unreachable or slow cluster, a conflict, a 429 (an apiserver still starting up,
-    or throttling) or a 5xx; never bad input or RBAC."""
+def retryable(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry exactly what the error tree calls retryable: an unreachable or slow cluster, a
+    conflict, throttling (429) or a server error (5xx); never bad input or RBAC."""
     error = state.data
-    if isinstance(error, TRANSIENT):
-        return True
-    status = error.status or 0 if isinstance(error, ClusterError) else 0
-    return status == 429 or status >= 500
+    return isinstance(error, FleetflowError) and error.retryable
 
 
 CLUSTER_TASK: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": [1, 2, 4],
-    "retry_condition_fn": transient,
+    "retry_condition_fn": retryable,
     "cache_policy": NO_CACHE,
     "persist_result": False,
     "timeout_seconds": 120,

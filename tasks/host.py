@@ -7,16 +7,16 @@ from typing import Any
 
 from prefect import task
 
-from blocks import Federation, KubeCluster
-from blocks.fields import save_if_changed
+from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks.fields import save_if_changed
 from fleetflow.controlplane import API_VERSION
+from fleetflow.errors import ResourceNotFound, WaitTimeout
 from fleetflow.health import HealthState
-from fleetflow.kube import ResourceNotFound, WaitTimeout
 from fleetflow.kube.apply import apply, get
 from fleetflow.membership import member_status
 from fleetflow.models import Action, Verb
-from tasks.clusters import client
-from tasks.common import CLUSTER_TASK, PRIVATE
+from fleetflow.tasks.clusters import client
+from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
 CRD_API = "apiextensions.k8s.io/v1"
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from prefect import task
 
-from blocks import KubeCluster
+from fleetflow.blocks import KubeCluster
 from fleetflow.kube import ensure
 from fleetflow.kube.apply import delete
 from fleetflow.models import Action, Verb
-from tasks.clusters import client, cluster_name
-from tasks.common import CLUSTER_TASK
+from fleetflow.tasks.clusters import client, cluster_name
+from fleetflow.tasks.common import CLUSTER_TASK
 
 
 def _action(cluster: str, manifest: dict[str, Any], verb: str) -> Action:

@@ -11,25 +11,14 @@ from kubernetes import client as k8s
 from prefect import task
 from pydantic import BaseModel, SecretStr
 
-from blocks import KubeCluster
+from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import LABEL_FEDERATION
-from fleetflow.errors import FleetflowError
-from fleetflow.kube import (
-    ClusterCredentials,
-    ClusterError,
-    ResourceNotFound,
-    WaitTimeout,
-    api_client,
-    delete,
-)
+from fleetflow.errors import ClusterError, MembershipError, ResourceNotFound, WaitTimeout
+from fleetflow.kube import ClusterCredentials, api_client, delete
 from fleetflow.membership import names, token_secret
 from fleetflow.models import Action, Verb
-from tasks.clusters import client, cluster_name
-from tasks.common import CLUSTER_TASK, PRIVATE
-
-
-class MembershipError(FleetflowError):
-    """The cluster cannot join (or leave) as asked; the message says why and what to do."""
+from fleetflow.tasks.clusters import client, cluster_name
+from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
 
 @task(**CLUSTER_TASK)

@@ -10,16 +10,17 @@ from kubernetes import client as k8s
 from prefect import task
 from pydantic import BaseModel, Field
 
-from blocks import KubeCluster
+from fleetflow.blocks import KubeCluster
 from fleetflow.capacity import Resources, free, node_ready
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
+from fleetflow.errors import ClusterError, ResourceConflict
 from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD, FederatedDeployment
-from fleetflow.kube import ClusterError, ResourceConflict, apply, delete, list_objects
+from fleetflow.kube import apply, delete, list_objects
 from fleetflow.kube.workloads import deployment_ready
 from fleetflow.models import Action, Verb
 from fleetflow.rebalance import Observed, WorkloadPlan
-from tasks.clusters import client
-from tasks.common import CLUSTER_TASK, PRIVATE
+from fleetflow.tasks.clusters import client
+from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
 FD_KIND = "FederatedDeployment"
 MEMBER_TASK = {k: v for k, v in CLUSTER_TASK.items() if k != "timeout_seconds"}

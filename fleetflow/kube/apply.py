@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from fleetflow.errors import ResourceNotFound
 from fleetflow.kube.client import ClusterApiClient
-from fleetflow.kube.errors import ResourceNotFound
 
 FIELD_MANAGER = "fleetflow"
 

@@ -2,7 +2,7 @@
 
 Several clusters are used at once in one process (a flow fans out over members), so each client
 gets its own ``Configuration``. Every request carries a timeout, and every error is translated
-into a :class:`~fleetflow.kube.errors.ClusterError` that names the cluster.
+into a :class:`~fleetflow.errors.ClusterError` that names the cluster.
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.kube_config import load_kube_config_from_dict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from fleetflow.kube.errors import CredentialsError, translate
+from fleetflow.errors import CredentialsError
+from fleetflow.kube.translate import translate
+from fleetflow.settings import settings
 
 REQUESTS: Counter[tuple[str, str]] = Counter()
 """Requests sent in this process, by (cluster, HTTP method): a cheap meter for benchmarks and for
 proving that a run which finds nothing to change sends no write."""
-
-DEFAULT_REQUEST_TIMEOUT = 10.0
-"""Seconds for one request: connect and read. Long enough for a loaded apiserver, short enough
-that an unreachable member is noticed well inside a task's own timeout."""
 
 
 class ClusterCredentials(BaseModel):
@@ -38,7 +36,7 @@ class ClusterCredentials(BaseModel):
     token: SecretStr | None = Field(default=None, description="Bearer token")
     kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig YAML text")
     context: str | None = Field(default=None, description="Kubeconfig context; default current")
-    request_timeout: float = Field(default=DEFAULT_REQUEST_TIMEOUT, gt=0)
+    request_timeout: float = Field(default_factory=lambda: settings().request_timeout, gt=0)
 
     @model_validator(mode="after")
     def _one_way_in(self) -> ClusterCredentials:

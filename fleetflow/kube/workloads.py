@@ -9,8 +9,9 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from fleetflow.errors import ClusterError, WaitTimeout
 from fleetflow.kube.client import ClusterApiClient
-from fleetflow.kube.errors import ClusterError, WaitTimeout, translate
+from fleetflow.kube.translate import translate
 
 
 def scale(client: ClusterApiClient, namespace: str, name: str, replicas: int) -> bool:

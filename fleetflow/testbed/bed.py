@@ -25,10 +25,9 @@ import yaml
 from kubernetes import client as k8s
 from pydantic import SecretStr
 
-from fleetflow.errors import FleetflowError
-from fleetflow.home import home
-from fleetflow.kube import ClusterCredentials, ClusterError, api_client, apply
-from fleetflow.kube.client import DEFAULT_REQUEST_TIMEOUT
+from fleetflow.errors import ClusterError, TestbedError
+from fleetflow.kube import ClusterCredentials, api_client, apply
+from fleetflow.settings import settings
 from fleetflow.testbed import build
 from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests
 
@@ -36,12 +35,8 @@ Progress = Callable[[str], None]
 READY_TIMEOUT = 120.0
 
 
-class TestbedError(FleetflowError):
-    """The test bed cannot do what was asked; the message says why and what to do."""
-
-
 def testbed_dir() -> Path:
-    return home() / "testbed"
+    return settings().home / "testbed"
 
 
 def kubeconfig_path(cluster: str) -> Path:
@@ -110,7 +105,7 @@ def credentials(cluster: str, timeout: float | None = None) -> ClusterCredential
     return ClusterCredentials(
         name=cluster,
         kubeconfig=SecretStr(path.read_text()),
-        request_timeout=timeout or DEFAULT_REQUEST_TIMEOUT,
+        request_timeout=timeout or settings().request_timeout,
     )
 
 

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetflow.errors import FleetflowError
+from fleetflow.errors import BuildError
+from fleetflow.settings import settings
 
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ETCD_BINARIES = ("etcd",)
@@ -80,17 +81,9 @@ func main() { etcdmain.Main(os.Args) }
 Progress = Callable[[str], None]
 
 
-class BuildError(FleetflowError):
-    """A binary could not be built; the message carries the Go tool's own error."""
-
-
 def cache_dir() -> Path:
     """Where built binaries live: ``$FLEETFLOW_TESTBED_CACHE`` or the user's cache directory."""
-    explicit = os.environ.get("FLEETFLOW_TESTBED_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "fleetflow" / "testbed"
+    return settings().testbed_cache.expanduser()
 
 
 def bin_dir() -> Path:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from fleetflow.kube import ClusterApiClient, ClusterError, api_client
+from fleetflow.errors import ClusterError
+from fleetflow.kube import ClusterApiClient, api_client
 from fleetflow.testbed import bed, build
 from fleetflow.testbed.spec import TestbedSpec
 
@@ -85,7 +86,7 @@ def fleetflow_home(testbed: TestbedSpec) -> Path:
 @pytest.fixture(scope="session")
 def admin_blocks(prefect_server: None, testbed: TestbedSpec) -> list[str]:
     """An admin KubeCluster block per test-bed cluster, named after it (as `fleetflow up` does)."""
-    from blocks.testbed import save_testbed_blocks
+    from fleetflow.blocks.testbed import save_testbed_blocks
 
     save_testbed_blocks(testbed)
     return testbed.cluster_names()
@@ -94,9 +95,9 @@ def admin_blocks(prefect_server: None, testbed: TestbedSpec) -> list[str]:
 @pytest.fixture
 def federation(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
     """A bootstrapped federation of its own (host namespace ``<name>-system``), removed after."""
-    from blocks import Federation, KubeCluster
+    from fleetflow.blocks import Federation, KubeCluster
+    from fleetflow.flows.bootstrap import bootstrap_control_plane
     from fleetflow.models import BootstrapRequest
-    from flows.bootstrap import bootstrap_control_plane
 
     name = f"f{uuid.uuid4().hex[:8]}"
     bootstrap_control_plane(

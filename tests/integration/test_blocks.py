@@ -7,9 +7,9 @@ import pytest
 from kubernetes import client as k8s
 from prefect.settings import PREFECT_API_URL
 
-from blocks import Federation, KubeCluster
-from blocks.testbed import save_testbed_blocks
-from fleetflow.kube import CredentialsError
+from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks.testbed import save_testbed_blocks
+from fleetflow.errors import CredentialsError
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from fleetflow.kube import (
-    ClusterCredentials,
+from fleetflow.errors import (
     ClusterForbidden,
     ClusterTimeout,
     ClusterTLSError,
@@ -20,12 +19,8 @@ from fleetflow.kube import (
     ClusterUnreachable,
     ResourceNotFound,
     WaitTimeout,
-    api_client,
-    apply,
-    get,
-    scale,
-    wait_deployment_ready,
 )
+from fleetflow.kube import ClusterCredentials, api_client, apply, get, scale, wait_deployment_ready
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for

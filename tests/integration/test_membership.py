@@ -13,30 +13,26 @@ from kubernetes import client as k8s
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr, ValidationError
 
-from blocks import Federation, KubeCluster
+from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
-from fleetflow.kube import (
-    ClusterCredentials,
+from fleetflow.errors import (
     ClusterForbidden,
     ClusterTLSError,
     ClusterUnauthorized,
     ClusterUnreachable,
+    MembershipError,
     ResourceNotFound,
-    api_client,
-    apply,
-    get,
-    list_objects,
+    UnknownName,
 )
+from fleetflow.flows.bootstrap import bootstrap_control_plane
+from fleetflow.flows.join import join_cluster
+from fleetflow.flows.rotate import rotate_credentials
+from fleetflow.flows.unjoin import unjoin_cluster
+from fleetflow.kube import ClusterCredentials, api_client, apply, get, list_objects
 from fleetflow.membership import member_manifests, names
 from fleetflow.models import BootstrapRequest, JoinRequest, RotateRequest, UnjoinRequest
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
-from flows.bootstrap import bootstrap_control_plane
-from flows.join import join_cluster
-from flows.rotate import rotate_credentials
-from flows.unjoin import unjoin_cluster
-from tasks.clusters import UnknownBlock
-from tasks.member import MembershipError
 from tests.integration.conftest import client_for
 from tests.integration.manifests import deployment
 
@@ -401,7 +397,7 @@ def test_bad_input_is_refused_before_any_write(
     member = testbed.members[0].name
     before = resource_versions(testbed, federation)
 
-    with pytest.raises(UnknownBlock, match="no KubeCluster block named 'nope'"):
+    with pytest.raises(UnknownName, match="no KubeCluster block named 'nope'"):
         join_cluster(JoinRequest(federation=federation, member=member, admin_block="nope"))
 
     KubeCluster(

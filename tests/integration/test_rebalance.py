@@ -11,14 +11,15 @@ import pytest
 from kubernetes import client as k8s
 
 from fleetflow.controlplane import API_VERSION
+from fleetflow.errors import ClusterUnreachable, PlacementError, ResourceNotFound, UnknownName
 from fleetflow.federated import LABEL_WORKLOAD
-from fleetflow.kube import ClusterUnreachable, ResourceNotFound, apply, get, wait_deployment_ready
+from fleetflow.flows.join import join_cluster
+from fleetflow.flows.rebalance import rebalance_replicas
+from fleetflow.kube import apply, get, wait_deployment_ready
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import JoinRequest, RebalanceRequest
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
-from flows.join import join_cluster
-from flows.rebalance import InvalidPlacement, rebalance_replicas
 from tests.integration.conftest import client_for
 from tests.integration.manifests import deployment
 
@@ -195,7 +196,7 @@ def test_bad_placement_is_a_clear_error_and_changes_nothing(
     fd["spec"]["placement"] = placement
     apply(client_for(testbed.host), fd)
     REQUESTS.clear()
-    with pytest.raises(InvalidPlacement, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(PlacementError, match=message.replace("(", r"\(").replace(")", r"\)")):
         rebalance(joined, namespace)
     member_writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}
     assert member_writes == {}
@@ -203,7 +204,7 @@ def test_bad_placement_is_a_clear_error_and_changes_nothing(
 
 
 def test_unknown_workload_name_is_a_clear_error(joined: str, namespace: str) -> None:
-    with pytest.raises(InvalidPlacement, match="no FederatedDeployment named 'nope'"):
+    with pytest.raises(UnknownName, match="no FederatedDeployment named 'nope'"):
         rebalance(joined, namespace, name="nope")
 
 

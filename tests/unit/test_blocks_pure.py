@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from blocks import Federation, KubeCluster
+from fleetflow.blocks import Federation, KubeCluster
 
 
 def test_kube_cluster_masks_secrets_in_repr() -> None:

@@ -6,10 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetflow.capacity import Resources, free, pod_requests, quantities, replicas_that_fit
-from fleetflow.health import DEFAULT_POLICY, Health, HealthPolicy, HealthState, observe
+from fleetflow.health import Health, HealthPolicy, HealthState, observe
 
 
-def run(probes: list[bool], policy: HealthPolicy = DEFAULT_POLICY) -> list[Health]:
+def run(probes: list[bool], policy: HealthPolicy | None = None) -> list[Health]:
+    policy = policy or HealthPolicy()
     state, seen = HealthState(), []
     for ok in probes:
         state = observe(state, ok, policy)

@@ -10,18 +10,23 @@ import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 from pydantic import SecretStr, ValidationError
 
-from fleetflow.kube import (
-    ClusterCredentials,
+from fleetflow.errors import (
+    ClusterError,
     ClusterForbidden,
+    ClusterServerError,
+    ClusterThrottled,
     ClusterTimeout,
     ClusterTLSError,
     ClusterUnauthorized,
     ClusterUnreachable,
     CredentialsError,
+    InvalidResource,
+    ResourceConflict,
     ResourceNotFound,
 )
+from fleetflow.kube import ClusterCredentials
 from fleetflow.kube.client import api_client, parse_kubeconfig
-from fleetflow.kube.errors import ClusterError, InvalidResource, translate
+from fleetflow.kube.translate import translate
 from fleetflow.kube.workloads import deployment_ready
 
 KUBECONFIG = """
@@ -111,13 +116,18 @@ def _api_error(status: int, message: str) -> ApiException:
         (403, ClusterForbidden),
         (404, ResourceNotFound),
         (422, InvalidResource),
+        (409, ResourceConflict),
+        (429, ClusterThrottled),
+        (500, ClusterServerError),
+        (503, ClusterServerError),
         (504, ClusterTimeout),
-        (500, ClusterError),
+        (418, ClusterError),
     ],
 )
 def test_api_errors_map_by_status(status: int, cls: type[ClusterError]) -> None:
     error = translate("m1", _api_error(status, "nope"))
     assert type(error) is cls
+    assert error.retryable is (status in (409, 429, 500, 503, 504))
     assert str(error).startswith(f"cluster 'm1': HTTP {status}: nope; ")
     assert isinstance(error, ClusterError) and error.status == status
 
@@ -153,3 +163,20 @@ def test_deployment_ready_needs_observed_generation_and_all_replicas() -> None:
     assert not deployment_ready({**obj, "status": {**obj["status"], "readyReplicas": 2}})
     assert not deployment_ready({**obj, "status": {**obj["status"], "replicas": 4}})
     assert not deployment_ready({**obj, "status": None})
+
+
+def test_every_error_is_in_one_tree_and_pickles() -> None:
+    """Errors cross threads and processes (Prefect pickles task exceptions): the cluster, the
+    detail and the status survive, and so does retryable."""
+    import pickle
+
+    error = ClusterThrottled("m1", "HTTP 429: slow down", status=429)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is ClusterThrottled
+    assert (again.cluster, again.detail, again.status, str(again)) == (
+        "m1",
+        "HTTP 429: slow down",
+        429,
+        str(error),
+    )
+    assert again.retryable

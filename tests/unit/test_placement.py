@@ -15,10 +15,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from fleetflow.errors import PlacementError
 from fleetflow.placement import (
     Candidate,
     ClusterCandidate,
-    PlacementError,
     PlacementRequest,
     Plan,
     build_request,

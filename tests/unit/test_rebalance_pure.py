@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleetflow.errors import PlacementError
 from fleetflow.federated import ANNOTATION_HASH, FederatedDeployment, member_deployment, merge_patch
 from fleetflow.health import Health, HealthState
-from fleetflow.placement import PlacementError
 from fleetflow.rebalance import MemberView, Observed, limit_moves, plan_workload, select
 
 

@@ -1,4 +1,4 @@
-"""Errors that name the cluster and say what to do.
+"""Turn the kubernetes client's errors into fleetflow's, which name the cluster and the fix.
 
 The kubernetes client raises urllib3 and ``ApiException`` errors whose text is a wall of
 headers. Every request made through :class:`fleetflow.kube.client.ClusterApiClient` is translated
@@ -14,69 +14,13 @@ from typing import Any
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
 
-from fleetflow.errors import FleetflowError
-
-
-class ClusterError(FleetflowError):
-    """A request to one cluster failed."""
-
-    hint = "check the cluster and retry"
-
-    def __init__(self, cluster: str, detail: str, *, status: int | None = None) -> None:
-        self.cluster = cluster
-        self.detail = detail
-        self.status = status
-        super().__init__(f"cluster {cluster!r}: {detail}; {self.hint}")
-
-
-class ClusterUnreachable(ClusterError):
-    hint = "check that its API server is running and its address is right"
-
-
-class ClusterTLSError(ClusterError):
-    hint = "check the CA data in its credentials block (it must be the CA that signed the server)"
-
-
-class ClusterTimeout(ClusterError):
-    hint = "the API server is overloaded or unreachable; retry, or raise request_timeout"
-
-
-class ClusterUnauthorized(ClusterError):
-    hint = "its token or client certificate is wrong or expired: rotate the credentials block"
-
-
-class ClusterForbidden(ClusterError):
-    hint = "the credentials lack the RBAC permission for this request"
-
-
-class ResourceNotFound(ClusterError):
-    hint = "check the name and namespace"
-
-
-class ResourceConflict(ClusterError):
-    hint = "the object changed meanwhile or another field manager owns the field; re-read and retry"
-
-
-class InvalidResource(ClusterError):
-    hint = "fix the manifest"
-
-
-class CredentialsError(FleetflowError, ValueError):
-    """Credentials that cannot be turned into a client (bad kubeconfig, missing context...)."""
-
-
-class WaitTimeout(FleetflowError, TimeoutError):
-    """A wait-until-ready ran past its deadline; carries what was last seen."""
-
-
-_BY_STATUS: dict[int, type[ClusterError]] = {
-    401: ClusterUnauthorized,
-    403: ClusterForbidden,
-    404: ResourceNotFound,
-    409: ResourceConflict,
-    422: InvalidResource,
-    504: ClusterTimeout,
-}
+from fleetflow.errors import (
+    ClusterError,
+    ClusterTimeout,
+    ClusterTLSError,
+    ClusterUnreachable,
+    for_status,
+)
 
 
 def _api_message(exc: ApiException) -> str:
@@ -112,7 +56,7 @@ def translate(cluster: str, exc: BaseException, timeout: float | None = None) ->
         return exc
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
-        cls = _BY_STATUS.get(status, ClusterError)
+        cls = for_status(status)
         if status == 0:  # the client's wrapper around a connection or TLS failure
             if str(exc.reason).startswith("SSLError") or isinstance(
                 _root_cause(exc), ssl.SSLError | urllib3.exceptions.SSLError

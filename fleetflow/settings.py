@@ -1,0 +1,69 @@
+"""fleetflow's one settings object, read from ``FLEETFLOW_*`` environment variables.
+
+Every tunable lives here with its default, so a default is written once and the README's table
+can be checked against it. Read it with :func:`settings` at the moment a value is needed (not at
+import time): tests and ``fleetflow up`` set variables such as ``FLEETFLOW_HOME`` at run time.
+Nested values use ``__``: ``FLEETFLOW_HEALTH__FAILURE_THRESHOLD=3``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fleetflow.health import HealthPolicy
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fleetflow" / "testbed"
+
+
+class Settings(BaseSettings):
+    """Process-wide settings; a federation may override ``health`` on its block."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FLEETFLOW_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".fleetflow",
+        description="Local state: Prefect's database, logs, the test bed's clusters",
+    )
+    testbed_cache: Path = Field(
+        default_factory=_default_cache,
+        description="Built test-bed binaries (never in the repository)",
+    )
+    request_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds for one request to a cluster (connect and read)"
+    )
+    wait_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds a flow waits for replicas to turn Ready"
+    )
+    setup_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds to wait for control-plane steps: CRDs established, tokens issued, "
+        "namespaces gone, old tokens refused",
+    )
+    task_timeout: float = Field(default=120.0, gt=0, description="Seconds for one task attempt")
+    parallelism: int = Field(default=8, ge=1, description="Members probed or written at once")
+    retries: int = Field(default=3, ge=0, description="Retries of a task on a retryable error")
+    retry_delays: list[float] = Field(
+        default=[1.0, 2.0, 4.0], description="Seconds before each retry"
+    )
+    health: HealthPolicy = Field(default_factory=HealthPolicy)
+    test_base_port: int = Field(
+        default=33400, ge=1024, description="First API port of the test suite's own test bed"
+    )
+    bench_base_port: int = Field(
+        default=34400, ge=1024, description="First API port of the benchmarks' test bed"
+    )
+
+
+def settings() -> Settings:
+    """The settings as the environment says now."""
+    return Settings()
