@@ -15,9 +15,12 @@ How a plan is made, in order:
    this workload the cluster can run *in total* (free room plus the replicas it already runs, as
    KubeFed's estimated capacity). A min above the capacity is cut to the capacity.
 3. **Rounding: bounded Sainte-Laguë (Webster).** Mins are the starting seats; each further replica
-   goes to the open cluster with the highest quotient ``w / (2s + 1)`` (s = seats held), ties to
-   the first name; a cluster at its cap leaves the queue. If every cluster is at its cap before the
-   total is reached, the rest is ``unplaced``, never dropped.
+   goes to the open cluster with the highest quotient ``w / (2s + 1)`` (s = seats held); a
+   cluster at its cap leaves the queue. Ties go by a stable hash of (workload, cluster), as
+   KubeFed's planner does, so a thousand 1-replica workloads at equal weights spread over the
+   members instead of all landing on the alphabetically first; without a workload, by name.
+   If every cluster is at its cap before the total is reached, the rest is ``unplaced``, never
+   dropped.
 4. **Stability.** Given the current distribution, the planner keeps it if it is *fair* and moves
    as few replicas as it can otherwise (see ``plan_replicas``).
 
@@ -40,6 +43,7 @@ room instead of filling the preferred one to its cap first.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -123,6 +127,9 @@ class PlacementRequest(BaseModel):
     total: int = Field(ge=0)
     clusters: list[ClusterCandidate]
     capacity_aware: bool = False
+    workload: str | None = Field(
+        default=None, description="namespace/name: ties are broken per workload, by hash"
+    )
 
 
 class Plan(BaseModel):
@@ -135,15 +142,26 @@ class Plan(BaseModel):
 
 def plan(request: PlacementRequest) -> Plan:
     """Plan a validated request (see ``plan_replicas`` for the rules)."""
-    return plan_replicas(request.total, request.clusters, capacity_aware=request.capacity_aware)
+    return plan_replicas(
+        request.total,
+        request.clusters,
+        capacity_aware=request.capacity_aware,
+        workload=request.workload,
+    )
 
 
 def plan_replicas(
-    total: int, clusters: Iterable[CandidateLike], *, capacity_aware: bool = False
+    total: int,
+    clusters: Iterable[CandidateLike],
+    *,
+    capacity_aware: bool = False,
+    workload: str | None = None,
 ) -> Plan:
     """Plan ``total`` replicas over ``clusters``; raise ``PlacementError`` for impossible inputs.
 
-    The result depends only on the inputs, not on their order (clusters are taken by name).
+    The result depends only on the inputs, not on their order: clusters are ranked by a stable
+    hash of (``workload``, name), or by name when no workload is given, and ties go to the
+    higher rank.
 
     Stability rule. A distribution is *fair* when it respects every bound, places as many
     replicas as the caps allow, and keeps each cluster within one replica of its exact share
@@ -157,6 +175,8 @@ def plan_replicas(
     """
     cs = sorted(clusters, key=_by_name)
     _check(total, cs, capacity_aware)
+    if workload is not None:
+        cs.sort(key=lambda c: _rank(workload, c.name))
     n = len(cs)
     weights = [0] * n
     lows = [0] * n
@@ -177,14 +197,20 @@ def plan_replicas(
         seats = _stabilise(seats, currents, weights, lows, caps)
     placed = sum(seats)
     share = "capacity share" if capacity_aware else "weight share"
+    by_name = sorted(zip(cs, seats, strict=True), key=lambda pair: pair[0].name)
     return Plan.model_construct(
-        replicas={c.name: s for c, s in zip(cs, seats, strict=True)},
+        replicas={c.name: s for c, s in by_name},
         unplaced=total - placed,
-        reasons={c.name: _reason(c, s, share) for c, s in zip(cs, seats, strict=True)},
+        reasons={c.name: _reason(c, s, share) for c, s in by_name},
     )
 
 
 _by_name = attrgetter("name")
+
+
+def _rank(workload: str, cluster: str) -> bytes:
+    """A stable per-workload order of clusters (the same on every run and every machine)."""
+    return hashlib.blake2b(f"{workload}\x00{cluster}".encode(), digest_size=8).digest()
 
 
 def _check(total: int, cs: Sequence[CandidateLike], capacity_aware: bool) -> None:

@@ -144,7 +144,10 @@ def plan_workload(
                 )
             )
         result = plan_replicas(
-            fd.spec.replicas, candidates, capacity_aware=placement.mode == "Capacity"
+            fd.spec.replicas,
+            candidates,
+            capacity_aware=placement.mode == "Capacity",
+            workload=fd.key,
         )
     except PlacementError as exc:
         plan.error = str(exc)

@@ -6,6 +6,7 @@ the exact (water-filled) share of every cluster, and a replica-by-replica Sainte
 
 from __future__ import annotations
 
+import collections
 import itertools
 from fractions import Fraction
 from typing import NamedTuple
@@ -640,3 +641,30 @@ def test_format_plan_table() -> None:
 def test_plan_json_shape() -> None:
     p = plan_replicas(3, weighted(("b", 1), ("a", 2)))
     assert plan_json(p) == {"clusters": {"a": 2, "b": 1}, "unplaced": 0}
+
+
+def test_ties_spread_many_one_replica_workloads_over_the_members() -> None:
+    clusters = weighted(("us-east-1", 1), ("us-east-2", 1), ("eu-west-1", 1))
+    landed = collections.Counter(
+        name
+        for i in range(30)
+        for name, n in plan_replicas(1, clusters, workload=f"shop/web-{i}").replicas.items()
+        if n
+    )
+    assert sum(landed.values()) == 30
+    assert all(5 <= landed[c.name] <= 15 for c in clusters), landed
+
+
+@given(st.integers(min_value=0, max_value=40), st.text(min_size=1, max_size=20))
+def test_hash_ties_are_deterministic_and_keep_two_to_one_fair(total: int, key: str) -> None:
+    clusters = weighted(("a", 2), ("b", 1), ("c", 1))
+    first = plan_replicas(total, clusters, workload=key)
+    assert first == plan_replicas(total, list(reversed(clusters)), workload=key)
+    assert sum(first.replicas.values()) == total
+    assert plan_replicas(2, weighted(("a", 2), ("b", 1)), workload=key).replicas == {
+        "a": 1,
+        "b": 1,
+    }
+    if total:
+        smaller = plan_replicas(total - 1, clusters, workload=key).replicas
+        assert all(first.replicas[n] >= smaller[n] for n in smaller)
