@@ -6,10 +6,13 @@ Parameters name credentials blocks; they never carry a secret.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from fleetflow.settings import settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -26,6 +29,39 @@ def _dns_label(value: str) -> str:
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 
 
+class BlockKind(StrEnum):
+    """The Prefect block types fleetflow's parameters name (by block type slug)."""
+
+    FEDERATION = "fleetflow-federation"
+    CLUSTER = "fleetflow-kube-cluster"
+
+
+@dataclass(frozen=True)
+class BlockRef:
+    """Marks a parameter that names a saved block, so callers (the CLI, the UI) can check the
+    name, or offer the saved ones, before a run starts."""
+
+    kind: BlockKind
+
+
+FederationBlock = Annotated[str, BlockRef(BlockKind.FEDERATION), Field(min_length=1)]
+"""The name of a saved Federation block."""
+ClusterBlock = Annotated[str, BlockRef(BlockKind.CLUSTER), Field(min_length=1)]
+"""The name of a saved KubeCluster block."""
+
+
+def block_refs(model: type[BaseModel]) -> dict[str, BlockKind]:
+    """The fields of a request that name blocks, and of which kind."""
+    found = {}
+    for name, field in model.model_fields.items():
+        # An optional block keeps its marker inside the union: Optional[Annotated[str, ...]].
+        inner = [a for arg in get_args(field.annotation) for a in get_args(arg)[1:]]
+        for meta in [*field.metadata, *inner]:
+            if isinstance(meta, BlockRef):
+                found[name] = meta.kind
+    return found
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,7 +70,7 @@ class BootstrapRequest(Request):
     """Install a federation's control plane in its host cluster."""
 
     federation: DnsLabel = Field(description="Federation name; also its Federation block's name")
-    host_cluster: str = Field(description="KubeCluster block of the host cluster")
+    host_cluster: ClusterBlock = Field(description="KubeCluster block of the host cluster")
     namespace: DnsLabel = Field(default="fleetflow-system", description="Namespace in the host")
     dns_zone: str = Field(
         default="fleet.local",
@@ -47,9 +83,11 @@ class BootstrapRequest(Request):
 class JoinRequest(Request):
     """Join a cluster to a federation with its own least-privilege credentials."""
 
-    federation: str = Field(description="Federation block")
+    federation: FederationBlock = Field(description="Federation block")
     member: DnsLabel = Field(description="Name of the new member")
-    admin_block: str = Field(description="KubeCluster block with admin rights, used only to join")
+    admin_block: ClusterBlock = Field(
+        description="KubeCluster block with admin rights, used only to join"
+    )
     region: DnsLabel | None = Field(default=None, description="e.g. us-east")
     zone: str | None = Field(default=None, description="e.g. us-east-1a")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement")
@@ -60,7 +98,7 @@ class JoinRequest(Request):
 class UnjoinRequest(Request):
     """Remove a member from a federation."""
 
-    federation: str = Field(description="Federation block")
+    federation: FederationBlock = Field(description="Federation block")
     member: DnsLabel = Field(description="Member to remove")
     keep_workloads: bool = Field(
         default=True, description="Keep what was propagated to the member (else delete it)"
@@ -69,7 +107,7 @@ class UnjoinRequest(Request):
         default=False,
         description="Remove the registration and block even if the member cannot be reached",
     )
-    admin_block: str | None = Field(
+    admin_block: ClusterBlock | None = Field(
         default=None,
         description="Admin KubeCluster block to remove the service account, roles and namespace;"
         " without it the member's tokens are revoked and those objects reported as left behind",
@@ -79,14 +117,14 @@ class UnjoinRequest(Request):
 class RotateRequest(Request):
     """Replace a member's token with a new one and revoke the old."""
 
-    federation: str = Field(description="Federation block")
+    federation: FederationBlock = Field(description="Federation block")
     member: DnsLabel = Field(description="Member whose token to rotate")
 
 
 class RebalanceRequest(Request):
     """Plan and apply replica placement for the federated workloads."""
 
-    federation: str = Field(description="Federation block")
+    federation: FederationBlock = Field(description="Federation block")
     namespace: str | None = Field(default=None, description="Only workloads in this namespace")
     name: str | None = Field(default=None, description="Only the workload of this name")
     labels: dict[str, str] = Field(default_factory=dict, description="Only workloads with these")
@@ -97,7 +135,7 @@ class RebalanceRequest(Request):
         "(failback); replicas of an unhealthy member always move",
     )
     wait_timeout: float = Field(
-        default=120,
+        default_factory=lambda: settings().wait_timeout,
         gt=0,
         description="Seconds to wait for scaled-up members to be ready "
         "before scaling others down (make-before-break)",
