@@ -24,6 +24,7 @@ from fleetflow.flows.unjoin import unjoin_cluster
 from fleetflow.kube.client import REQUESTS
 from fleetflow.membership import MEMBER_RULES, TOKEN_RULES
 from fleetflow.models import BootstrapRequest, JoinRequest, UnjoinRequest
+from fleetflow.settings import settings
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 
@@ -40,7 +41,7 @@ def unjoin_all(federation: str, members: list[str]) -> None:
 
 
 def main() -> None:
-    spec = TestbedSpec(base_port=int(os.environ.get("FLEETFLOW_BENCH_BASE_PORT", "34400")))
+    spec = TestbedSpec(base_port=settings().bench_base_port)
     members = [m.name for m in spec.members]
     bed.up(spec, progress=lambda m: None)
     logging.getLogger("prefect").setLevel(logging.WARNING)

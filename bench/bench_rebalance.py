@@ -27,6 +27,7 @@ from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import api_client, apply
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import BootstrapRequest, JoinRequest, RebalanceRequest
+from fleetflow.settings import settings
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import NodeShape, TestbedSpec
 
@@ -90,7 +91,7 @@ def run(label: str) -> None:
 
 def main() -> None:
     spec = TestbedSpec(
-        base_port=int(os.environ.get("FLEETFLOW_BENCH_BASE_PORT", "34400")),
+        base_port=settings().bench_base_port,
         node=NodeShape(cpu="64", memory="256Gi", pods=1000),
     )
     bed.up(spec, progress=lambda m: None)

@@ -11,6 +11,7 @@ import time
 
 os.environ["FLEETFLOW_HOME"] = tempfile.mkdtemp(prefix="fleetflow-bench-")
 
+from fleetflow.settings import settings
 from fleetflow.testbed import bed, build
 from fleetflow.testbed.spec import TestbedSpec
 
@@ -19,7 +20,7 @@ def main() -> None:
     started = time.monotonic()
     build.build(progress=lambda m: None)
     print(f"testbed build (warm):           {time.monotonic() - started:6.2f} s")
-    spec = TestbedSpec(base_port=int(os.environ.get("FLEETFLOW_BENCH_BASE_PORT", "34400")))
+    spec = TestbedSpec(base_port=settings().bench_base_port)
     try:
         started = time.monotonic()
         bed.up(spec, progress=lambda m: None)

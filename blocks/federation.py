@@ -7,6 +7,10 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field
 
+from fleetflow.health import HealthPolicy
+from fleetflow.models import BootstrapRequest
+from fleetflow.settings import settings
+
 
 class Federation(Block):
     """A federation: the host cluster keeping its state, and the member clusters.
@@ -23,3 +27,41 @@ class Federation(Block):
     member_clusters: list[str] = Field(default_factory=list, description="KubeCluster blocks")
     namespace: str = Field(default="fleetflow-system", description="Namespace in the host")
     dns_zone: str = Field(default="fleet.local", description="DNS zone for traffic records")
+    dns_server: str | None = Field(
+        default=None,
+        description="HOST:PORT of a DNS server answering for dns_zone; failovers and drills "
+        "check the switch against it (empty: they check the DNSEndpoints only)",
+    )
+    health: HealthPolicy | None = Field(
+        default=None,
+        description="How many failed probes, over how many seconds, make a member Unhealthy, "
+        "and how many good ones make it Healthy again; empty: the FLEETFLOW_HEALTH__* settings "
+        "(2 probes over 10 s, both ways)",
+    )
+
+    def health_policy(self) -> HealthPolicy:
+        return self.health or settings().health
+
+    def with_member(self, block: str) -> Federation:
+        """This federation with a member's credentials block listed (a copy)."""
+        if block in self.member_clusters:
+            return self
+        return self.model_copy(update={"member_clusters": [*self.member_clusters, block]})
+
+    def without_member(self, block: str) -> Federation:
+        members = [m for m in self.member_clusters if m != block]
+        return self.model_copy(update={"member_clusters": members})
+
+    @classmethod
+    def bootstrapped(cls, request: BootstrapRequest, existing: Federation | None) -> Federation:
+        """The block bootstrap saves: what the request says, keeping the members already
+        joined and a health policy already set."""
+        return cls(
+            name=request.federation,
+            host_cluster=request.host_cluster,
+            member_clusters=list(existing.member_clusters) if existing else [],
+            namespace=request.namespace,
+            dns_zone=request.dns_zone,
+            dns_server=request.dns_server,
+            health=existing.health if existing else None,
+        )

@@ -50,6 +50,18 @@ class KubeCluster(Block):
             request_timeout=self.request_timeout,
         )
 
+    def token_credentials(self) -> ClusterCredentials | None:
+        """The token's credentials alone (no kubeconfig), or None for a block without one."""
+        if self.token is None or self.api_url is None:
+            return None
+        return ClusterCredentials(
+            name=self._block_document_name or self.api_url,
+            api_url=self.api_url,
+            ca_data=self.ca_data,
+            token=self.token,
+            request_timeout=self.request_timeout,
+        )
+
     def api_client(self) -> ClusterApiClient:
         """A client for this cluster alone (never the kubernetes client's global default)."""
         return api_client(self.credentials())

@@ -132,8 +132,7 @@ def member_cluster_crd() -> Manifest:
             "health": _STR,
             "consecutiveFailures": _INT,
             "consecutiveSuccesses": _INT,
-            "lastProbeTime": {"type": "string", "format": "date-time"},
-            "capacity": _STR_MAP,
+            "healthSince": {"type": "string", "format": "date-time"},
             "allocatable": _STR_MAP,
             "nodesReady": _INT,
             "nodesTotal": _INT,
@@ -182,6 +181,11 @@ def federated_deployment_crd() -> Manifest:
             "template": {**_ANY, "description": "A Deployment's metadata and spec"},
             "placement": placement,
             "overrides": {"type": "array", "items": override},
+            "dns": {
+                "type": "object",
+                "required": ["hostname"],
+                "properties": {"hostname": _STR, "ttl": {**_INT, "minimum": 1}},
+            },
         },
     }
     status = {
@@ -197,7 +201,6 @@ def federated_deployment_crd() -> Manifest:
                         "name": _STR,
                         "desired": _INT,
                         "ready": _INT,
-                        "reason": _STR,
                     },
                 },
             },
@@ -296,6 +299,11 @@ def worker_rbac(namespace: str, federation: str) -> list[Manifest]:
             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
         },
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        },
     ]
     return [
         {
@@ -332,3 +340,23 @@ def control_plane_manifests(
         "metadata": {"name": namespace, "labels": {LABEL_MANAGED: MANAGED_BY}},
     }
     return [ns, *crds, *worker_rbac(namespace, federation)]
+
+
+def crd_names(manifests: list[Manifest]) -> list[str]:
+    return [m["metadata"]["name"] for m in manifests if m["kind"] == "CustomResourceDefinition"]
+
+
+def host_problem(host: str, version: str) -> str | None:
+    """Why a cluster of this version cannot host a federation, or None."""
+    if minor(version) >= (1, MIN_HOST_MINOR):
+        return None
+    return (
+        f"host {host!r} runs {version}; fleetflow needs Kubernetes 1.{MIN_HOST_MINOR} or newer: "
+        "upgrade it or choose another host"
+    )
+
+
+def minor(version: str) -> tuple[int, int]:
+    """``v1.36.3`` or ``v1.36.3-gke.1`` -> (1, 36)."""
+    major, minor_, *_ = version.removeprefix("v").split(".")
+    return int(major), int("".join(ch for ch in minor_ if ch.isdigit()))

@@ -131,7 +131,10 @@ class InvalidResource(ClusterError):
 
 
 class WaitTimeout(FleetflowError, TimeoutError):
-    """A wait ran past its deadline; the message carries what was last seen."""
+    """A wait ran past its deadline; the message carries what was last seen, and ``last``
+    the value itself."""
+
+    last: object = None
 
 
 class PartialFailure(FleetflowError):

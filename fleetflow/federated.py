@@ -10,10 +10,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetflow.capacity import Resources, pod_requests
-from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
+from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
+from fleetflow.wire import Condition, WireModel
 
 LABEL_WORKLOAD = "fleetflow.io/federated-deployment"
 ANNOTATION_HASH = "fleetflow.io/spec-hash"
+FINALIZER = "fleetflow.io/propagated"
+"""Held on a FederatedDeployment while members may run its Deployments, so that deleting it
+removes them first (a member unreachable at the time holds the deletion until it is back, or
+until it is unjoined)."""
+ANNOTATION_ORPHAN = "fleetflow.io/orphan"
+"""``"true"`` on a FederatedDeployment: deleting it leaves its Deployments running on the
+members."""
 
 
 class _Spec(BaseModel):
@@ -43,11 +51,38 @@ class Override(_Spec):
     patch: dict[str, Any] | None = None
 
 
+class Exposure(_Spec):
+    """A DNS name that follows the workload: its answer lists the ingress addresses of the
+    members running Ready replicas of it."""
+
+    hostname: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="Name in the federation's DNS zone, e.g. web for web.<zone>",
+    )
+    ttl: int = Field(default=30, ge=1, le=3600, description="Seconds; short, for fast switches")
+
+
 class FederatedDeploymentSpec(_Spec):
     replicas: int = Field(default=1, ge=0)
     template: dict[str, Any]
     placement: Placement = Field(default_factory=Placement)
     overrides: list[Override] = Field(default_factory=list)
+    dns: Exposure | None = None
+
+
+class ClusterPlacement(WireModel):
+    """How many replicas one member should run and how many were Ready."""
+
+    name: str
+    desired: int
+    ready: int = 0
+
+
+class FederatedDeploymentStatus(WireModel):
+    observed_generation: int | None = Field(default=None, alias="observedGeneration")
+    clusters: list[ClusterPlacement] = Field(default_factory=list)
+    unplaced: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
 
 
 class FederatedDeployment(BaseModel):
@@ -57,11 +92,19 @@ class FederatedDeployment(BaseModel):
     namespace: str
     generation: int = 0
     spec: FederatedDeploymentSpec
-    status: dict[str, Any] = Field(default_factory=dict)
+    status: FederatedDeploymentStatus = Field(default_factory=FederatedDeploymentStatus)
+    finalizers: list[str] = Field(default_factory=list)
+    deleting: bool = False
+    orphan: bool = False
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def protected(self) -> bool:
+        """Its deletion waits for fleetflow to clean the members."""
+        return FINALIZER in self.finalizers
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> FederatedDeployment:
@@ -73,8 +116,28 @@ class FederatedDeployment(BaseModel):
                 "generation": meta.get("generation", 0),
                 "spec": obj.get("spec") or {},
                 "status": obj.get("status") or {},
+                "finalizers": meta.get("finalizers") or [],
+                "deleting": bool(meta.get("deletionTimestamp")),
+                "orphan": (meta.get("annotations") or {}).get(ANNOTATION_ORPHAN) == "true",
             }
         )
+
+    def status_patch(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "FederatedDeployment",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "status": self.status.wire(),
+        }
+
+    def finalizer_patch(self, *, hold: bool) -> dict[str, Any]:
+        """A server-side apply that adds or drops our finalizer and touches nothing else: this
+        field manager owns only that entry of the list, so leaving it out of the apply removes
+        it and keeps anyone else's."""
+        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if hold:
+            meta["finalizers"] = [FINALIZER]
+        return {"apiVersion": API_VERSION, "kind": "FederatedDeployment", "metadata": meta}
 
     def per_replica(self) -> Resources:
         """What one replica reserves on a node, from the template's pod spec."""

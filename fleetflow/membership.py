@@ -8,19 +8,14 @@ rotation can revoke exactly the old token by deleting its Secret.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from fleetflow.controlplane import (
-    API_VERSION,
-    LABEL_FEDERATION,
-    LABEL_MANAGED,
-    MANAGED_BY,
-    REGION_LABEL,
-    ZONE_LABEL,
-    Manifest,
-)
-from fleetflow.health import HealthState
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest, minor
+from fleetflow.kube.client import ClusterCredentials
+from fleetflow.models import Action, Verb
+from fleetflow.registry import MemberCluster
 
 MAX_MINOR_SKEW = 3
 """Members may be up to three minors away from the host, as the kubectl/apiserver skew policy."""
@@ -52,15 +47,29 @@ account's token Secrets: mint a successor token and revoke the old one, so rotat
 admin credentials. Secrets anywhere else stay unreadable."""
 
 
-def names(federation: str) -> dict[str, str]:
+class MemberNames(BaseModel):
     """The fixed names of a federation's objects in a member."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    service_account: str
+    cluster_role: str
+    role: str
+
+    @property
+    def token_prefix(self) -> str:
+        return f"{self.service_account}-token-"
+
+
+def names(federation: str) -> MemberNames:
     base = f"fleetflow-{federation}"
-    return {
-        "namespace": base,
-        "service_account": base,
-        "cluster_role": f"fleetflow:{federation}:member",
-        "role": f"{base}-tokens",
-    }
+    return MemberNames(
+        namespace=base,
+        service_account=base,
+        cluster_role=f"fleetflow:{federation}:member",
+        role=f"{base}-tokens",
+    )
 
 
 def _labels(federation: str) -> dict[str, str]:
@@ -70,7 +79,7 @@ def _labels(federation: str) -> dict[str, str]:
 def member_manifests(federation: str) -> list[Manifest]:
     """Namespace, service account, cluster role + binding, token role + binding, in order."""
     n, labels = names(federation), _labels(federation)
-    ns, sa = n["namespace"], n["service_account"]
+    ns, sa = n.namespace, n.service_account
     subject = [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
     rbac = "rbac.authorization.k8s.io/v1"
     return [
@@ -83,31 +92,31 @@ def member_manifests(federation: str) -> list[Manifest]:
         {
             "apiVersion": rbac,
             "kind": "ClusterRole",
-            "metadata": {"name": n["cluster_role"], "labels": labels},
+            "metadata": {"name": n.cluster_role, "labels": labels},
             "rules": MEMBER_RULES,
         },
         {
             "apiVersion": rbac,
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": n["cluster_role"], "labels": labels},
+            "metadata": {"name": n.cluster_role, "labels": labels},
             "roleRef": {
                 "apiGroup": "rbac.authorization.k8s.io",
                 "kind": "ClusterRole",
-                "name": n["cluster_role"],
+                "name": n.cluster_role,
             },
             "subjects": subject,
         },
         {
             "apiVersion": rbac,
             "kind": "Role",
-            "metadata": {"name": n["role"], "namespace": ns, "labels": labels},
+            "metadata": {"name": n.role, "namespace": ns, "labels": labels},
             "rules": TOKEN_RULES,
         },
         {
             "apiVersion": rbac,
             "kind": "RoleBinding",
-            "metadata": {"name": n["role"], "namespace": ns, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n["role"]},
+            "metadata": {"name": n.role, "namespace": ns, "labels": labels},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": n.role},
             "subjects": subject,
         },
     ]
@@ -121,59 +130,40 @@ def token_secret(federation: str, generation: int) -> Manifest:
         "kind": "Secret",
         "type": "kubernetes.io/service-account-token",
         "metadata": {
-            "name": f"{n['service_account']}-token-{generation}",
-            "namespace": n["namespace"],
+            "name": f"{n.service_account}-token-{generation}",
+            "namespace": n.namespace,
             "labels": _labels(federation),
-            "annotations": {"kubernetes.io/service-account.name": n["service_account"]},
+            "annotations": {"kubernetes.io/service-account.name": n.service_account},
         },
     }
+
+
+class IssuedToken(BaseModel):
+    """A service account token and the Secret that holds it (deleting it revokes the token)."""
+
+    secret: str
+    namespace: str
+    token: SecretStr | None = Field(description="None: a dry run that would issue one")
+    created: bool
+
+    def action(self, cluster: str) -> Action:
+        verb = Verb.CREATE if self.created else Verb.UNCHANGED
+        return Action(
+            cluster=cluster, kind="Secret", name=self.secret, namespace=self.namespace, verb=verb
+        )
+
+    def credentials(
+        self, name: str, api_url: str, ca_data: str | None
+    ) -> ClusterCredentials | None:
+        """Credentials that use this token alone, to prove what it may do."""
+        if self.token is None:
+            return None
+        return ClusterCredentials(name=name, api_url=api_url, ca_data=ca_data, token=self.token)
 
 
 def member_block_name(federation: str, member: str) -> str:
     """The credentials block of a joined member: ``<federation>-<member>``."""
     return f"{federation}-{member}"
-
-
-def member_cluster(
-    federation: str,
-    namespace: str,
-    member: str,
-    *,
-    api_url: str,
-    credentials_block: str,
-    region: str | None,
-    zone: str | None,
-    labels: dict[str, str],
-    ingress_address: str | None,
-) -> Manifest:
-    """The host's registry entry for a member: where it is and which block reaches it."""
-    spec: dict[str, Any] = {
-        "federation": federation,
-        "credentialsBlock": credentials_block,
-        "apiURL": api_url,
-        "labels": labels,
-        "serviceAccount": names(federation)["service_account"],
-    }
-    for key, value in (("region", region), ("zone", zone), ("ingressAddress", ingress_address)):
-        if value:
-            spec[key] = value
-    meta_labels = {**labels, **_labels(federation)}
-    if region:
-        meta_labels[REGION_LABEL] = region
-    if zone:
-        meta_labels[ZONE_LABEL] = zone
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "MemberCluster",
-        "metadata": {"name": member, "namespace": namespace, "labels": meta_labels},
-        "spec": spec,
-    }
-
-
-def minor(version: str) -> tuple[int, int]:
-    """``v1.36.3`` or ``v1.36.3-gke.1`` -> (1, 36)."""
-    major, minor_, *_ = version.removeprefix("v").split(".")
-    return int(major), int("".join(ch for ch in minor_ if ch.isdigit()))
 
 
 def skew_problem(host_version: str, member_version: str) -> str | None:
@@ -189,41 +179,55 @@ def skew_problem(host_version: str, member_version: str) -> str | None:
     return None
 
 
-def member_status(entry: Manifest, health: HealthState | None = None, **fields: Any) -> Manifest:
-    """A status patch for a registry entry: its whole current status with ``fields`` (and, when
-    given, the health and its Ready condition) changed.
+def join_problem(
+    member: str,
+    federation: str,
+    *,
+    host_version: str,
+    member_version: str,
+    federations: set[str],
+    existing: MemberCluster | None,
+    api_url: str,
+) -> str | None:
+    """Why ``member`` cannot join ``federation``, or None. Checked before the first write:
+    version skew, membership of another federation (from the namespaces joins create in the
+    cluster), and a registry name taken by another cluster."""
+    problem = skew_problem(host_version, member_version)
+    if problem is None and federations - {federation}:
+        problem = (
+            "that cluster is already a member of federation "
+            f"{', '.join(sorted(federations - {federation}))}; unjoin it there first"
+        )
+    if problem is None and existing is not None:
+        problem = existing.registered_elsewhere(federation, api_url)
+    return f"cannot join {member!r}: {problem}" if problem else None
 
-    Whole, because server-side apply removes the status fields this field manager omits; the
-    Ready condition's lastTransitionTime moves only when Ready flips, so a patch for an
-    unchanged member equals its current status and need not be sent.
-    """
-    status = {**(entry.get("status") or {}), **fields}
-    if health is not None:
-        ready = "True" if health.placeable else "False"
-        old = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
-        since = (
-            old["lastTransitionTime"]
-            if old and old["status"] == ready
-            else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+def unjoin_problem(
+    member: str,
+    federation: str,
+    *,
+    registered: bool,
+    blocks: list[str],
+    block: str,
+    unreachable: str | None,
+    force: bool,
+) -> str | None:
+    """Why ``member`` cannot be unjoined as asked, or None. A member that cannot be reached is
+    removed only with ``force``: its copies and access stay behind in it."""
+    if not registered and block not in blocks:
+        return (
+            f"{member!r} is not a member of federation {federation}; members: "
+            f"{', '.join(blocks) or 'none'}"
         )
-        status.update(
-            health=health.health.value,
-            consecutiveFailures=health.consecutive_failures,
-            consecutiveSuccesses=health.consecutive_successes,
-            conditions=[
-                {
-                    "type": "Ready",
-                    "status": ready,
-                    "reason": health.health.value,
-                    "message": "",
-                    "lastTransitionTime": since,
-                }
-            ],
+    if unreachable and not force:
+        return (
+            f"cannot reach member {member!r} ({unreachable}); nothing was changed. Rerun "
+            "with force to remove its registration and credentials anyway"
         )
-    meta = entry["metadata"]
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "MemberCluster",
-        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
-        "status": status,
-    }
+    return None
+
+
+def left_behind(cluster: str, manifests: list[Manifest]) -> list[Action]:
+    """What stays in a member that fleetflow could not (or was not asked to) remove."""
+    return [Action.of(cluster, m, Verb.LEFT_BEHIND) for m in manifests]

@@ -8,10 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from fleetflow.drill import DrillMode
 from fleetflow.settings import settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -77,6 +78,11 @@ class BootstrapRequest(Request):
         pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
         description="DNS zone for traffic records, e.g. apps.example.com",
     )
+    dns_server: str | None = Field(
+        default=None,
+        pattern=r"^[^\s:]+(:[0-9]{1,5})?$",
+        description="HOST:PORT of a DNS server answering for the zone, to verify switches",
+    )
     dry_run: bool = Field(default=False, description="List what would change; write nothing")
 
 
@@ -85,8 +91,11 @@ class JoinRequest(Request):
 
     federation: FederationBlock = Field(description="Federation block")
     member: DnsLabel = Field(description="Name of the new member")
+    # Declared after ``member``: its default is read from the validated member name.
     admin_block: ClusterBlock = Field(
-        description="KubeCluster block with admin rights, used only to join"
+        default_factory=lambda data: data.get("member"),
+        description="KubeCluster block with admin rights, used only to join "
+        "(default: the block named like the member)",
     )
     region: DnsLabel | None = Field(default=None, description="e.g. us-east")
     zone: str | None = Field(default=None, description="e.g. us-east-1a")
@@ -143,10 +152,99 @@ class RebalanceRequest(Request):
     dry_run: bool = Field(default=False, description="Publish the plan; write nothing")
 
 
+class FailoverRequest(Request):
+    """Evacuate a region (or some members), make-before-break, and move its traffic."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    region: DnsLabel | None = Field(default=None, description="Region to evacuate, e.g. us-east")
+    members: list[DnsLabel] = Field(
+        default_factory=list, description="Members to evacuate, instead of a region"
+    )
+    reason: str = Field(default="", max_length=200, description="Why: recorded on the operation")
+    deadline: float = Field(
+        default_factory=lambda: settings().wait_timeout,
+        gt=0,
+        description="Seconds for the survivors' new replicas to turn Ready",
+    )
+    dry_run: bool = Field(default=False, description="Publish the plan; write nothing")
+
+
+class FailbackRequest(Request):
+    """Return replicas and traffic to a recovered region, rate-limited."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    region: DnsLabel | None = Field(default=None, description="Region to return to")
+    members: list[DnsLabel] = Field(
+        default_factory=list, description="Members to return to, instead of a region"
+    )
+    max_moves: int = Field(
+        default=10, ge=1, description="Most replicas moved back per workload per round"
+    )
+    deadline: float = Field(
+        default_factory=lambda: settings().wait_timeout,
+        gt=0,
+        description="Seconds for each round's replicas to turn Ready",
+    )
+    dry_run: bool = Field(default=False, description="Publish the plan; write nothing")
+
+
+class WatchRequest(Request):
+    """Watch the members' health for a while: probe, apply hysteresis, record, announce."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    probe_interval: float = Field(
+        default=2.0, gt=0, le=60, description="Seconds between two rounds of probes"
+    )
+    probe_timeout: float = Field(
+        default=2.0, gt=0, le=30, description="Seconds one probe request may take"
+    )
+    watch_seconds: float = Field(
+        default=630.0,
+        gt=0,
+        description="Seconds this run watches, from its scheduled start; longer than the "
+        "schedule's interval, so that the next run is waiting to take over",
+    )
+    lease_seconds: int = Field(
+        default=15,
+        ge=3,
+        le=300,
+        description="A watcher that stops renewing its lease for this long (a crash) is "
+        "replaced by the next one waiting",
+    )
+
+
+class DrillRequest(Request):
+    """Fault a region, fail it over and back, and publish a verdict."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    region: DnsLabel = Field(description="Region to drill, e.g. eu-west")
+    mode: DrillMode = Field(
+        default=DrillMode.STOP_CLUSTERS,
+        description="stop-clusters or kill-apiservers: a real fault (test bed only); "
+        "fence: no fault, the region is only fenced (real clusters)",
+    )
+    auto_failover: bool = Field(
+        default=False,
+        description="Let the auto-failover automation fail over and back (it must be on); "
+        "off: the drill runs the failover and failback itself",
+    )
+    detect_timeout: float = Field(default=90, gt=0, description="Seconds to wait for detection")
+    recover_timeout: float = Field(
+        default=180, gt=0, description="Seconds for each failover, recovery and failback step"
+    )
+    detect_target: float = Field(
+        default=30, gt=0, description="Objective: seconds from the fault to detection"
+    )
+    recover_target: float = Field(
+        default=20,
+        gt=0,
+        description="Objective: seconds from the failover's start to survivors Ready and DNS",
+    )
+
+
 class Verb(StrEnum):
     CREATE = "create"
     UPDATE = "update"
-    SCALE = "scale"
     UNCHANGED = "unchanged"
     DELETE = "delete"
     ABSENT = "absent"
@@ -162,6 +260,18 @@ class Action(BaseModel):
     namespace: str | None = None
     verb: Verb
 
+    @classmethod
+    def of(cls, cluster: str, manifest: dict[str, Any], verb: Verb | str) -> Action:
+        """The action on the object a manifest describes."""
+        meta = manifest["metadata"]
+        return cls(
+            cluster=cluster,
+            kind=manifest["kind"],
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            verb=Verb(verb),
+        )
+
     def line(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
         return f"{self.cluster}: {self.verb.value} {self.kind} {where}{self.name}"
@@ -176,7 +286,7 @@ class Report(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
     def writes(self) -> list[Action]:
-        writes = (Verb.CREATE, Verb.UPDATE, Verb.SCALE, Verb.DELETE)
+        writes = (Verb.CREATE, Verb.UPDATE, Verb.DELETE)
         return [a for a in self.actions if a.verb in writes]
 
     def markdown(self) -> str:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from itertools import pairwise
 from operator import attrgetter
 from typing import NamedTuple, Protocol
@@ -61,11 +61,7 @@ __all__ = [
     "ClusterCandidate",
     "PlacementRequest",
     "Plan",
-    "build_request",
-    "format_plan_table",
-    "parse_assignments",
     "plan",
-    "plan_json",
     "plan_replicas",
 ]
 
@@ -397,92 +393,3 @@ def _reason(c: CandidateLike, s: int, share: str) -> str:
     if c.current and s == c.current:
         return "kept current (stable)"
     return share if c.weight else "weight 0"
-
-
-def plan_json(plan: Plan) -> dict[str, object]:
-    """The plan as ``{"clusters": {NAME: replicas, ...}, "unplaced": N}`` for ``--json``."""
-    return {"clusters": dict(plan.replicas), "unplaced": plan.unplaced}
-
-
-def format_plan_table(plan: Plan, request: PlacementRequest) -> str:
-    """A plain-text table: cluster, current, desired, reason; a total row last."""
-    current = {c.name: c.current for c in request.clusters}
-    rows = [("CLUSTER", "CURRENT", "DESIRED", "REASON")]
-    rows += [
-        (name, str(current.get(name, 0)), str(n), plan.reasons.get(name, ""))
-        for name, n in plan.replicas.items()
-    ]
-    short = f"{plan.unplaced} unplaced" if plan.unplaced else ""
-    rows.append(("total", str(sum(current.values())), str(sum(plan.replicas.values())), short))
-    width = [max(len(r[k]) for r in rows) for k in range(3)]
-    return "\n".join(
-        f"{a:<{width[0]}}  {b:>{width[1]}}  {c:>{width[2]}}  {d}".rstrip() for a, b, c, d in rows
-    )
-
-
-def parse_assignments(values: Iterable[str], flag: str) -> dict[str, int]:
-    """Parse ``NAME=N`` options (N a whole number >= 0); the error names the flag and value."""
-    out: dict[str, int] = {}
-    for value in values:
-        name, sep, number = value.partition("=")
-        name, number = name.strip(), number.strip()
-        if not sep or not name or not number.isdigit():
-            raise PlacementError(
-                f"{flag} {value!r}: expected NAME=N with N a whole number >= 0, e.g. us-east-1=3"
-            )
-        if name in out:
-            raise PlacementError(f"{flag} {value!r}: {name} is given more than once")
-        out[name] = int(number)
-    return out
-
-
-def build_request(
-    total: int,
-    weights: Mapping[str, int],
-    *,
-    mins: Mapping[str, int] | None = None,
-    maxes: Mapping[str, int] | None = None,
-    capacities: Mapping[str, int] | None = None,
-    currents: Mapping[str, int] | None = None,
-    unhealthy: Iterable[str] = (),
-    fenced: Iterable[str] = (),
-    capacity_aware: bool = False,
-) -> PlacementRequest:
-    """A request from per-name options (the CLI's flags); the clusters are the weighted ones.
-
-    Raises ``PlacementError`` naming any cluster an option mentions that has no weight.
-    """
-    known = set(weights)
-    sick, fence = set(unhealthy), set(fenced)
-    options: dict[str, Iterable[str]] = {
-        "--min": mins or {},
-        "--max": maxes or {},
-        "--capacity": capacities or {},
-        "--current": currents or {},
-        "--unhealthy": sick,
-        "--fenced": fence,
-    }
-    for flag, names in options.items():
-        unknown = sorted(set(names) - known)
-        if unknown:
-            raise PlacementError(
-                f"{flag}: unknown cluster {', '.join(unknown)}; "
-                f"the clusters are those given a --weight: {', '.join(sorted(known)) or 'none'}"
-            )
-    return PlacementRequest(
-        total=total,
-        capacity_aware=capacity_aware,
-        clusters=[
-            ClusterCandidate(
-                name=name,
-                weight=weight,
-                min=(mins or {}).get(name, 0),
-                max=(maxes or {}).get(name),
-                capacity=(capacities or {}).get(name),
-                current=(currents or {}).get(name, 0),
-                healthy=name not in sick,
-                fenced=name in fence,
-            )
-            for name, weight in weights.items()
-        ],
-    )

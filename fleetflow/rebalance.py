@@ -25,6 +25,27 @@ class Observed(BaseModel):
     spec_hash: str = ""
 
 
+class MemberObservation(BaseModel):
+    """What one probe of a member saw."""
+
+    name: str
+    reachable: bool
+    error: str | None = None
+    nodes_ready: int = 0
+    nodes_total: int = 0
+    allocatable: Resources | None = None  # of the Ready nodes
+    free: Resources | None = None
+    deployments: dict[str, Observed] = Field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """A good probe: the API answers and at least one node is Ready."""
+        return self.reachable and self.nodes_ready > 0
+
+    def summary(self) -> str:
+        return self.error or f"{self.nodes_ready} nodes Ready"
+
+
 class MemberView(BaseModel):
     """A member as this run sees it."""
 
@@ -48,6 +69,9 @@ class WorkloadPlan(BaseModel):
     unplaced: int = 0
     remove_from: list[str] = Field(default_factory=list)
     error: str | None = None
+    deleting: bool = False
+    blocked_by: list[str] = Field(default_factory=list)
+    """Deleting: unreachable members that may still run the workload; its deletion waits."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
@@ -107,20 +131,28 @@ def limit_moves(
 
 
 def plan_workload(
-    fd: FederatedDeployment, members: dict[str, MemberView], max_moves: int | None = None
+    fd: FederatedDeployment,
+    members: dict[str, MemberView],
+    max_moves: int | None = None,
+    *,
+    capped: bool = False,
 ) -> WorkloadPlan:
-    """Plan one workload; a bad placement becomes ``error`` and plans nothing."""
+    """Plan one workload; a bad placement becomes ``error`` and plans nothing. A workload being
+    deleted is removed from every member that runs it (unless it asked to orphan them).
+    ``capped``: every member's free room caps what it gets, whatever the placement's mode."""
     plan = WorkloadPlan(key=fd.key)
     current = {
         m: v.deployments[fd.key].replicas for m, v in members.items() if fd.key in v.deployments
     }
-    for entry in fd.status.get("clusters") or []:  # last known, for members we cannot see now
-        if not members.get(entry["name"], MemberView(name="")).reachable:
-            current.setdefault(entry["name"], entry.get("desired", 0))
+    for entry in fd.status.clusters:  # last known, for members we cannot see now
+        if entry.name in members and not members[entry.name].reachable:
+            current.setdefault(entry.name, entry.desired)
     plan.current = current
     plan.ready = {
         m: v.deployments[fd.key].ready for m, v in members.items() if fd.key in v.deployments
     }
+    if fd.deleting:
+        return plan_deletion(fd, plan, members)
     try:
         selected = select(fd, members)
         placement = fd.spec.placement
@@ -129,7 +161,7 @@ def plan_workload(
         for name in selected:
             view = members[name]
             capacity = None
-            if placement.mode == "Capacity" and view.free is not None:
+            if (capped or placement.mode == "Capacity") and view.free is not None:
                 capacity = replicas_that_fit(view.free, per_replica) + current.get(name, 0)
             candidates.append(
                 Candidate(
@@ -160,4 +192,18 @@ def plan_workload(
             plan.reasons[name] = f"{plan.reasons[name]} (moving: max_moves reached)"
     plan.unplaced = result.unplaced
     plan.remove_from = sorted(m for m in current if m not in plan.replicas and m in members)
+    return plan
+
+
+def plan_deletion(
+    fd: FederatedDeployment, plan: WorkloadPlan, members: dict[str, MemberView]
+) -> WorkloadPlan:
+    """Remove the workload from the members that run it. A member that cannot be reached now
+    but ran it when last seen holds the deletion until it answers (or is unjoined), so that
+    no copy is left running for ever."""
+    plan.deleting = True
+    if fd.orphan:
+        return plan
+    plan.remove_from = sorted(m for m in plan.current if members[m].reachable)
+    plan.blocked_by = sorted(m for m in plan.current if not members[m].reachable)
     return plan

@@ -55,12 +55,24 @@ class Settings(BaseSettings):
     retry_delays: list[float] = Field(
         default=[1.0, 2.0, 4.0], description="Seconds before each retry"
     )
+    lease_duration: int = Field(
+        default=15,
+        ge=3,
+        description="Seconds a procedure that must not run twice (a failover) holds its lease "
+        "without renewing before another run may take over",
+    )
+    failback_rounds: int = Field(
+        default=20, ge=1, description="Most rebalance rounds one failback runs"
+    )
     health: HealthPolicy = Field(default_factory=HealthPolicy)
     test_base_port: int = Field(
-        default=33400, ge=1024, description="First API port of the test suite's own test bed"
+        default=27400,
+        ge=1024,
+        description="First API port of the test suite's own test bed; below Linux's ephemeral "
+        "range (32768+), so no outgoing connection can be holding it",
     )
     bench_base_port: int = Field(
-        default=34400, ge=1024, description="First API port of the benchmarks' test bed"
+        default=28400, ge=1024, description="First API port of the benchmarks' test bed"
     )
 
 

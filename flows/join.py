@@ -15,26 +15,25 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.fields import save_if_changed
+from fleetflow.blocks import KubeCluster
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
-from fleetflow.membership import (
-    member_block_name,
-    member_cluster,
-    member_manifests,
-    names,
-    skew_problem,
+from fleetflow.membership import join_problem, member_block_name, member_manifests, names
+from fleetflow.models import Action, JoinRequest, Report
+from fleetflow.registry import MemberCluster
+from fleetflow.tasks.clusters import (
+    cluster_name,
+    load_cluster,
+    load_federation,
+    save_block,
+    server_version,
 )
-from fleetflow.models import Action, JoinRequest, Report, Verb
-from fleetflow.tasks.clusters import cluster_name, load_cluster, load_federation, server_version
-from fleetflow.tasks.host import member_entry, set_member_status
+from fleetflow.tasks.host import member_entry, record_joined
 from fleetflow.tasks.manifests import apply_manifests
 from fleetflow.tasks.member import (
     endpoint,
     federations_of,
     issue_token,
-    token_credentials,
     verify_limited,
     wait_namespace_not_terminating,
 )
@@ -43,32 +42,31 @@ from fleetflow.tasks.member import (
 @flow(name="join-cluster", log_prints=False)
 def join_cluster(request: JoinRequest) -> Report:
     """Join ``request.member`` to ``request.federation``."""
+    dry_run = request.dry_run
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
     admin = load_cluster(request.admin_block)
     api_url, ca_data = endpoint(admin)
-    member_version = _check(request, federation, host, admin, api_url)
+    member_version = server_version(admin)
+    problem = join_problem(
+        request.member,
+        federation.name,
+        host_version=server_version(host),
+        member_version=member_version,
+        federations=federations_of(admin),
+        existing=member_entry(host, federation.namespace, request.member),
+        api_url=api_url,
+    )
+    if problem:
+        raise MembershipError(problem)
 
     block_name = member_block_name(federation.name, request.member)
-    entry = member_cluster(
-        federation.name,
-        federation.namespace,
-        request.member,
-        api_url=api_url,
-        credentials_block=block_name,
-        region=request.region,
-        zone=request.zone,
-        labels=request.labels,
-        ingress_address=request.ingress_address,
-    )
-    dry_run = request.dry_run
-    if not dry_run:
-        wait_namespace_not_terminating(admin, names(federation.name)["namespace"])
-    actions = apply_manifests(admin, member_manifests(federation.name), dry_run=dry_run)
+    where = names(federation.name)
+    wait_namespace_not_terminating(admin, where.namespace)
+    actions: list[Action] = apply_manifests(admin, member_manifests(federation.name), dry_run)
     issued = issue_token(admin, federation.name, dry_run=dry_run)
     actions.append(issued.action(cluster_name(admin)))
-    if not dry_run:
-        verify_limited(token_credentials(block_name, api_url, ca_data, issued.token))
+    verify_limited(issued.credentials(block_name, api_url, ca_data))
     member_block = KubeCluster(
         api_url=api_url,
         ca_data=ca_data,
@@ -77,57 +75,30 @@ def join_cluster(request: JoinRequest) -> Report:
         zone=request.zone,
         labels=request.labels,
     )
-    verb = save_if_changed(member_block, block_name, dry_run=dry_run)
-    actions.append(_block_action("KubeCluster block", block_name, verb))
-    actions += apply_manifests(host, [entry], dry_run=dry_run)
-    if not dry_run:
-        set_member_status(host, entry, version=member_version)
-    if block_name not in federation.member_clusters:
-        federation.member_clusters = [*federation.member_clusters, block_name]
-    verb = save_if_changed(federation, request.federation, dry_run=dry_run)
-    actions.append(_block_action("Federation block", federation.name, verb))
+    actions.append(save_block(member_block, block_name, dry_run))
+    entry = MemberCluster.new(
+        federation.name,
+        federation.namespace,
+        request.member,
+        api_url=api_url,
+        credentials_block=block_name,
+        service_account=where.service_account,
+        region=request.region,
+        zone=request.zone,
+        labels=request.labels,
+        ingress_address=request.ingress_address,
+    )
+    actions += apply_manifests(host, [entry.manifest()], dry_run)
+    record_joined(host, entry, member_version, dry_run)
+    federation = federation.with_member(block_name)
+    actions.append(save_block(federation, request.federation, dry_run))
     report = Report(
         procedure=f"join {request.member}",
         dry_run=dry_run,
         actions=actions,
         notes=[
-            f"service account {names(federation.name)['namespace']}/"
-            f"{names(federation.name)['service_account']}; credentials block {block_name}"
+            f"service account {where.namespace}/{where.service_account}; "
+            f"credentials block {block_name}"
         ],
     )
     return publish(report, key=f"join-{request.member}")
-
-
-def _check(
-    request: JoinRequest,
-    federation: Federation,
-    host: KubeCluster,
-    admin: KubeCluster,
-    api_url: str,
-) -> str:
-    """Everything that must hold before the first write; each failure says how to fix it.
-    Returns the member's version."""
-    member_version = server_version(admin)
-    problem = skew_problem(server_version(host), member_version)
-    if problem:
-        raise MembershipError(f"cannot join {request.member!r}: {problem}")
-    elsewhere = federations_of(admin) - {federation.name}
-    if elsewhere:
-        raise MembershipError(
-            f"cannot join {request.member!r}: that cluster is already a member of federation "
-            f"{', '.join(sorted(elsewhere))}; unjoin it there first"
-        )
-    entry = member_entry(host, federation.namespace, request.member)
-    if entry is not None and (
-        entry["spec"]["federation"] != federation.name or entry["spec"]["apiURL"] != api_url
-    ):
-        raise MembershipError(
-            f"cannot join {request.member!r}: the name is already registered for "
-            f"{entry['spec']['apiURL']} in federation {entry['spec']['federation']}; "
-            "choose another name or unjoin that member first"
-        )
-    return member_version
-
-
-def _block_action(kind: str, name: str, verb: str) -> Action:
-    return Action(cluster="prefect", kind=kind, name=name, verb=Verb(verb))

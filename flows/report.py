@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from fleetflow.failover import Evacuation, FailoverPlan
 from fleetflow.models import Report
+from fleetflow.operations import Operation, parse_stamp
+from fleetflow.rebalance import WorkloadPlan
 
 
 def publish(report: Report, key: str) -> Report:
@@ -17,3 +20,92 @@ def publish(report: Report, key: str) -> Report:
         logger.info("nothing to change")
     create_markdown_artifact(markdown=report.markdown(), key=key, description=report.procedure)
     return report
+
+
+def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool) -> None:
+    """The rebalance plan as a table (workload, cluster, current, desired, ready, reason) and a
+    markdown summary."""
+    rows = [
+        {
+            "workload": key,
+            "cluster": cluster,
+            "current": plan.current.get(cluster, 0),
+            "desired": desired,
+            "ready": plan.ready.get(cluster, 0),
+            "reason": plan.reasons.get(cluster, ""),
+        }
+        for key, plan in sorted(plans.items())
+        for cluster, desired in plan.replicas.items()
+    ]
+    create_table_artifact(
+        table=rows, key="rebalance-plan", description="Replica plan per workload and cluster"
+    )
+    moved = sum(
+        abs(p.replicas.get(c, 0) - p.current.get(c, 0))
+        for p in plans.values()
+        for c in set(p.replicas) | set(p.current)
+    )
+    errors = [p.error for p in plans.values() if p.error]
+    deleting = [p for p in plans.values() if p.deleting]
+    lines = [
+        f"## Rebalance {'plan (dry run: nothing written)' if dry_run else 'plan'}",
+        "",
+        f"- workloads: {len(plans)}",
+        f"- replica changes: {moved}",
+        f"- unplaced replicas: {sum(p.unplaced for p in plans.values())}",
+        f"- being deleted: {len(deleting)}",
+        *(f"  - {p.key}: waiting for {', '.join(p.blocked_by)}" for p in deleting if p.blocked_by),
+        f"- invalid placements: {len(errors)}",
+        *(f"  - {e}" for e in errors),
+    ]
+    create_markdown_artifact(markdown="\n".join(lines), key="rebalance-summary")
+
+
+def publish_failover_plan(
+    plan: FailoverPlan, target: Evacuation, dry_run: bool, problems: list[str]
+) -> None:
+    """Where each workload's replicas go, its availability floor, and what cannot be placed."""
+    rows = [
+        {
+            "workload": key,
+            "cluster": cluster,
+            "current": p.current.get(cluster, 0),
+            "desired": desired,
+            "ready now": p.ready.get(cluster, 0),
+            "floor": plan.floors.get(key, 0),
+            "reason": p.reasons.get(cluster, ""),
+        }
+        for key, p in sorted(plan.plans.items())
+        for cluster, desired in p.replicas.items()
+    ]
+    create_table_artifact(
+        table=rows, key="failover-plan", description="Replicas per workload over the survivors"
+    )
+    lines = [
+        f"## Failover {'plan (dry run: nothing written)' if dry_run else 'plan'}",
+        "",
+        f"- evacuate: {', '.join(target.members)}",
+        f"- survivors: {', '.join(target.survivors)}",
+        f"- workloads: {len(plan.plans)}",
+        f"- unplaced replicas: {sum(plan.unplaced.values())}",
+        *(f"  - {k}: {n}" for k, n in plan.unplaced.items()),
+        *(f"- cannot route: {p}" for p in problems),
+    ]
+    create_markdown_artifact(markdown="\n".join(lines), key="failover-summary")
+
+
+def publish_timeline(op: Operation) -> None:
+    """The operation's phases with their times, as a table."""
+    start = parse_stamp(op.status.started_at)
+    rows = [
+        {
+            "phase": s.name,
+            "at": s.at,
+            "seconds": round((stamped - start).total_seconds(), 2)
+            if start and (stamped := parse_stamp(s.at))
+            else "",
+            "detail": s.message,
+        }
+        for s in op.status.steps
+    ]
+    create_table_artifact(table=rows, key=f"{op.procedure}-timeline", description=op.name)

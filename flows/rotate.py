@@ -9,27 +9,14 @@ namespace and nowhere else.
 
 from __future__ import annotations
 
-import time
-
-from kubernetes import client as k8s
 from prefect import flow
-from pydantic import SecretStr
 
-from fleetflow.blocks.fields import save_if_changed
-from fleetflow.errors import ClusterUnauthorized, MembershipError
+from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
-from fleetflow.kube import api_client
-from fleetflow.models import Action, Report, RotateRequest, Verb
-from fleetflow.tasks.clusters import cluster_name, load_cluster, load_federation
+from fleetflow.models import Report, RotateRequest
+from fleetflow.tasks.clusters import cluster_name, load_cluster, load_federation, save_block
 from fleetflow.tasks.host import member_entry
-from fleetflow.tasks.member import (
-    issue_token,
-    revoke_tokens,
-    token_credentials,
-    verify_limited,
-)
-
-REVOCATION_TIMEOUT = 30.0
+from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, wait_token_refused
 
 
 @flow(name="rotate-credentials", log_prints=False)
@@ -42,58 +29,24 @@ def rotate_credentials(request: RotateRequest) -> Report:
         raise MembershipError(
             f"{request.member!r} is not registered in federation {federation.name}: join it first"
         )
-    block_name = entry["spec"]["credentialsBlock"]
+    block_name = entry.spec.credentials_block
     block = load_cluster(block_name)
-    if block.token is None or block.api_url is None:
+    old = block.token_credentials()
+    if old is None:
         raise MembershipError(f"block {block_name!r} holds no token: it was not made by join")
-    old = block.token
     issued = issue_token(block, federation.name, rotate=True)
-    verify_limited(token_credentials(block_name, block.api_url, block.ca_data, issued.token))
-    block.token = issued.token
+    verify_limited(issued.credentials(block_name, old.api_url or "", old.ca_data))
     actions = [
         issued.action(request.member),
-        Action(
-            cluster="prefect",
-            kind="KubeCluster block",
-            name=block_name,
-            verb=Verb(save_if_changed(block, block_name)),
-        ),
+        save_block(block.model_copy(update={"token": issued.token}), block_name),
     ]
     reloaded = load_cluster(block_name)
     verify_limited(reloaded.credentials())
-    revoked = revoke_tokens(reloaded, federation.name, keep=issued.token)
-    actions += [
-        Action(
-            cluster=request.member,
-            kind="Secret",
-            name=name,
-            namespace=issued.namespace,
-            verb=Verb.DELETE,
-        )
-        for name in revoked
-    ]
-    _wait_refused(block_name, block.api_url, block.ca_data, old)
+    actions += revoke_tokens(reloaded, federation.name, request.member, keep=issued.token)
+    wait_token_refused(old)
     report = Report(
         procedure=f"rotate {request.member}",
         actions=actions,
         notes=[f"old token refused by {cluster_name(reloaded)}"],
     )
     return publish(report, key=f"rotate-{request.member}")
-
-
-def _wait_refused(name: str, api_url: str, ca_data: str | None, token: SecretStr) -> None:
-    """The apiserver drops a deleted token Secret from its cache within moments."""
-    auth = k8s.AuthorizationV1Api(api_client(token_credentials(name, api_url, ca_data, token)))
-    deadline = time.monotonic() + REVOCATION_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            auth.create_self_subject_access_review(
-                {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
-            )
-        except ClusterUnauthorized:
-            return
-        time.sleep(0.2)
-    raise MembershipError(
-        f"the old token of {name!r} still works {REVOCATION_TIMEOUT:g}s after "
-        "its Secret was deleted"
-    )

@@ -1,4 +1,5 @@
-"""How fleetflow's tasks retry: only on errors that a retry can fix."""
+"""How fleetflow's tasks retry (only on errors the error tree calls retryable), and the options
+every task that handles blocks or tokens shares."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from prefect.cache_policies import NO_CACHE
 
 from fleetflow.errors import FleetflowError
+from fleetflow.settings import settings
 
 
 def retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -16,16 +18,20 @@ def retryable(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(error, FleetflowError) and error.retryable
 
 
-CLUSTER_TASK: dict[str, Any] = {
-    "retries": 3,
-    "retry_delay_seconds": [1, 2, 4],
-    "retry_condition_fn": retryable,
-    "cache_policy": NO_CACHE,
-    "persist_result": False,
-    "timeout_seconds": 120,
-}
-"""Options of every task that talks to a cluster. Inputs and results hold blocks and tokens,
-which must never be hashed, cached or written to result storage, whatever the profile says."""
-
 PRIVATE: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-"""Options of the other tasks that handle blocks (loading, saving)."""
+"""Options of every task that handles blocks or tokens: inputs and results must never be
+hashed, cached or written to result storage, whatever the profile says."""
+
+_settings = settings()  # task options are fixed when the tasks are defined, at import
+
+MEMBER_TASK: dict[str, Any] = {
+    **PRIVATE,
+    "retries": _settings.retries,
+    "retry_delay_seconds": _settings.retry_delays,
+    "retry_condition_fn": retryable,
+}
+"""Options of tasks mapped over members. They run in worker threads, where a task timeout
+cannot interrupt; their requests carry timeouts and their waits deadlines instead."""
+
+CLUSTER_TASK: dict[str, Any] = {**MEMBER_TASK, "timeout_seconds": _settings.task_timeout}
+"""Options of every other task that talks to a cluster."""

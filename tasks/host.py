@@ -1,24 +1,29 @@
-"""Steps in the host cluster: CRDs, the member registry, the Federation block."""
+"""Steps in the host cluster: CRDs, the member registry, federated workloads' status and
+finalizers."""
 
 from __future__ import annotations
 
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
 
-from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.fields import save_if_changed
+from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION
-from fleetflow.errors import ResourceNotFound, WaitTimeout
-from fleetflow.health import HealthState
-from fleetflow.kube.apply import apply, get
-from fleetflow.membership import member_status
+from fleetflow.errors import ResourceNotFound
+from fleetflow.federated import FederatedDeployment
+from fleetflow.kube import apply, get, list_objects
 from fleetflow.models import Action, Verb
-from fleetflow.tasks.clusters import client
-from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
+from fleetflow.polling import poll_until
+from fleetflow.registry import MemberCluster, joined_status
+from fleetflow.settings import settings
+from fleetflow.tasks.clusters import client, cluster_name
+from fleetflow.tasks.common import CLUSTER_TASK
 
 CRD_API = "apiextensions.k8s.io/v1"
+FINALIZER_MANAGER = "fleetflow-finalizer"
+"""Finalizers are applied by a field manager of their own, so that adding or dropping one can
+never take over or remove fields that anyone else (or fleetflow's own manager) applied."""
 
 
 @task(**CLUSTER_TASK)
@@ -31,18 +36,24 @@ def crd_exists(block: KubeCluster, name: str) -> bool:
 
 
 @task(**CLUSTER_TASK)
-def wait_crds_established(block: KubeCluster, names: list[str], timeout: float = 60) -> None:
-    """CRDs serve only once Established; later steps create their objects right away."""
-    api, deadline = client(block), time.monotonic() + timeout
-    pending = list(names)
-    while pending:
-        pending = [
-            n for n in pending if not _established(get(api, CRD_API, "CustomResourceDefinition", n))
-        ]
-        if pending and time.monotonic() > deadline:
-            raise WaitTimeout(f"CRDs not Established after {timeout:g}s: {', '.join(pending)}")
-        if pending:
-            time.sleep(0.2)
+def wait_crds_established(block: KubeCluster, names: list[str], dry_run: bool = False) -> None:
+    """CRDs serve only once Established; later steps create their objects right away. A dry
+    run installed none, so there is nothing to wait for."""
+    if dry_run:
+        return
+    api = client(block)
+
+    def pending() -> list[str]:
+        crds = [get(api, CRD_API, "CustomResourceDefinition", n) for n in names]
+        return [c["metadata"]["name"] for c in crds if not _established(c)]
+
+    poll_until(
+        pending,
+        lambda left: not left,
+        timeout=settings().setup_timeout,
+        waiting_for=f"CRDs Established in {cluster_name(block)!r}",
+        describe=lambda left: f"not yet: {', '.join(left)}",
+    )
 
 
 def _established(crd: dict[str, Any]) -> bool:
@@ -51,29 +62,83 @@ def _established(crd: dict[str, Any]) -> bool:
 
 
 @task(**CLUSTER_TASK)
-def member_entry(block: KubeCluster, namespace: str, member: str) -> dict[str, Any] | None:
+def member_entry(block: KubeCluster, namespace: str, member: str) -> MemberCluster | None:
     """The host's registry entry for a member, or None."""
     try:
-        entry: dict[str, Any] = get(client(block), API_VERSION, "MemberCluster", member, namespace)
+        return MemberCluster.from_object(
+            get(client(block), API_VERSION, "MemberCluster", member, namespace)
+        )
     except ResourceNotFound:
         return None
-    return entry
 
 
 @task(**CLUSTER_TASK)
-def set_member_status(block: KubeCluster, entry: dict[str, Any], *, version: str) -> None:
-    """Record the member's version on its registry entry; a new entry starts Healthy (the probes
-    of the rebalance flow own its health from then on). Nothing is sent when nothing changes."""
-    meta = entry["metadata"]
-    current = get(client(block), API_VERSION, "MemberCluster", meta["name"], meta["namespace"])
-    health = None if (current.get("status") or {}).get("health") else HealthState()
-    patch = member_status(current, health, kubernetesVersion=version)
-    if patch["status"] != current.get("status"):
-        apply(client(block), patch, subresource="status")
+def list_members(host: KubeCluster, namespace: str, federation: str) -> list[MemberCluster]:
+    entries = list_objects(client(host), API_VERSION, "MemberCluster", namespace)
+    members = [MemberCluster.from_object(e) for e in entries]
+    return [m for m in members if m.spec.federation == federation]
 
 
-@task(**PRIVATE)
-def save_federation(federation: Federation, block_name: str, dry_run: bool = False) -> Action:
-    """Save the Federation block unless the stored one already says the same."""
-    verb = Verb(save_if_changed(federation, block_name, dry_run=dry_run))
-    return Action(cluster="prefect", kind="Federation block", name=block_name, verb=verb)
+@task(**CLUSTER_TASK)
+def list_workloads(
+    host: KubeCluster, namespace: str | None, name: str | None, labels: dict[str, str]
+) -> list[FederatedDeployment]:
+    selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
+    found = list_objects(client(host), API_VERSION, "FederatedDeployment", namespace, selector)
+    workloads = [FederatedDeployment.from_object(o) for o in found]
+    return [w for w in workloads if name is None or w.name == name]
+
+
+@task(**CLUSTER_TASK)
+def record_joined(block: KubeCluster, member: MemberCluster, version: str, dry_run: bool) -> None:
+    """Record the member's version on its registry entry (a new one starts Healthy); nothing
+    is sent when nothing changes."""
+    if dry_run:
+        return
+    current = MemberCluster.from_object(
+        get(client(block), API_VERSION, "MemberCluster", member.name, member.namespace)
+    )
+    status = joined_status(current.status, version, datetime.now(UTC))
+    if status != current.status:
+        apply(
+            client(block),
+            current.model_copy(update={"status": status}).status_patch(),
+            subresource="status",
+        )
+
+
+@task(**CLUSTER_TASK)
+def write_statuses(
+    host: KubeCluster, changed: list[MemberCluster | FederatedDeployment], dry_run: bool
+) -> int:
+    """Write the status of each object given (the caller sends only those that changed)."""
+    if not dry_run:
+        api = client(host)
+        for obj in changed:
+            apply(api, obj.status_patch(), subresource="status")
+    return len(changed)
+
+
+@task(**CLUSTER_TASK)
+def set_finalizers(
+    host: KubeCluster, workloads: list[FederatedDeployment], *, hold: bool, dry_run: bool
+) -> list[Action]:
+    """Add (``hold``) or drop fleetflow's finalizer on each workload."""
+    api, actions = client(host), []
+    for fd in workloads:
+        if not dry_run:
+            try:
+                apply(api, fd.finalizer_patch(hold=hold), manager=FINALIZER_MANAGER)
+            except ResourceNotFound:
+                continue  # deleted meanwhile: nothing left to hold
+        kind, verb = "FederatedDeployment finalizer", Verb.CREATE if hold else Verb.DELETE
+        actions.append(
+            Action(
+                cluster=cluster_name(host),
+                kind=kind,
+                name=fd.name,
+                namespace=fd.namespace,
+                verb=verb,
+            )
+        )
+    return actions

@@ -9,20 +9,9 @@ from prefect import task
 from fleetflow.blocks import KubeCluster
 from fleetflow.kube import ensure
 from fleetflow.kube.apply import delete
-from fleetflow.models import Action, Verb
+from fleetflow.models import Action
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK
-
-
-def _action(cluster: str, manifest: dict[str, Any], verb: str) -> Action:
-    meta = manifest["metadata"]
-    return Action(
-        cluster=cluster,
-        kind=manifest["kind"],
-        name=meta["name"],
-        namespace=meta.get("namespace"),
-        verb=Verb(verb),
-    )
 
 
 @task(**CLUSTER_TASK)
@@ -31,7 +20,7 @@ def apply_manifests(
 ) -> list[Action]:
     """Server-side apply each manifest in order; objects already as wanted are not written."""
     api, name = client(block), cluster_name(block)
-    return [_action(name, m, ensure(api, m, dry_run=dry_run)) for m in manifests]
+    return [Action.of(name, m, ensure(api, m, dry_run=dry_run)) for m in manifests]
 
 
 @task(**CLUSTER_TASK)
@@ -42,5 +31,5 @@ def delete_manifests(block: KubeCluster, manifests: list[dict[str, Any]]) -> lis
     for m in reversed(manifests):
         meta = m["metadata"]
         gone = delete(api, m["apiVersion"], m["kind"], meta["name"], meta.get("namespace"))
-        actions.append(_action(name, m, "delete" if gone else "absent"))
+        actions.append(Action.of(name, m, "delete" if gone else "absent"))
     return actions

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import base64
-import time
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
 from prefect import task
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import LABEL_FEDERATION
-from fleetflow.errors import ClusterError, MembershipError, ResourceNotFound, WaitTimeout
+from fleetflow.errors import ClusterError, ClusterUnauthorized, MembershipError, ResourceNotFound
 from fleetflow.kube import ClusterCredentials, api_client, delete
-from fleetflow.membership import names, token_secret
+from fleetflow.membership import IssuedToken, names, token_secret
 from fleetflow.models import Action, Verb
+from fleetflow.polling import poll_until
+from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
@@ -45,8 +46,8 @@ def endpoint(block: KubeCluster) -> tuple[str, str | None]:
 def _tokens(api: k8s.CoreV1Api, federation: str) -> list[tuple[int, Any]]:
     """The federation's token Secrets in the member, by generation."""
     n = names(federation)
-    found = api.list_namespaced_secret(n["namespace"], label_selector=LABEL_FEDERATION).items
-    prefix = f"{n['service_account']}-token-"
+    found = api.list_namespaced_secret(n.namespace, label_selector=LABEL_FEDERATION).items
+    prefix = n.token_prefix
     return sorted(
         (int(s.metadata.name.removeprefix(prefix)), s)
         for s in found
@@ -62,34 +63,17 @@ def _exists(api: k8s.CoreV1Api, namespace: str) -> bool:
     return True
 
 
-def _wait_token(api: k8s.CoreV1Api, namespace: str, name: str, timeout: float = 30) -> SecretStr:
+def _wait_token(api: k8s.CoreV1Api, namespace: str, name: str) -> SecretStr:
     """The token controller fills a new token Secret within moments; wait for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        secret = api.read_namespaced_secret(name, namespace)
-        if secret.data and secret.data.get("token"):
-            return SecretStr(base64.b64decode(secret.data["token"]).decode())
-        if time.monotonic() > deadline:
-            raise WaitTimeout(
-                f"token Secret {namespace}/{name} not filled after {timeout:g}s: is the "
-                "member's kube-controller-manager running?"
-            )
-        time.sleep(0.2)
-
-
-class IssuedToken(BaseModel):
-    """A service account token and the Secret that holds it (deleting it revokes the token)."""
-
-    secret: str
-    namespace: str
-    token: SecretStr
-    created: bool
-
-    def action(self, cluster: str) -> Action:
-        verb = Verb.CREATE if self.created else Verb.UNCHANGED
-        return Action(
-            cluster=cluster, kind="Secret", name=self.secret, namespace=self.namespace, verb=verb
-        )
+    secret = poll_until(
+        lambda: api.read_namespaced_secret(name, namespace),
+        lambda s: bool(s.data and s.data.get("token")),
+        timeout=settings().setup_timeout,
+        waiting_for=f"token Secret {namespace}/{name} filled",
+        describe=lambda s: "no token yet",
+        hint="is the member's kube-controller-manager running?",
+    )
+    return SecretStr(base64.b64decode(secret.data["token"]).decode())
 
 
 @task(**CLUSTER_TASK)
@@ -98,9 +82,9 @@ def issue_token(
 ) -> IssuedToken:
     """The service account's token: the newest one if any (so a rerun makes no duplicate), or a
     new one; with ``rotate``, always a new generation. A dry run that would create one returns
-    a placeholder token that is never saved."""
+    no token."""
     api = k8s.CoreV1Api(client(block))
-    namespace = names(federation)["namespace"]
+    namespace = names(federation).namespace
     existing = _tokens(api, federation) if _exists(api, namespace) else []
     if existing and not rotate:
         name = existing[-1][1].metadata.name
@@ -111,9 +95,7 @@ def issue_token(
     manifest = token_secret(federation, generation)
     name = manifest["metadata"]["name"]
     if dry_run:
-        return IssuedToken(
-            secret=name, namespace=namespace, created=True, token=SecretStr("(new token)")
-        )
+        return IssuedToken(secret=name, namespace=namespace, created=True, token=None)
     api.create_namespaced_secret(namespace, manifest)
     return IssuedToken(
         secret=name, namespace=namespace, created=True, token=_wait_token(api, namespace, name)
@@ -121,10 +103,12 @@ def issue_token(
 
 
 @task(**CLUSTER_TASK)
-def revoke_tokens(block: KubeCluster, federation: str, keep: SecretStr | None = None) -> list[str]:
-    """Delete the federation's token Secrets except the one holding ``keep``; return names."""
+def revoke_tokens(
+    block: KubeCluster, federation: str, member: str, keep: SecretStr | None = None
+) -> list[Action]:
+    """Delete the federation's token Secrets except the one holding ``keep``."""
     api = k8s.CoreV1Api(client(block))
-    namespace, revoked = names(federation)["namespace"], []
+    namespace, revoked = names(federation).namespace, []
     for _, secret in _tokens(api, federation):
         token = base64.b64decode((secret.data or {}).get("token", "")).decode()
         if keep is not None and token == keep.get_secret_value():
@@ -133,14 +117,16 @@ def revoke_tokens(block: KubeCluster, federation: str, keep: SecretStr | None = 
             api.delete_namespaced_secret(secret.metadata.name, namespace)
         except ResourceNotFound:
             continue
-        revoked.append(secret.metadata.name)
+        revoked.append(
+            Action(
+                cluster=member,
+                kind="Secret",
+                name=secret.metadata.name,
+                namespace=namespace,
+                verb=Verb.DELETE,
+            )
+        )
     return revoked
-
-
-def token_credentials(
-    name: str, api_url: str, ca_data: str | None, token: SecretStr
-) -> ClusterCredentials:
-    return ClusterCredentials(name=name, api_url=api_url, ca_data=ca_data, token=token)
 
 
 CHECKS: list[tuple[dict[str, str], bool]] = [
@@ -157,8 +143,11 @@ CHECKS: list[tuple[dict[str, str], bool]] = [
 
 
 @task(**CLUSTER_TASK)
-def verify_limited(credentials: ClusterCredentials) -> None:
-    """Prove the token works and is least-privilege, by asking the member's authorizer."""
+def verify_limited(credentials: ClusterCredentials | None) -> None:
+    """Prove the token works and is least-privilege, by asking the member's authorizer. None:
+    a dry run that issued no token, so there is nothing to prove yet."""
+    if credentials is None:
+        return
     auth = k8s.AuthorizationV1Api(api_client(credentials))
     wrong = []
     for attributes, expected in CHECKS:
@@ -214,20 +203,46 @@ def delete_propagated(block: KubeCluster, federation: str) -> list[Action]:
 
 
 @task(**CLUSTER_TASK)
-def wait_namespace_not_terminating(block: KubeCluster, namespace: str, timeout: float = 90) -> None:
+def wait_namespace_not_terminating(block: KubeCluster, namespace: str) -> None:
     """A rejoin right after an unjoin finds the old namespace still terminating, and nothing can
     be created in it: wait until it is gone."""
-    api, deadline = k8s.CoreV1Api(client(block)), time.monotonic() + timeout
-    while True:
+    api = k8s.CoreV1Api(client(block))
+
+    def terminating() -> bool:
         try:
-            found = api.read_namespace(namespace)
+            return api.read_namespace(namespace).metadata.deletion_timestamp is not None
         except ResourceNotFound:
-            return
-        if found.metadata.deletion_timestamp is None:
-            return
-        if time.monotonic() > deadline:
-            raise WaitTimeout(
-                f"namespace {namespace} in {cluster_name(block)!r} is still being deleted after "
-                f"{timeout:g}s (a previous unjoin); check what blocks its finalizers, then retry"
+            return False
+
+    poll_until(
+        terminating,
+        lambda still: not still,
+        timeout=settings().setup_timeout + 30,
+        interval=0.5,
+        waiting_for=f"namespace {namespace} in {cluster_name(block)!r} gone (a previous unjoin)",
+        describe=lambda still: "still terminating",
+        hint="check what blocks its finalizers, then retry",
+    )
+
+
+@task(**CLUSTER_TASK)
+def wait_token_refused(credentials: ClusterCredentials) -> None:
+    """The apiserver drops a deleted token Secret from its cache within moments."""
+    auth = k8s.AuthorizationV1Api(api_client(credentials))
+
+    def refused() -> bool:
+        try:
+            auth.create_self_subject_access_review(
+                {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
             )
-        time.sleep(0.5)
+        except ClusterUnauthorized:
+            return True
+        return False
+
+    poll_until(
+        refused,
+        bool,
+        timeout=settings().setup_timeout,
+        waiting_for=f"the old token of {credentials.name!r} refused after its Secret was deleted",
+        describe=lambda _: "still accepted",
+    )

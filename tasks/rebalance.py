@@ -1,60 +1,27 @@
-"""Steps of a rebalance: read the federation, observe each member, write what changed."""
+"""Steps of a rebalance in the members: observe each one, write what changed, wait for Ready."""
 
 from __future__ import annotations
 
 import contextlib
-import time
 from typing import Any
 
 from kubernetes import client as k8s
-from prefect import task
+from prefect import task, unmapped
 from pydantic import BaseModel, Field
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.capacity import Resources, free, node_ready
-from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
-from fleetflow.errors import ClusterError, ResourceConflict
-from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD, FederatedDeployment
+from fleetflow.capacity import free, node_ready
+from fleetflow.controlplane import LABEL_FEDERATION
+from fleetflow.errors import ClusterError, ResourceConflict, ResourceNotFound, WaitTimeout
+from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD
 from fleetflow.kube import apply, delete, list_objects
 from fleetflow.kube.workloads import deployment_ready
 from fleetflow.models import Action, Verb
-from fleetflow.rebalance import Observed, WorkloadPlan
+from fleetflow.polling import poll_until
+from fleetflow.rebalance import MemberObservation, MemberView, Observed
 from fleetflow.tasks.clusters import client
-from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
-
-FD_KIND = "FederatedDeployment"
-MEMBER_TASK = {k: v for k, v in CLUSTER_TASK.items() if k != "timeout_seconds"}
-"""Tasks mapped over members run in worker threads, where a task timeout cannot interrupt;
-their requests carry timeouts and their waits deadlines instead."""
-
-
-@task(**CLUSTER_TASK)
-def list_workloads(
-    host: KubeCluster, namespace: str | None, name: str | None, labels: dict[str, str]
-) -> list[FederatedDeployment]:
-    selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
-    found = list_objects(client(host), API_VERSION, FD_KIND, namespace, selector)
-    workloads = [FederatedDeployment.from_object(o) for o in found]
-    return [w for w in workloads if name is None or w.name == name]
-
-
-@task(**CLUSTER_TASK)
-def list_members(host: KubeCluster, namespace: str, federation: str) -> list[dict[str, Any]]:
-    entries = list_objects(client(host), API_VERSION, "MemberCluster", namespace)
-    return [e for e in entries if e["spec"].get("federation") == federation]
-
-
-class MemberObservation(BaseModel):
-    """What one probe of a member saw."""
-
-    name: str
-    reachable: bool
-    error: str | None = None
-    nodes_ready: int = 0
-    nodes_total: int = 0
-    allocatable: Resources | None = None  # of the Ready nodes
-    free: Resources | None = None
-    deployments: dict[str, Observed] = Field(default_factory=dict)
+from fleetflow.tasks.common import MEMBER_TASK, PRIVATE
+from fleetflow.writes import MemberWrites, Readiness
 
 
 @task(**PRIVATE)
@@ -70,7 +37,6 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
         ours = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_FEDERATION}={federation}")
     except ClusterError as exc:
         return MemberObservation(name=name, reachable=False, error=str(exc))
-    ready = sum(1 for n in nodes if node_ready(n))
     deployments = {}
     for d in ours:
         meta, status = d["metadata"], d.get("status") or {}
@@ -82,7 +48,7 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
     return MemberObservation(
         name=name,
         reachable=True,
-        nodes_ready=ready,
+        nodes_ready=sum(1 for n in nodes if node_ready(n)),
         nodes_total=len(nodes),
         allocatable=free(nodes, []),
         free=free(nodes, pods),
@@ -92,112 +58,122 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
 
 @task(**MEMBER_TASK)
 def write_member(
-    block: KubeCluster,
-    member: str,
-    manifests: list[dict[str, Any]],
-    removals: list[str],
-    existing: list[str],
+    block: KubeCluster, member: str, writes: MemberWrites, existing: list[str], dry_run: bool
 ) -> list[Action]:
-    """Apply the Deployments that changed and delete the ones no longer placed here;
-    ``existing`` (namespace/name) tells a create from an update in the report."""
+    """Apply the Deployments that changed and delete the ones no longer placed here (with
+    ``dry_run``, only say so); ``existing`` (namespace/name) tells a create from an update."""
     api, actions = client(block), []
-    for manifest in manifests:
+    for manifest in writes.apply:
         meta = manifest["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
-        try:
-            apply(api, manifest)
-        except ClusterError as exc:
-            if exc.status != 404:
-                raise
-            _ensure_namespace(api, meta["namespace"])  # first workload in this namespace
-            apply(api, manifest)
-        actions.append(
-            Action(
-                cluster=member,
-                kind="Deployment",
-                name=meta["name"],
-                namespace=meta["namespace"],
-                verb=Verb.UPDATE if key in existing else Verb.CREATE,
-            )
-        )
-    for key in removals:
+        if not dry_run:
+            _apply_in_namespace(api, manifest)
+        verb = Verb.UPDATE if key in existing else Verb.CREATE
+        actions.append(_action(member, meta["namespace"], meta["name"], verb))
+    for key in writes.remove:
         namespace, name = key.split("/", 1)
-        if delete(api, "apps/v1", "Deployment", name, namespace):
-            actions.append(
-                Action(
-                    cluster=member,
-                    kind="Deployment",
-                    name=name,
-                    namespace=namespace,
-                    verb=Verb.DELETE,
-                )
-            )
+        if dry_run or delete(api, "apps/v1", "Deployment", name, namespace):
+            actions.append(_action(member, namespace, name, Verb.DELETE))
     return actions
 
 
-def _ensure_namespace(api: Any, namespace: str) -> None:
-    with contextlib.suppress(ResourceConflict):
-        k8s.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
+def _action(member: str, namespace: str, name: str, verb: Verb) -> Action:
+    return Action(cluster=member, kind="Deployment", name=name, namespace=namespace, verb=verb)
 
 
-class Readiness(BaseModel):
-    """Ready replicas of our Deployments in one member, and those still not ready."""
-
-    ready: dict[str, int] = Field(default_factory=dict)
-    pending: list[str] = Field(default_factory=list)
+def _apply_in_namespace(api: Any, manifest: dict[str, Any]) -> None:
+    try:
+        apply(api, manifest)
+    except ResourceNotFound:  # the first workload in this namespace
+        with contextlib.suppress(ResourceConflict):
+            k8s.CoreV1Api(api).create_namespace(
+                {"metadata": {"name": manifest["metadata"]["namespace"]}}
+            )
+        apply(api, manifest)
 
 
 @task(**PRIVATE)
-def wait_member_ready(block: KubeCluster, keys: list[str], timeout: float) -> Readiness:
-    """Wait until these Deployments are ready, or the deadline; report what was seen last."""
-    api, deadline = client(block), time.monotonic() + timeout
-    while True:
+def wait_member_ready(
+    block: KubeCluster, keys: list[str], timeout: float, dry_run: bool
+) -> Readiness:
+    """Wait until these Deployments are ready, or the deadline; report what was seen last. A
+    dry run changed nothing, so there is nothing to wait for."""
+    if dry_run:
+        return Readiness()
+    api = client(block)
+
+    def look() -> Readiness:
         live = list_objects(api, "apps/v1", "Deployment", None, LABEL_WORKLOAD)
         seen = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in live}
-        pending = [k for k in keys if k not in seen or not deployment_ready(seen[k])]
-        if not pending or time.monotonic() > deadline:
-            ready = {k: (d.get("status") or {}).get("readyReplicas", 0) for k, d in seen.items()}
-            return Readiness(ready=ready, pending=pending)
-        time.sleep(0.5)
+        return Readiness(
+            ready={k: (d.get("status") or {}).get("readyReplicas", 0) for k, d in seen.items()},
+            pending=[k for k in keys if k not in seen or not deployment_ready(seen[k])],
+        )
+
+    try:
+        return poll_until(
+            look,
+            lambda r: not r.pending,
+            timeout=timeout,
+            interval=0.5,
+            waiting_for=f"Deployments Ready in {block._block_document_name}",
+        )
+    except WaitTimeout as exc:  # not Ready in time: the caller holds the scale-downs back
+        return exc.last if isinstance(exc.last, Readiness) else Readiness(pending=keys)
 
 
-@task(**CLUSTER_TASK)
-def write_statuses(host: KubeCluster, updates: list[dict[str, Any]]) -> int:
-    """Write status subresources that changed (the caller sends only those); count them."""
-    api = client(host)
-    for patch in updates:
-        apply(api, patch, subresource="status")
-    return len(updates)
+class MemberResults(BaseModel):
+    """What a fan-out of writes did, and the members where it failed (retried next run)."""
+
+    actions: list[Action] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+
+    def notes(self) -> list[str]:
+        return [f"{m}: writes failed, retried next run: {e}" for m, e in self.failed.items()]
 
 
-def workload_status(fd: FederatedDeployment, plan: WorkloadPlan) -> dict[str, Any] | None:
-    """The FederatedDeployment's new status, or None when it would not change."""
-    clusters = [
-        {"name": c, "desired": n, "ready": plan.ready.get(c, 0)}
-        for c, n in sorted(plan.replicas.items())
-    ]
-    status: dict[str, Any] = {
-        "observedGeneration": fd.generation,
-        "clusters": clusters,
-        "unplaced": plan.unplaced,
-    }
-    if plan.error:
-        status = {
-            **fd.status,
-            "observedGeneration": fd.generation,
-            "conditions": [
-                {"type": "Planned", "status": "False", "reason": "Invalid", "message": plan.error}
-            ],
-        }
-    else:
-        status["conditions"] = [
-            {"type": "Planned", "status": "True", "reason": "Placed", "message": ""}
-        ]
-    if all(fd.status.get(k) == v for k, v in status.items()):
-        return None
-    return {
-        "apiVersion": API_VERSION,
-        "kind": FD_KIND,
-        "metadata": {"name": fd.name, "namespace": fd.namespace},
-        "status": status,
-    }
+def probe_members(
+    blocks: dict[str, KubeCluster | None], federation: str
+) -> dict[str, MemberObservation]:
+    """Probe every member at once."""
+    futures = observe_member.map(list(blocks.values()), list(blocks), unmapped(federation))
+    return {o.name: o for o in futures.result()}
+
+
+def write_members(
+    blocks: dict[str, KubeCluster | None],
+    writes: dict[str, MemberWrites],
+    members: dict[str, MemberView],
+    dry_run: bool,
+) -> MemberResults:
+    """One task per member with something to write; a failing member does not stop the rest."""
+    todo = [m for m in writes if blocks.get(m) is not None]
+    futures = write_member.map(
+        [blocks[m] for m in todo],
+        todo,
+        [writes[m] for m in todo],
+        [list(members[m].deployments) for m in todo],
+        unmapped(dry_run),
+    )
+    results = MemberResults()
+    for member, future in zip(todo, futures, strict=True):
+        outcome = future.result(raise_on_failure=False)
+        if isinstance(outcome, BaseException):
+            results.failed[member] = str(outcome)
+        else:
+            results.actions += outcome
+    return results
+
+
+def wait_members_ready(
+    blocks: dict[str, KubeCluster | None],
+    keys: dict[str, list[str]],
+    timeout: float,
+    dry_run: bool,
+) -> dict[str, Readiness]:
+    """Wait, in every member at once, for these Deployments (namespace/name) to turn Ready."""
+    todo = [m for m, k in keys.items() if k and blocks.get(m) is not None]
+    futures = wait_member_ready.map(
+        [blocks[m] for m in todo], [keys[m] for m in todo], unmapped(timeout), unmapped(dry_run)
+    )
+    return dict(zip(todo, futures.result(), strict=True))

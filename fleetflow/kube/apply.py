@@ -77,8 +77,10 @@ def apply(
     force: bool = True,
     dry_run: bool = False,
     subresource: str | None = None,
+    manager: str = FIELD_MANAGER,
 ) -> Any:
-    """Server-side apply ``manifest`` as the ``fleetflow`` field manager; return the live object.
+    """Server-side apply ``manifest`` as the ``fleetflow`` field manager (or ``manager``);
+    return the live object.
 
     ``force`` takes over fields last set by other managers (kubectl edits, say), which is what a
     federation that owns its members' copies wants. ``dry_run`` asks the server what the object
@@ -86,7 +88,7 @@ def apply(
     """
     meta = manifest["metadata"]
     rtype = resource_type(client, manifest["apiVersion"], manifest["kind"])
-    query = [("fieldManager", FIELD_MANAGER)]
+    query = [("fieldManager", manager)]
     if force:
         query.append(("force", "true"))
     if dry_run:

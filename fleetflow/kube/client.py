@@ -119,6 +119,14 @@ class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
 
 def api_client(credentials: ClusterCredentials) -> ClusterApiClient:
     """Build a client for this cluster alone; the global default configuration is untouched."""
+    return ClusterApiClient(
+        configuration(credentials), credentials.name, credentials.request_timeout
+    )
+
+
+def configuration(credentials: ClusterCredentials) -> k8s.Configuration:
+    """The kubernetes client's configuration for this cluster alone: server, CA, client
+    certificate (as files the loader writes) and bearer token, whichever the credentials hold."""
     configuration = k8s.Configuration()
     try:
         load_kube_config_from_dict(
@@ -132,7 +140,7 @@ def api_client(credentials: ClusterCredentials) -> ClusterApiClient:
             f"cluster {credentials.name!r}: the kubeconfig is incomplete ({_redact(exc)})"
         ) from None
     configuration.retries = False  # one attempt per request: task retries decide the rest
-    return ClusterApiClient(configuration, credentials.name, credentials.request_timeout)
+    return configuration
 
 
 def _redact(exc: Exception) -> str:

@@ -1,4 +1,4 @@
-"""Scale a Deployment and wait until it is ready, with a deadline."""
+"""When a Deployment is Ready, and a watch that waits for it with a deadline."""
 
 from __future__ import annotations
 
@@ -12,16 +12,6 @@ from kubernetes.client.exceptions import ApiException
 from fleetflow.errors import ClusterError, WaitTimeout
 from fleetflow.kube.client import ClusterApiClient
 from fleetflow.kube.translate import translate
-
-
-def scale(client: ClusterApiClient, namespace: str, name: str, replicas: int) -> bool:
-    """Set a Deployment's replicas through its scale subresource; False when already there."""
-    apps = k8s.AppsV1Api(client)
-    current = apps.read_namespaced_deployment_scale(name, namespace)
-    if int(current.spec.replicas) == replicas:
-        return False
-    apps.patch_namespaced_deployment_scale(name, namespace, {"spec": {"replicas": replicas}})
-    return True
 
 
 def deployment_ready(obj: dict[str, Any]) -> bool:

@@ -25,10 +25,13 @@ import yaml
 from kubernetes import client as k8s
 from pydantic import SecretStr
 
+from fleetflow.controlplane import DNS_CRD_NAME, dns_endpoint_crd
 from fleetflow.errors import ClusterError, TestbedError
 from fleetflow.kube import ClusterCredentials, api_client, apply
+from fleetflow.kube.apply import resource_type
+from fleetflow.polling import poll_until
 from fleetflow.settings import settings
-from fleetflow.testbed import build
+from fleetflow.testbed import build, dns
 from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests
 
 Progress = Callable[[str], None]
@@ -45,6 +48,10 @@ def kubeconfig_path(cluster: str) -> Path:
 
 def _state_path() -> Path:
     return testbed_dir() / "state.json"
+
+
+def _dns_dir() -> Path:
+    return testbed_dir() / "dns"
 
 
 def load_spec() -> TestbedSpec | None:
@@ -87,8 +94,9 @@ def _existing_clusters() -> set[str]:
     )
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def _port_free(port: int, protocol: str = "tcp") -> bool:
+    kind = socket.SOCK_DGRAM if protocol == "udp" else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
@@ -204,19 +212,58 @@ def _wait_ready(
     spec: TestbedSpec, clusters: list[str] | None = None, timeout: float = READY_TIMEOUT
 ) -> None:
     """Wait until the clusters answer and each member's nodes are all Ready."""
-    deadline = time.monotonic() + timeout
-    pending = clusters or spec.cluster_names()
-    while pending:
-        row = {c: cluster_status(spec, c) for c in pending}
-        pending = [c for c, s in row.items() if not s.ready]
-        if pending and time.monotonic() > deadline:
-            details = "; ".join(f"{c}: {row[c].problem or 'nodes not Ready'}" for c in pending)
-            raise TestbedError(
-                f"clusters not ready after {timeout:g}s: {details}; "
-                "`fleetflow testbed fault start-cluster NAME` restarts one whole"
-            )
-        if pending:
-            time.sleep(0.5)
+    names = clusters or spec.cluster_names()
+
+    def not_ready(row: dict[str, ClusterStatus]) -> str:
+        return "; ".join(
+            f"{c}: {s.problem or 'nodes not Ready'}" for c, s in row.items() if not s.ready
+        )
+
+    poll_until(
+        lambda: {c: cluster_status(spec, c) for c in names},
+        lambda row: all(s.ready for s in row.values()),
+        timeout=timeout,
+        interval=0.5,
+        waiting_for=f"clusters {', '.join(names)} ready",
+        describe=not_ready,
+        hint="`fleetflow testbed fault start-cluster NAME` restarts one whole",
+    )
+
+
+def _dns_ports_taken(spec: TestbedSpec) -> list[str]:
+    """Ports of the DNS chain's stopped processes that something else holds."""
+    alive = dns.running(_dns_dir(), build.bin_dir())
+    return [
+        f"{name} ({port}/{protocol})"
+        for name, pairs in dns.process_ports(spec.dns_ports()).items()
+        if name not in alive
+        for port, protocol in pairs
+        if not _port_free(port, protocol)
+    ]
+
+
+def _start_dns(spec: TestbedSpec, progress: Progress) -> list[str]:
+    """ExternalDNS's CRD in the host, then whichever DNS processes are not running."""
+    client = api_client(credentials(spec.host))
+    apply(client, dns_endpoint_crd())
+
+    def served() -> bool:
+        try:
+            resource_type(client, dns.DNS_ENDPOINT_API, "DNSEndpoint")
+        except ClusterError:
+            return False
+        return True
+
+    # ExternalDNS exits at start if its source's kind is not served yet.
+    poll_until(
+        served,
+        bool,
+        timeout=READY_TIMEOUT,
+        waiting_for=f"the host serving {dns.DNS_ENDPOINT_API} DNSEndpoint",
+        describe=lambda _: "not served",
+        hint=f"check `kubectl get crd {DNS_CRD_NAME}` there",
+    )
+    return dns.start(spec, _dns_dir(), build.bin_dir(), kubeconfig_path(spec.host), progress)
 
 
 def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSpec:
@@ -237,6 +284,12 @@ def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSp
     if taken:
         raise TestbedError(
             f"API ports already in use: {', '.join(taken)}; stop what holds them "
+            f"or pass another --base-port (now {spec.base_port})"
+        )
+    taken = _dns_ports_taken(spec)
+    if taken:
+        raise TestbedError(
+            f"DNS ports already in use: {', '.join(taken)}; stop what holds them "
             f"or pass another --base-port (now {spec.base_port})"
         )
     _state_path().parent.mkdir(parents=True, exist_ok=True)
@@ -260,14 +313,16 @@ def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSp
         for member in spec.members:
             _add_nodes(spec, member.name)
         _wait_ready(spec)
+        dns_started = _start_dns(spec, progress)
     except BaseException:
         for cluster in created:
             _kwokctl("--name", cluster, "delete", "cluster", check=False)
             kubeconfig_path(cluster).unlink(missing_ok=True)
         if not existing:
+            dns.remove(_dns_dir(), build.bin_dir())
             _state_path().unlink(missing_ok=True)
         raise
-    if to_create or stopped:
+    if to_create or stopped or dns_started:
         progress(f"test bed ready in {time.monotonic() - started:.1f}s")
     else:
         progress("test bed already running; nothing changed")
@@ -275,7 +330,10 @@ def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSp
 
 
 def down(progress: Progress = print) -> None:
-    """Stop and delete every test-bed cluster; leave no process behind."""
+    """Stop the DNS chain, stop and delete every test-bed cluster; leave no process behind."""
+    if dns.running(_dns_dir(), build.bin_dir()):
+        progress("stopping the DNS chain (ExternalDNS, CoreDNS, the records' etcd)")
+    dns.remove(_dns_dir(), build.bin_dir())
     if not (build.bin_dir() / "kwokctl").exists():
         return
     running = processes()
@@ -342,6 +400,12 @@ def status() -> list[ClusterStatus]:
         return list(pool.map(lambda c: cluster_status(spec, c), spec.cluster_names()))
 
 
+def dns_status() -> dns.DnsStatus | None:
+    """The DNS chain's server, zone and health, or None when the test bed is down."""
+    spec = load_spec()
+    return None if spec is None else dns.status(spec, _dns_dir(), build.bin_dir())
+
+
 class Fault(StrEnum):
     """Faults that drills inject."""
 
@@ -370,13 +434,16 @@ def _kill(cluster: str, component: str) -> None:
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def alive() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
+            return False
+        return True
+
+    poll_until(
+        alive, lambda up: not up, timeout=timeout, interval=0.05, waiting_for=f"pid {pid} gone"
+    )
 
 
 def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:

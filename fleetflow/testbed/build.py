@@ -23,7 +23,6 @@ from fleetflow.settings import settings
 KUBE_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 ETCD_BINARIES = ("etcd",)
 KWOK_BINARIES = ("kwok", "kwokctl")
-ALL_BINARIES = KUBE_BINARIES + ETCD_BINARIES + KWOK_BINARIES
 
 # Preferred version first, then the neighbouring patch releases to try if the proxy refuses it.
 KUBE_VERSIONS = ("v1.36.3", "v1.36.4", "v1.36.2", "v1.36.5", "v1.36.1")
@@ -94,15 +93,23 @@ def manifest_path() -> Path:
     return bin_dir() / "versions.json"
 
 
-def cached_versions() -> dict[str, str] | None:
-    """The versions of a complete cached build, or None when anything is missing."""
+def _built() -> dict[str, str]:
+    """The versions of the components whose binaries are all in the cache."""
     try:
         versions = json.loads(manifest_path().read_text())
     except (OSError, ValueError):
-        return None
-    if not all((bin_dir() / name).is_file() for name in ALL_BINARIES):
-        return None
-    return dict(versions)
+        return {}
+    return {
+        c.name: versions[c.name]
+        for c in components()
+        if c.name in versions and all((bin_dir() / b).is_file() for b in c.binaries)
+    }
+
+
+def cached_versions() -> dict[str, str] | None:
+    """The versions of a complete cached build, or None when anything is missing."""
+    built = _built()
+    return built if len(built) == len(components()) else None
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,10 @@ class Component:
     name: str
     versions: tuple[str, ...]
     binaries: tuple[str, ...]
+    # Components defined next to the processes they run (dns.py) write their own wrapper module,
+    # and name a newer Go when their module needs one (the go command fetches it from the proxy).
+    write_module: Callable[[Path, str], list[str]] | None = None
+    toolchain: str = ""
 
 
 COMPONENTS = (
@@ -121,6 +132,13 @@ COMPONENTS = (
 )
 
 
+def components() -> tuple[Component, ...]:
+    """Every component: the clusters' first, then the DNS chain's."""
+    from fleetflow.testbed import dns  # imported here: dns builds on this module's helpers
+
+    return (*COMPONENTS, *dns.COMPONENTS)
+
+
 def _go() -> str:
     go = shutil.which("go")
     if go is None:
@@ -128,9 +146,13 @@ def _go() -> str:
     return go
 
 
-def _run(cmd: Sequence[str], cwd: Path, progress: Progress, label: str) -> None:
+def _run(
+    cmd: Sequence[str], cwd: Path, progress: Progress, label: str, toolchain: str = ""
+) -> None:
     """Run a go command, reporting how many packages it has compiled every few seconds."""
     env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod")
+    if toolchain:
+        env["GOTOOLCHAIN"] = toolchain
     started = time.monotonic()
     proc = subprocess.Popen(
         cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -157,32 +179,49 @@ def _write_module(workdir: Path, component: Component, version: str) -> list[str
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in ("go.mod", "go.sum"):
         (workdir / stale).unlink(missing_ok=True)
-    module = f"fleetflow.local/testbed/{component.name}"
+    if component.write_module is not None:
+        return component.write_module(workdir, version)
     if component.name == "etcd":
-        (workdir / "main.go").write_text(ETCD_MAIN)
         requires = [f"go.etcd.io/etcd/server/v3 {version}"]
-        packages = ["."]
-        replaces: list[str] = []
-    elif component.name == "kwok":
+        return write_go_module(workdir, component.name, requires, main=ETCD_MAIN)
+    if component.name == "kwok":
         requires = [f"sigs.k8s.io/kwok {version}"]
         packages = [f"sigs.k8s.io/kwok/cmd/{b}" for b in component.binaries]
-        replaces = []
+        return write_go_module(workdir, component.name, requires, packages)
+    staging = "v0." + version.removeprefix("v1.")
+    requires = [f"k8s.io/kubernetes {version}"]
+    packages = [f"k8s.io/kubernetes/cmd/{b}" for b in component.binaries]
+    replaces = [f"k8s.io/{m} => k8s.io/{m} {staging}" for m in KUBE_STAGING]
+    return write_go_module(workdir, component.name, requires, packages, replaces)
+
+
+def write_go_module(
+    workdir: Path,
+    name: str,
+    requires: Sequence[str],
+    packages: Sequence[str] = (),
+    replaces: Sequence[str] = (),
+    *,
+    main: str = "",
+    go: str = "1.26",
+) -> list[str]:
+    """Write go.mod, and main.go (``main`` given) or a tools.go importing ``packages``.
+
+    Return the packages to build: ``.`` for a main.go.
+    """
+    if main:
+        (workdir / "main.go").write_text(main)
     else:
-        staging = "v0." + version.removeprefix("v1.")
-        requires = [f"k8s.io/kubernetes {version}"]
-        packages = [f"k8s.io/kubernetes/cmd/{b}" for b in component.binaries]
-        replaces = [f"k8s.io/{m} => k8s.io/{m} {staging}" for m in KUBE_STAGING]
-    if packages != ["."]:
         imports = "\n".join(f'\t_ "{p}"' for p in packages)
         (workdir / "tools.go").write_text(
             f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n"
         )
-    go_mod = [f"module {module}", "", "go 1.26", "", "require ("]
+    go_mod = [f"module fleetflow.local/testbed/{name}", "", f"go {go}", "", "require ("]
     go_mod += [f"\t{r}" for r in requires] + [")"]
     if replaces:
         go_mod += ["", "replace ("] + [f"\t{r}" for r in replaces] + [")"]
     (workdir / "go.mod").write_text("\n".join(go_mod) + "\n")
-    return packages
+    return ["."] if main else list(packages)
 
 
 def _ldflags(component: Component, version: str, kube_version: str) -> str:
@@ -216,7 +255,8 @@ def _build_component(
         try:
             packages = _write_module(workdir, component, version)
             progress(f"{label}: resolving modules")
-            _run([go, "mod", "tidy"], workdir, progress, f"{label} (go mod tidy)")
+            tidy = f"{label} (go mod tidy)"
+            _run([go, "mod", "tidy"], workdir, progress, tidy, component.toolchain)
             progress(f"{label}: compiling {', '.join(component.binaries)}")
             if packages == ["."]:
                 cmd = [go, "build", "-v", "-trimpath", "-o", str(out / component.binaries[0]), "."]
@@ -225,7 +265,7 @@ def _build_component(
             flags = _ldflags(component, version, kube_version)
             if flags:
                 cmd[3:3] = ["-ldflags", flags]
-            _run(cmd, workdir, progress, label)
+            _run(cmd, workdir, progress, label, component.toolchain)
             return version
         except BuildError as exc:
             errors.append(str(exc))
@@ -242,14 +282,16 @@ def build(progress: Progress = print, force: bool = False) -> dict[str, str]:
     out = bin_dir()
     out.mkdir(parents=True, exist_ok=True)
     work = cache_dir() / "src"
-    versions: dict[str, str] = {}
+    # Keep what is already built: adding a component must not rebuild Kubernetes.
+    versions = {} if force else _built()
     started = time.monotonic()
-    for component in COMPONENTS:
-        versions[component.name] = _build_component(
-            component, out, work, KUBE_VERSIONS[0], progress
-        )
-    manifest_path().write_text(json.dumps(versions, indent=2) + "\n")
-    progress(f"built {', '.join(ALL_BINARIES)} in {time.monotonic() - started:.0f}s into {out}")
+    for component in components():
+        if component.name not in versions:
+            versions[component.name] = _build_component(
+                component, out, work, KUBE_VERSIONS[0], progress
+            )
+            manifest_path().write_text(json.dumps(versions, indent=2) + "\n")
+    progress(f"built {', '.join(versions)} in {time.monotonic() - started:.0f}s into {out}")
     return versions
 
 

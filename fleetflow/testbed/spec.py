@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from ipaddress import IPv4Address
+from typing import Any, ClassVar, NamedTuple
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -11,6 +12,22 @@ from fleetflow.models import DNS_LABEL
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
+# The DNS chain's ports sit this far above base_port, clear of the clusters' API ports (one per
+# cluster from base_port up), which caps the members at DNS_PORT_OFFSET - 1.
+DNS_PORT_OFFSET = 90
+# Members' ingress addresses: 127.0.10.1, 127.0.10.2, ... Loopback, so that nothing has to
+# listen there for a DNS answer to name a distinct, routable-looking address per member.
+INGRESS_BASE = IPv4Address("127.0.10.0")
+
+
+class DnsPorts(NamedTuple):
+    """The DNS chain's loopback ports."""
+
+    etcd_client: int  # the records' etcd, which ExternalDNS writes and CoreDNS reads
+    etcd_peer: int  # unused by a one-member etcd, but it always listens on one
+    dns: int  # CoreDNS, UDP and TCP
+    metrics: int  # ExternalDNS's metrics and health endpoint
+
 
 class MemberSpec(BaseModel):
     """One member cluster: a name, its region, and how many kwok nodes it has."""
@@ -18,6 +35,11 @@ class MemberSpec(BaseModel):
     name: str
     region: str
     nodes: int = Field(default=3, ge=1, le=100)
+    ingress_address: str = Field(
+        default="",
+        description="Where its traffic lands, for DNS records; the test bed gives each member "
+        "its own loopback address when none is given",
+    )
 
     @field_validator("name", "region")
     @classmethod
@@ -28,6 +50,11 @@ class MemberSpec(BaseModel):
                 "at most 63 characters, starting and ending with a letter or digit"
             )
         return value
+
+    @field_validator("ingress_address")
+    @classmethod
+    def _ipv4(cls, value: str) -> str:
+        return str(IPv4Address(value)) if value else value
 
     def zones(self) -> list[str]:
         """Nodes are spread over up to three zones named after the cluster (``<name>a``...)."""
@@ -57,12 +84,23 @@ class TestbedSpec(BaseModel):
     )
     base_port: int = Field(default=32400, ge=1024, le=65000)
     node: NodeShape = Field(default_factory=NodeShape)
+    dns_zone: str = Field(default="fleet.local", description="The zone the test bed's DNS serves")
 
     @field_validator("host")
     @classmethod
     def _host_label(cls, value: str) -> str:
         if not DNS_LABEL.match(value):
             raise ValueError(f"host name {value!r} is not a DNS label")
+        return value
+
+    @field_validator("dns_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        if not all(DNS_LABEL.match(label) for label in value.split(".")):
+            raise ValueError(
+                f"DNS zone {value!r} is not a domain name: DNS labels joined by dots, "
+                "e.g. fleet.local"
+            )
         return value
 
     @model_validator(mode="after")
@@ -73,6 +111,16 @@ class TestbedSpec(BaseModel):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"cluster names must be unique; repeated: {', '.join(dupes)}")
+        if len(self.members) >= DNS_PORT_OFFSET:
+            raise ValueError(f"the test bed takes at most {DNS_PORT_OFFSET - 1} member clusters")
+        self.members = [
+            m if m.ingress_address else m.model_copy(update={"ingress_address": address})
+            for m, address in zip(self.members, ingress_addresses(len(self.members)), strict=True)
+        ]
+        addresses = [m.ingress_address for m in self.members]
+        dupes = sorted({a for a in addresses if addresses.count(a) > 1})
+        if dupes:
+            raise ValueError(f"ingress addresses must be unique; repeated: {', '.join(dupes)}")
         return self
 
     def cluster_names(self) -> list[str]:
@@ -82,11 +130,20 @@ class TestbedSpec(BaseModel):
         """Host on ``base_port``, members on the ports after it, in order."""
         return self.base_port + self.cluster_names().index(cluster)
 
+    def dns_ports(self) -> DnsPorts:
+        first = self.base_port + DNS_PORT_OFFSET
+        return DnsPorts(first, first + 1, first + 2, first + 3)
+
     def member(self, name: str) -> MemberSpec:
         for member in self.members:
             if member.name == name:
                 return member
         raise KeyError(name)
+
+
+def ingress_addresses(count: int) -> list[str]:
+    """The default ingress address of each member, in order."""
+    return [str(INGRESS_BASE + i + 1) for i in range(count)]
 
 
 def node_manifests(member: MemberSpec, shape: NodeShape) -> list[dict[str, Any]]:

@@ -9,19 +9,23 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.settings import PREFECT_API_URL
 
 from fleetflow.errors import ClusterError
 from fleetflow.kube import ClusterApiClient, api_client
+from fleetflow.settings import settings
+from fleetflow.stack import Stack, deploy, ensure_work_pool, stop
 from fleetflow.testbed import bed, build
 from fleetflow.testbed.spec import TestbedSpec
-
-TEST_BASE_PORT = int(os.environ.get("FLEETFLOW_TEST_BASE_PORT", "33400"))
 
 
 @pytest.fixture(scope="session")
@@ -32,10 +36,9 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedSpec]:
             "build`) before the integration tests",
             pytrace=False,
         )
-    home = os.environ.get("FLEETFLOW_TEST_HOME") or str(tmp_path_factory.mktemp("fleetflow-home"))
     previous = os.environ.get("FLEETFLOW_HOME")
-    os.environ["FLEETFLOW_HOME"] = home
-    spec = TestbedSpec(base_port=TEST_BASE_PORT)
+    os.environ["FLEETFLOW_HOME"] = str(tmp_path_factory.mktemp("fleetflow-home"))
+    spec = TestbedSpec(base_port=settings().test_base_port)
     try:
         bed.up(spec, progress=lambda m: None)
         yield spec
@@ -130,3 +133,34 @@ def remove_member_objects(cluster: str, federation: str) -> None:
     selector = f"{LABEL_FEDERATION}={federation}"
     for d in apps.list_deployment_for_all_namespaces(label_selector=selector).items:
         delete(client, "apps/v1", "Deployment", d.metadata.name, d.metadata.namespace)
+
+
+def quiet(message: str) -> None:
+    pass
+
+
+@pytest.fixture
+def client(prefect_server: None) -> Iterator[SyncPrefectClient]:
+    with get_client(sync_client=True) as client:
+        yield client
+
+
+@pytest.fixture
+def deployed(admin_blocks: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The work pool and deployments as `fleetflow up` applies them, on the session's server, in
+    a process whose own Prefect log level is WARNING (as `fleetflow up` used to set it). The
+    worker is started by the test and stopped here."""
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The worker shares the test bed's home: a drill it runs injects faults there.
+    stack = Stack(api_url=str(PREFECT_API_URL.value()), home=Path(os.environ["FLEETFLOW_HOME"]))
+    ensure_work_pool(stack, progress=quiet)
+    deploy(stack, progress=quiet)
+    yield stack
+    stop(stack, "worker", progress=quiet)
+
+
+def fleetflow(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """The ``fleetflow`` command as a user runs it, against the session's Prefect server."""
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), PREFECT_HOME=str(home))
+    command = [str(Path(sys.executable).with_name("fleetflow")), *argv]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -20,7 +20,7 @@ from fleetflow.errors import (
     ResourceNotFound,
     WaitTimeout,
 )
-from fleetflow.kube import ClusterCredentials, api_client, apply, get, scale, wait_deployment_ready
+from fleetflow.kube import ClusterCredentials, api_client, apply, get, wait_deployment_ready
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for
@@ -40,11 +40,10 @@ def test_applied_deployment_turns_ready_on_kwok_nodes(testbed: TestbedSpec, name
     assert len(pods) == 3
     assert all(p.status.phase == "Running" and p.spec.node_name in nodes for p in pods)
 
-    assert scale(client, namespace, "web", 5) is True
+    apply(client, deployment(namespace, "web", 5))  # how fleetflow scales: apply the count
     assert (
         wait_deployment_ready(client, namespace, "web", timeout=60)["status"]["readyReplicas"] == 5
     )
-    assert scale(client, namespace, "web", 5) is False
 
 
 def test_reapplying_the_same_manifest_writes_nothing(testbed: TestbedSpec, namespace: str) -> None:

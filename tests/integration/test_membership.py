@@ -87,7 +87,7 @@ def resource_versions(testbed: TestbedSpec, federation: str) -> dict[str, str]:
                 "resourceVersion"
             ]
         try:
-            secrets = k8s.CoreV1Api(client).list_namespaced_secret(names(federation)["namespace"])
+            secrets = k8s.CoreV1Api(client).list_namespaced_secret(names(federation).namespace)
         except ResourceNotFound:
             continue
         for s in secrets.items:
@@ -305,7 +305,7 @@ def test_join_interrupted_midway_leaves_host_and_blocks_then_resumes(
         deadline = time.monotonic() + 60
         while not stop.is_set() and time.monotonic() < deadline:
             try:
-                admin.read_namespaced_service_account(sa["service_account"], sa["namespace"])
+                admin.read_namespaced_service_account(sa.service_account, sa.namespace)
             except ResourceNotFound:
                 time.sleep(0.01)
                 continue
@@ -332,8 +332,8 @@ def test_join_interrupted_midway_leaves_host_and_blocks_then_resumes(
     assert get(
         client_for(testbed.host), API_VERSION, "MemberCluster", member, f"{federation}-system"
     )
-    tokens = k8s.CoreV1Api(client_for(member)).list_namespaced_secret(sa["namespace"]).items
-    assert [s.metadata.name for s in tokens] == [f"{sa['service_account']}-token-1"]
+    tokens = k8s.CoreV1Api(client_for(member)).list_namespaced_secret(sa.namespace).items
+    assert [s.metadata.name for s in tokens] == [f"{sa.service_account}-token-1"]
     block = member_block(federation, member)
     assert k8s.AppsV1Api(block.api_client()).list_deployment_for_all_namespaces() is not None
 

@@ -12,12 +12,13 @@ from kubernetes import client as k8s
 
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ClusterUnreachable, PlacementError, ResourceNotFound, UnknownName
-from fleetflow.federated import LABEL_WORKLOAD
+from fleetflow.federated import ANNOTATION_ORPHAN, FINALIZER, LABEL_WORKLOAD
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
-from fleetflow.kube import apply, get, wait_deployment_ready
+from fleetflow.kube import apply, delete, get, wait_deployment_ready
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import JoinRequest, RebalanceRequest
+from fleetflow.polling import poll_until
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for
@@ -274,3 +275,81 @@ def test_capacity_mode_spreads_by_free_room_and_never_overfills(
         if p.status.phase != "Running"
     ]
     assert pending == []
+
+
+def _gone(testbed: TestbedSpec, namespace: str, clusters: list[str]) -> bool:
+    """No copy of the workload left in these members (a Foreground deletion may still be
+    finishing: wait for the object itself to go)."""
+    for name in clusters:
+        try:
+            get(client_for(name), "apps/v1", "Deployment", "web", namespace)
+        except ResourceNotFound:
+            continue
+        return False
+    return True
+
+
+def _fd_gone(host: Any, namespace: str) -> bool:
+    try:
+        get(host, API_VERSION, "FederatedDeployment", "web", namespace)
+    except ResourceNotFound:
+        return True
+    return False
+
+
+def test_deleting_a_federated_workload_removes_its_deployments_from_every_member(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    members = [m.name for m in testbed.members]
+    host = client_for(testbed.host)
+    apply(host, workload(namespace, 3))
+    rebalance(joined, namespace)
+    assert set(spread(testbed, namespace)) == set(members)
+    assert (
+        FINALIZER
+        in get(host, API_VERSION, "FederatedDeployment", "web", namespace)["metadata"]["finalizers"]
+    )
+    delete(host, API_VERSION, "FederatedDeployment", "web", namespace)
+    assert not _fd_gone(host, namespace)  # held until the members are clean
+    report = rebalance(joined, namespace)
+    assert sorted(a.cluster for a in report.writes() if a.kind == "Deployment") == sorted(members)
+    poll_until(lambda: _gone(testbed, namespace, members), bool, timeout=30, waiting_for="copies")
+    poll_until(lambda: _fd_gone(host, namespace), bool, timeout=10, waiting_for="finalizer")
+    assert rebalance(joined, namespace).writes() == []
+
+
+def test_an_orphaning_delete_leaves_the_deployments_running(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    host = client_for(testbed.host)
+    fd = workload(namespace, 3)
+    fd["metadata"]["annotations"] = {ANNOTATION_ORPHAN: "true"}
+    apply(host, fd)
+    rebalance(joined, namespace)
+    delete(host, API_VERSION, "FederatedDeployment", "web", namespace)
+    rebalance(joined, namespace)
+    poll_until(lambda: _fd_gone(host, namespace), bool, timeout=10, waiting_for="finalizer")
+    assert spread(testbed, namespace) == {m.name: (1, 1) for m in testbed.members}
+
+
+def test_a_member_unreachable_at_deletion_is_cleaned_when_it_is_back(
+    joined: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, workload(namespace, 3))
+    rebalance(joined, namespace)
+    try:
+        bed.fault(c, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+        delete(host, API_VERSION, "FederatedDeployment", "web", namespace)
+        rebalance(joined, namespace)
+        poll_until(lambda: _gone(testbed, namespace, [a, b]), bool, timeout=30, waiting_for="a, b")
+        held = get(host, API_VERSION, "FederatedDeployment", "web", namespace)
+        assert held["status"]["conditions"][0]["type"] == "Deleting"
+        assert c in held["status"]["conditions"][0]["message"]
+    finally:
+        bed.fault(c, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    assert not _gone(testbed, namespace, [c])  # the copy it ran is still there
+    rebalance(joined, namespace)
+    poll_until(lambda: _gone(testbed, namespace, [c]), bool, timeout=30, waiting_for="c clean")
+    poll_until(lambda: _fd_gone(host, namespace), bool, timeout=10, waiting_for="finalizer")

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetflow.capacity import Resources, free, pod_requests, quantities, replicas_that_fit
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+RUN = timedelta(minutes=5)  # probes a rebalance schedule apart: past every minimum time
+
 
 def run(probes: list[bool], policy: HealthPolicy | None = None) -> list[Health]:
     policy = policy or HealthPolicy()
     state, seen = HealthState(), []
-    for ok in probes:
-        state = observe(state, ok, policy)
+    for i, ok in enumerate(probes):
+        state = observe(state, ok, policy, T0 + i * RUN)
         seen.append(state.health)
     return seen
 
@@ -53,7 +58,7 @@ def test_state_changes_need_runs_of_probes(probes: list[bool], fail: int, succee
     state = HealthState()
     for i, ok in enumerate(probes):
         before = state.placeable
-        state = observe(state, ok, policy)
+        state = observe(state, ok, policy, T0 + i * RUN)
         if before and not state.placeable:
             assert probes[max(0, i - fail + 1) : i + 1] == [False] * fail
         if not before and state.placeable:

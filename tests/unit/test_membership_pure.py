@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from pydantic import ValidationError
 
@@ -15,14 +17,18 @@ from fleetflow.health import Health, HealthState
 from fleetflow.membership import (
     MEMBER_RULES,
     TOKEN_RULES,
-    member_cluster,
+    join_problem,
     member_manifests,
-    member_status,
     names,
     skew_problem,
     token_secret,
+    unjoin_problem,
 )
 from fleetflow.models import Action, BootstrapRequest, JoinRequest, Report, Verb
+from fleetflow.registry import MemberCluster, MemberStatus, joined_status, with_health
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+LATER = datetime(2026, 11, 25, 12, 5, tzinfo=UTC)
 
 
 def test_control_plane_installs_namespace_crds_then_rbac_in_order() -> None:
@@ -83,7 +89,7 @@ def test_member_objects_are_labelled_and_named_per_federation() -> None:
         "RoleBinding",
     ]
     assert all(m["metadata"]["labels"][LABEL_FEDERATION] == "prod" for m in manifests)
-    assert names("prod")["namespace"] != names("staging")["namespace"]
+    assert names("prod").namespace != names("staging").namespace
     secret = token_secret("prod", 3)
     assert secret["type"] == "kubernetes.io/service-account-token"
     assert secret["metadata"]["name"] == "fleetflow-prod-token-3"
@@ -93,18 +99,20 @@ def test_member_objects_are_labelled_and_named_per_federation() -> None:
 
 
 def test_registry_entry_names_the_block_and_holds_no_secret() -> None:
-    entry = member_cluster(
+    entry = MemberCluster.new(
         "prod",
         "fleetflow-system",
         "us-east-1",
         api_url="https://10.0.0.1:6443",
         credentials_block="prod-us-east-1",
+        service_account="fleetflow-prod",
         region="us-east",
         zone="us-east-1a",
         labels={"tier": "gold"},
         ingress_address=None,
-    )
+    ).manifest()
     assert entry["spec"]["credentialsBlock"] == "prod-us-east-1"
+    assert MemberCluster.from_object(entry).manifest() == entry  # round trip
     assert "ingressAddress" not in entry["spec"]
     assert entry["metadata"]["labels"]["topology.kubernetes.io/region"] == "us-east"
     assert entry["metadata"]["labels"]["tier"] == "gold"
@@ -150,21 +158,74 @@ def test_report_counts_writes_and_renders_markdown() -> None:
     assert "| m | Role | ns/r | unchanged |" in text
 
 
-def test_member_status_keeps_other_fields_and_the_transition_time() -> None:
-    entry = {
-        "metadata": {"name": "m1", "namespace": "fleetflow-system"},
-        "status": {"kubernetesVersion": "v1.36.3", "nodesReady": 3},
-    }
-    first = member_status(entry, HealthState())["status"]
-    assert first["nodesReady"] == 3 and first["kubernetesVersion"] == "v1.36.3"
-    assert first["conditions"][0]["status"] == "True"
-    again = member_status({**entry, "status": first}, HealthState())["status"]
-    assert again == first  # steady state: nothing to send
-    sick = member_status(
-        {**entry, "status": first}, HealthState(health=Health.UNHEALTHY, consecutive_failures=2)
-    )["status"]
-    assert sick["conditions"][0]["status"] == "False" and sick["health"] == "Unhealthy"
-    assert (
-        member_status({**entry, "status": first}, None, nodesReady=2)["status"]["conditions"]
-        == first["conditions"]
+def _entry(**status: object) -> MemberCluster:
+    return MemberCluster.from_object(
+        {
+            "metadata": {"name": "m1", "namespace": "fleetflow-system"},
+            "spec": {"federation": "prod", "credentialsBlock": "prod-m1", "apiURL": "https://m1"},
+            "status": status,
+        }
     )
+
+
+def test_member_status_keeps_other_fields_and_the_transition_time() -> None:
+    entry = _entry(kubernetesVersion="v1.36.3", nodesReady=3)
+    first = with_health(entry.status, HealthState(), NOW)
+    assert first.nodes_ready == 3 and first.kubernetes_version == "v1.36.3"
+    assert first.conditions[0].status == "True"
+    again = with_health(first, HealthState(), LATER)
+    assert again == first  # steady state: nothing to send
+    sick = with_health(first, HealthState(health=Health.UNHEALTHY, consecutive_failures=2), LATER)
+    assert sick.conditions[0].status == "False" and sick.health is Health.UNHEALTHY
+    assert sick.conditions[0].last_transition_time == "2026-11-25T12:05:00Z"
+    patch = entry.model_copy(update={"status": sick}).status_patch()
+    assert patch["status"]["health"] == "Unhealthy"
+    assert patch["status"]["consecutiveFailures"] == 2
+    assert patch["status"]["nodesReady"] == 3  # whole: apply would drop what it leaves out
+    assert MemberStatus.model_validate(patch["status"]) == sick
+
+
+def test_health_is_read_back_from_the_registry() -> None:
+    assert _entry().health == HealthState()  # never probed: Healthy
+    state = _entry(health="Recovering", consecutiveFailures=0, consecutiveSuccesses=1).health
+    assert state == HealthState(health=Health.RECOVERING, consecutive_successes=1)
+    assert not state.placeable
+
+
+def test_a_new_entry_starts_healthy_and_a_known_one_keeps_its_health() -> None:
+    fresh = joined_status(MemberStatus(), "v1.36.3", NOW)
+    assert fresh.health is Health.HEALTHY and fresh.kubernetes_version == "v1.36.3"
+    sick = _entry(health="Unhealthy", consecutiveFailures=2).status
+    assert joined_status(sick, "v1.36.4", NOW).health is Health.UNHEALTHY
+    assert joined_status(fresh, "v1.36.3", LATER) == fresh  # a rerun writes nothing
+
+
+def test_join_checks_skew_other_federations_and_a_taken_name() -> None:
+    ok = {"host_version": "v1.36.3", "member_version": "v1.36.3", "api_url": "https://m1"}
+    assert join_problem("m1", "prod", federations=set(), existing=None, **ok) is None
+    assert join_problem("m1", "prod", federations={"prod"}, existing=_entry(), **ok) is None
+    other = join_problem("m1", "prod", federations={"prod", "staging"}, existing=None, **ok)
+    assert other == (
+        "cannot join 'm1': that cluster is already a member of federation staging; "
+        "unjoin it there first"
+    )
+    taken = join_problem(
+        "m1", "prod", federations=set(), existing=_entry(), **{**ok, "api_url": "https://other"}
+    )
+    assert taken is not None
+    assert "already registered for https://m1 in federation prod" in taken
+    old = join_problem(
+        "m1", "prod", federations=set(), existing=None, **{**ok, "member_version": "v1.30.0"}
+    )
+    assert old is not None and "more than 3 minor versions apart" in old
+
+
+def test_unjoin_needs_a_member_and_force_when_unreachable() -> None:
+    known = {"blocks": ["prod-m1"], "block": "prod-m1", "unreachable": None, "force": False}
+    assert unjoin_problem("m1", "prod", registered=True, **known) is None
+    assert "is not a member of federation prod; members: prod-m1" in (
+        unjoin_problem("m2", "prod", registered=False, **{**known, "block": "prod-m2"}) or ""
+    )
+    down = {**known, "unreachable": "connection refused"}
+    assert "Rerun with force" in (unjoin_problem("m1", "prod", registered=True, **down) or "")
+    assert unjoin_problem("m1", "prod", registered=True, **{**down, "force": True}) is None

@@ -22,11 +22,7 @@ from fleetflow.placement import (
     ClusterCandidate,
     PlacementRequest,
     Plan,
-    build_request,
-    format_plan_table,
-    parse_assignments,
     plan,
-    plan_json,
     plan_replicas,
 )
 
@@ -521,7 +517,6 @@ def test_a_shortfall_is_reported_not_dropped() -> None:
     p = plan_replicas(10, cs)
     assert p.replicas == {"a": 3, "b": 2, "c": 1}
     assert p.unplaced == 4
-    assert plan_json(p) == {"clusters": {"a": 3, "b": 2, "c": 1}, "unplaced": 4}
 
 
 def test_a_min_above_the_capacity_is_cut_to_the_capacity() -> None:
@@ -567,80 +562,6 @@ def test_stable_keeps_a_fair_current_plan_and_otherwise_moves_the_least() -> Non
     joined = at(9, {"a": 5, "b": 4}, a=1, b=1, c=1)
     assert joined.replicas == {"a": 3, "b": 3, "c": 3}
     assert at(8, {"a": 4, "b": 4}, a=1, b=1, c=1).replicas == {"a": 3, "b": 3, "c": 2}
-
-
-# --- CLI helpers -------------------------------------------------------------------------------
-
-
-def test_parse_assignments() -> None:
-    assert parse_assignments(["a=1", " b = 20 "], "--weight") == {"a": 1, "b": 20}
-    assert parse_assignments([], "--min") == {}
-
-
-@pytest.mark.parametrize("bad", ["a", "a=", "=3", "a=x", "a=-1", "a=1.5", "a=1=2"])
-def test_parse_assignments_names_the_bad_value(bad: str) -> None:
-    with pytest.raises(ValueError, match=f"--max {bad!r}: expected NAME=N"):
-        parse_assignments(["ok=1", bad], "--max")
-
-
-def test_parse_assignments_rejects_a_repeated_name() -> None:
-    with pytest.raises(ValueError, match="--min 'a=2': a is given more than once"):
-        parse_assignments(["a=1", "a=2"], "--min")
-
-
-def test_build_request_from_flags() -> None:
-    request = build_request(
-        5,
-        {"x": 2, "y": 1},
-        mins={"y": 1},
-        maxes={"x": 3},
-        capacities={"y": 9},
-        currents={"x": 1},
-        unhealthy=["y"],
-    )
-    assert request.clusters == [
-        ClusterCandidate(name="x", weight=2, max=3, current=1),
-        ClusterCandidate(name="y", weight=1, min=1, capacity=9, healthy=False),
-    ]
-    assert plan(request).replicas == {"x": 3, "y": 0}
-    assert plan(request).unplaced == 2
-
-
-@pytest.mark.parametrize("flag", ["mins", "maxes", "capacities", "currents"])
-def test_build_request_rejects_unknown_names(flag: str) -> None:
-    with pytest.raises(PlacementError, match=r"unknown cluster q, z; .*--weight: a, b"):
-        build_request(3, {"a": 1, "b": 1}, **{flag: {"z": 1, "q": 2}})  # type: ignore[arg-type]
-    with pytest.raises(PlacementError, match="--unhealthy: unknown cluster z"):
-        build_request(3, {"a": 1}, unhealthy=["z"])
-
-
-def test_format_plan_table() -> None:
-    request = build_request(
-        10,
-        {"us-east-1": 1, "eu-west-1": 1, "b": 0},
-        maxes={"eu-west-1": 3},
-        currents={"b": 2},
-        mins={"b": 2},
-    )
-    table = format_plan_table(plan(request), request)
-    assert table.splitlines() == [
-        "CLUSTER    CURRENT  DESIRED  REASON",
-        "b                2        2  min 2",
-        "eu-west-1        0        3  at max 3",
-        "us-east-1        0        5  weight share",
-        "total            2       10",
-    ]
-    short = build_request(10, {"a": 1}, maxes={"a": 4})
-    assert format_plan_table(plan(short), short).splitlines() == [
-        "CLUSTER  CURRENT  DESIRED  REASON",
-        "a              0        4  at max 4",
-        "total          0        4  6 unplaced",
-    ]
-
-
-def test_plan_json_shape() -> None:
-    p = plan_replicas(3, weighted(("b", 1), ("a", 2)))
-    assert plan_json(p) == {"clusters": {"a": 2, "b": 1}, "unplaced": 0}
 
 
 def test_ties_spread_many_one_replica_workloads_over_the_members() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,8 +10,9 @@ import yaml
 from pydantic import ValidationError
 
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
-from fleetflow.testbed import build
+from fleetflow.testbed import build, dns
 from fleetflow.testbed.spec import (
+    DnsPorts,
     MemberSpec,
     NodeShape,
     TestbedSpec,
@@ -92,3 +94,135 @@ def test_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("FLEETFLOW_TESTBED_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/u")
     assert build.bin_dir() == Path("/var/cache/u/fleetflow/testbed/bin")
+
+
+def test_dns_ports_sit_above_every_cluster_port() -> None:
+    spec = TestbedSpec()
+    assert spec.dns_ports() == DnsPorts(
+        etcd_client=32490, etcd_peer=32491, dns=32492, metrics=32493
+    )
+    many = TestbedSpec(members=[MemberSpec(name=f"m{i}", region="r") for i in range(89)])
+    assert max(many.port(c) for c in many.cluster_names()) < min(many.dns_ports())
+    with pytest.raises(ValidationError, match="at most 89 member clusters"):
+        TestbedSpec(members=[MemberSpec(name=f"m{i}", region="r") for i in range(90)])
+
+
+def test_each_member_gets_its_own_loopback_ingress_address() -> None:
+    spec = TestbedSpec()
+    assert [m.ingress_address for m in spec.members] == ["127.0.10.1", "127.0.10.2", "127.0.10.3"]
+    given = MemberSpec(name="b", region="r", ingress_address="127.0.20.7")
+    spec = TestbedSpec(members=[MemberSpec(name="a", region="r"), given])
+    assert [m.ingress_address for m in spec.members] == ["127.0.10.1", "127.0.20.7"]
+    # The layout saved by `up` reads back equal, so a rerun sees the same test bed.
+    assert TestbedSpec.model_validate_json(spec.model_dump_json()) == spec
+    with pytest.raises(ValidationError, match="ingress addresses must be unique"):
+        TestbedSpec(
+            members=[
+                MemberSpec(name="a", region="r"),
+                MemberSpec(name="b", region="r", ingress_address="127.0.10.1"),
+            ]
+        )
+    with pytest.raises(ValidationError):
+        MemberSpec(name="a", region="r", ingress_address="not-an-ip")
+
+
+@pytest.mark.parametrize("zone", ["Fleet.local", "fleet..local", "-fleet.local", "fleet.local."])
+def test_dns_zone_must_be_a_domain_name(zone: str) -> None:
+    with pytest.raises(ValidationError, match="is not a domain name"):
+        TestbedSpec(dns_zone=zone)
+
+
+def test_corefile_serves_the_zone_on_loopback_from_the_records_etcd() -> None:
+    ports = TestbedSpec(base_port=36400, dns_zone="apps.example.com").dns_ports()
+    assert dns.corefile("apps.example.com", ports) == (
+        "apps.example.com:36492 {\n"
+        "    bind 127.0.0.1\n"
+        "    etcd {\n"
+        "        path /skydns\n"
+        "        endpoint http://127.0.0.1:36490\n"
+        "    }\n"
+        "    errors\n"
+        "}\n"
+    )
+
+
+def test_dns_processes_listen_on_loopback_only(tmp_path: Path) -> None:
+    spec = TestbedSpec(base_port=36400)
+    kubeconfig = tmp_path / "host.yaml"
+    cmds = dns.commands(spec, tmp_path, Path("/bin-dir"), kubeconfig)
+    assert list(cmds) == ["dns-etcd", "coredns", "external-dns"]
+    etcd = cmds["dns-etcd"]
+    assert etcd[0] == "/bin-dir/etcd"
+    assert "--listen-client-urls=http://127.0.0.1:36490" in etcd
+    assert "--listen-peer-urls=http://127.0.0.1:36491" in etcd
+    assert f"--data-dir={tmp_path / 'etcd'}" in etcd
+    assert cmds["coredns"] == ["/bin-dir/coredns", "-conf", str(tmp_path / "Corefile")]
+    external = cmds["external-dns"]
+    assert external[1:] == [
+        "--source=crd",
+        "--crd-source-apiversion=externaldns.k8s.io/v1alpha1",
+        "--crd-source-kind=DNSEndpoint",
+        "--provider=coredns",
+        "--policy=sync",
+        "--registry=txt",
+        "--txt-owner-id=fleetflow-testbed",
+        "--domain-filter=fleet.local",
+        "--interval=2s",
+        f"--kubeconfig={kubeconfig}",
+        "--metrics-address=127.0.0.1:36493",
+    ]
+    assert dns.environment(spec.dns_ports()) == {"ETCD_URLS": "http://127.0.0.1:36490"}
+    listening = dns.process_ports(spec.dns_ports())
+    assert listening["coredns"] == [(36492, "tcp"), (36492, "udp")]
+    every = sorted(p for pairs in listening.values() for p, _ in pairs)
+    assert every == [36490, 36491, 36492, 36492, 36493]
+
+
+def test_external_dns_module_wraps_its_controller_on_go_1_27(tmp_path: Path) -> None:
+    component = next(c for c in build.components() if c.name == "external-dns")
+    assert component.toolchain == "go1.27.3"
+    packages = build._write_module(tmp_path, component, "v0.23.0")
+    assert packages == ["."]
+    go_mod = (tmp_path / "go.mod").read_text()
+    assert "go 1.27.0\n" in go_mod
+    assert "\tsigs.k8s.io/external-dns v0.23.0\n" in go_mod
+    assert "\tgithub.com/civo/civogo => github.com/civo/civogo v0.6.4\n" in go_mod
+    assert "github.com/exoscale/egoscale/v3 => github.com/exoscale/egoscale/v3 v3.1.40" in go_mod
+    assert "github.com/openshift/api v0.0.0-20250602203052-b29811a290c7" in go_mod
+    main = (tmp_path / "main.go").read_text()
+    assert "controller.Execute()" in main
+    assert 'externaldns.Version = "v0.23.0"' in main
+
+
+def test_coredns_module_builds_its_main_package(tmp_path: Path) -> None:
+    component = next(c for c in build.components() if c.name == "coredns")
+    assert component.toolchain == ""
+    packages = build._write_module(tmp_path, component, "v1.15.0")
+    assert packages == ["github.com/coredns/coredns"]
+    assert "\tgithub.com/coredns/coredns v1.15.0\n" in (tmp_path / "go.mod").read_text()
+    assert '_ "github.com/coredns/coredns"' in (tmp_path / "tools.go").read_text()
+
+
+def test_a_cache_without_the_dns_binaries_is_incomplete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_TESTBED_CACHE", str(tmp_path))
+    bins = tmp_path / "bin"
+    bins.mkdir()
+    versions = {"etcd": "v3.6.16", "kwok": "v0.8.0", "kubernetes": "v1.36.3"}
+    for component in build.COMPONENTS:
+        for binary in component.binaries:
+            (bins / binary).touch()
+    build.manifest_path().write_text(json.dumps(versions))
+    assert build.cached_versions() is None
+    assert build._built() == versions
+    for binary in ("external-dns", "coredns"):
+        (bins / binary).touch()
+    build.manifest_path().write_text(
+        json.dumps({**versions, "external-dns": "v0.23.0", "coredns": "v1.15.0"})
+    )
+    assert build.cached_versions() == {
+        **versions,
+        "external-dns": "v0.23.0",
+        "coredns": "v1.15.0",
+    }

@@ -1,0 +1,51 @@
+"""The root of the ``fleetflow`` command: its parser, the dispatch to a command's handler, and
+errors as one line on stderr (exit 2) instead of a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from fleetflow.cli import drill, flows, plan, stack, testbed
+from fleetflow.cli.console import error
+from fleetflow.cli.options import Handler
+from fleetflow.errors import FleetflowError
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="fleetflow",
+        description="Kubernetes federation procedures as Prefect flows: bootstrap, join, "
+        "unjoin, rotate credentials, rebalance across clusters, fail a region over and back, "
+        "and drill it.",
+        epilog="Exit status: 0 done, 1 a flow run failed (its log in Prefect has the details), "
+        "2 the command could not start (bad option, unknown name, no Prefect API).",
+    )
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    stack.add_commands(sub)
+    flows.add_commands(sub)
+    drill.add_commands(sub)
+    plan.add_commands(sub)
+    testbed.add_commands(sub)
+    return root
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ValidationError as exc:
+        error(_reason(exc))
+    except FleetflowError as exc:
+        error(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+    return 2

@@ -1,0 +1,100 @@
+"""A flow run from the command line: against which Prefect API, with the blocks it names checked
+before the run exists, and its report (or one error line naming the run) printed at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+from uuid import UUID
+
+import httpx
+from prefect import Flow
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+from prefect.utilities.urls import url_for
+
+from fleetflow import stack as local_stack
+from fleetflow.blocks.loading import LOADERS
+from fleetflow.cli.console import error, prefect_console, say
+from fleetflow.errors import FleetflowError, StackError
+from fleetflow.models import Report, Request, block_refs
+
+R = TypeVar("R", bound=Request)
+
+
+@contextmanager
+def prefect_api(stack: local_stack.Stack | None = None) -> Iterator[str]:
+    """Talk to ``stack``'s API; without one, to PREFECT_API_URL, else to the server that
+    ``fleetflow up`` started. Yields the API's URL."""
+    if stack is None:
+        if configured := PREFECT_API_URL.value():
+            yield configured
+            return
+        stack = local_stack.Stack()
+        if not local_stack.healthy(stack):
+            raise StackError(
+                "no Prefect API to run the flow against: start one with `fleetflow up`, "
+                "or set PREFECT_API_URL"
+            )
+    with temporary_settings({PREFECT_API_URL: stack.api_url, PREFECT_HOME: stack.prefect_home}):
+        yield stack.api_url
+
+
+def check_blocks(request: Request) -> None:
+    """Load every block the request names, so that a mistyped name stops here, in one line."""
+    for field, kind in block_refs(type(request)).items():
+        name = getattr(request, field)
+        if name is None:
+            continue
+        try:
+            LOADERS[kind](name)
+        except httpx.HTTPError as exc:
+            raise StackError(
+                f"the Prefect API at {PREFECT_API_URL.value()} does not answer ({exc}): start "
+                "it with `fleetflow up`, or set PREFECT_API_URL"
+            ) from None
+
+
+def run_flow(flow: Flow[[R], Report], request: R) -> int:
+    """Run ``flow`` in this process (its run, logs and artifacts land in Prefect as usual) and
+    print its report; 1 when the run failed, after one line naming it."""
+    with prefect_api():
+        check_blocks(request)
+        prefect_console()
+        state = flow(request, return_state=True)
+        if state.is_completed():
+            report(state.result())
+            return 0
+        outcome = state.result(raise_on_failure=False)
+        if isinstance(outcome, FleetflowError):
+            message = str(outcome)
+        elif isinstance(outcome, BaseException):
+            message = f"{type(outcome).__name__}: {outcome}"
+        else:
+            message = state.message or state.type.value
+        error(f"{message} ({_where(state.state_details.flow_run_id)})")
+        return 1
+
+
+def _where(flow_run_id: UUID | None) -> str:
+    """The flow run by name and, when the API has a UI, its page, where the traceback is."""
+    if flow_run_id is None:
+        return "no flow run"
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+    url = url_for(flow_run)
+    return f"flow run {flow_run.name!r}" + (f"; its log has the details: {url}" if url else "")
+
+
+def report(result: Report) -> None:
+    say("")
+    for action in result.actions:
+        say(("would " if result.dry_run and action.verb != "unchanged" else "") + action.line())
+    for note in result.notes:
+        say(f"note: {note}")
+    writes = len(result.writes())
+    say(
+        f"{result.procedure}: {writes} change{'s' if writes != 1 else ''}"
+        + (" planned (dry run: nothing written)" if result.dry_run else "")
+    )

@@ -1,0 +1,130 @@
+"""``fleetflow up`` and ``fleetflow down``: the local stack (a Prefect server, a worker, the test
+bed, and a ``demo`` federation on it) started and stopped on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+
+from kubernetes import client as k8s
+
+from fleetflow import stack as local_stack
+from fleetflow.cli.console import prefect_console, say
+from fleetflow.cli.options import Subparsers
+from fleetflow.cli.testbed import add_layout_options, save_blocks, spec_from
+from fleetflow.errors import ResourceConflict
+from fleetflow.kube import api_client, apply
+from fleetflow.models import BootstrapRequest, JoinRequest
+from fleetflow.testbed import bed, build, demo
+from fleetflow.testbed.spec import TestbedSpec
+
+DEMO_FEDERATION = "demo"
+
+
+def _demo_federation(spec: TestbedSpec) -> None:
+    """Bootstrap the `demo` federation on the test bed and join its members, so that the
+    scheduled rebalance deployment has a federation to work on. Reruns change nothing."""
+    from fleetflow.flows.bootstrap import bootstrap_control_plane
+    from fleetflow.flows.join import join_cluster
+
+    prefect_console(logging.WARNING)  # the progress lines are ours; the runs' logs go to the UI
+    bootstrap_control_plane(
+        BootstrapRequest(
+            federation=DEMO_FEDERATION,
+            host_cluster=spec.host,
+            dns_zone=spec.dns_zone,
+            dns_server=f"127.0.0.1:{spec.dns_ports().dns}",
+        )
+    )
+    for member in spec.members:
+        join_cluster(
+            JoinRequest(
+                federation=DEMO_FEDERATION,
+                member=member.name,
+                region=member.region,
+                ingress_address=member.ingress_address,
+            )
+        )
+    host = api_client(bed.credentials(spec.host))
+    with contextlib.suppress(ResourceConflict):
+        k8s.CoreV1Api(host).create_namespace({"metadata": {"name": demo.NAMESPACE}})
+    for workload in demo.demo_workloads([m.name for m in spec.members]):
+        apply(host, workload)
+    say(
+        f"federation {DEMO_FEDERATION!r}: host {spec.host}, members "
+        f"{', '.join(m.name for m in spec.members)}; sample workloads in namespace "
+        f"{demo.NAMESPACE} (web and api answer in DNS at 127.0.0.1:{spec.dns_ports().dns})"
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from fleetflow.cli.runs import prefect_api
+
+    stack = local_stack.Stack.local(args.port)
+    spec = spec_from(args)
+    if build.cached_versions() is None:
+        say("building the test-bed binaries (a cold build takes several minutes)")
+        build.build(progress=say)
+    started = local_stack.start(stack, progress=say)
+    try:
+        spec = bed.up(spec, progress=say)
+        with prefect_api(stack):
+            save_blocks(spec)
+            _demo_federation(spec)
+    except BaseException:
+        for name in reversed(started):
+            local_stack.stop(stack, name, progress=say)
+        raise
+    say(
+        f"\nfleetflow is up.\n  Prefect UI:   {stack.ui_url}\n  Work pool:    "
+        f"{local_stack.WORK_POOL} (one process worker)\n  Clusters:     "
+        f"{', '.join(spec.cluster_names())} (host: {spec.host})\n\nTry next:\n"
+        "  fleetflow testbed status          # the clusters, their versions and nodes\n"
+        f"  {build.bin_dir() / 'kubectl'} --kubeconfig {bed.kubeconfig_path(spec.host)} \\\n"
+        "      get memberclusters -n fleetflow-system   # the federation's registry\n"
+        "  fleetflow plan --total 5 --weight us-east-1=2 --weight eu-west-1=1\n"
+        "  fleetflow rebalance --federation demo --dry-run\n"
+        "  fleetflow failover --federation demo --region eu-west --dry-run\n"
+        f"  dig @127.0.0.1 -p {spec.dns_ports().dns} web.{spec.dns_zone}   # after a rebalance\n"
+        f"  export PREFECT_API_URL={stack.api_url}\n"
+        "  prefect block ls                  # one credentials block per cluster\n"
+        "  fleetflow testbed fault stop-kwok us-east-1   # nodes turn NotReady\n"
+        "  fleetflow down                    # stop everything"
+    )
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    stack = local_stack.Stack()
+    for name in ("worker", "server"):
+        local_stack.stop(stack, name, progress=say)
+    bed.down(progress=say)
+    say("fleetflow is down")
+    return 0
+
+
+def add_commands(sub: Subparsers) -> None:
+    up = sub.add_parser(
+        "up",
+        help="start a local Prefect server, a worker and the test bed",
+        description="Start everything on this machine: a Prefect server on "
+        "SQLite under $FLEETFLOW_HOME (default ~/.fleetflow), a process work pool "
+        "with one worker, and the test bed of real clusters; save a credentials "
+        "block per cluster and bootstrap a `demo` federation joining every member. Running it "
+        "again changes nothing.",
+    )
+    up.add_argument(
+        "--port",
+        type=int,
+        default=local_stack.DEFAULT_PORT,
+        help=f"Prefect server port (default {local_stack.DEFAULT_PORT})",
+    )
+    add_layout_options(up)
+    up.set_defaults(handler=cmd_up)
+    down = sub.add_parser(
+        "down",
+        help="stop the worker, the Prefect server and the test bed",
+        description="Stop everything `fleetflow up` started.",
+    )
+    down.set_defaults(handler=cmd_down)

@@ -1,0 +1,166 @@
+"""A failover drill's verdict: the timeline, the samples, the objectives. Pure.
+
+A drill injects a real fault into a region (or only fences it), lets the failover run, heals
+the fault and lets the region fail back, sampling every second the federation's Ready replicas
+and what DNS answers. The verdict holds each objective with its target and measured value.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+
+class DrillMode(StrEnum):
+    STOP_CLUSTERS = "stop-clusters"  # the test bed: stop every process of the region's clusters
+    KILL_APISERVERS = "kill-apiservers"  # the test bed: SIGKILL the region's apiservers only
+    FENCE = "fence"  # real clusters: no fault, the region is fenced and failed over
+
+
+class Mark(StrEnum):
+    """The moments of a drill, in order."""
+
+    STARTED = "started"
+    FAULT = "fault injected"
+    DETECTED = "detected"
+    FAILOVER = "failover started"
+    SURVIVORS_READY = "survivors Ready"
+    DNS_SWITCHED = "DNS answering survivors only"
+    HEALED = "healed"
+    FAILED_BACK = "failed back"
+    DNS_RESTORED = "DNS answering every member"
+    DONE = "done"
+
+
+class Sample(BaseModel):
+    """One second of the drill: Ready replicas per workload, the DNS answers per name."""
+
+    at: datetime
+    ready: dict[str, int] = Field(default_factory=dict)
+    answers: dict[str, list[str]] = Field(default_factory=dict)
+
+
+class Objective(BaseModel):
+    name: str
+    target: str
+    measured: str
+    passed: bool
+
+
+class Verdict(BaseModel):
+    region: str
+    mode: DrillMode
+    timeline: dict[Mark, datetime] = Field(default_factory=dict)
+    objectives: list[Objective] = Field(default_factory=list)
+    samples: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.objectives) and all(o.passed for o in self.objectives)
+
+    def seconds(self, mark: Mark) -> float | None:
+        start, at = self.timeline.get(Mark.STARTED), self.timeline.get(mark)
+        return (at - start).total_seconds() if start and at else None
+
+    def markdown(self) -> str:
+        lines = [
+            f"## Drill of region {self.region} ({self.mode.value}): "
+            f"{'PASS' if self.passed else 'FAIL'}",
+            "",
+            "| moment | at | seconds |",
+            "| --- | --- | --- |",
+            *(
+                f"| {m.value} | {at.strftime('%H:%M:%S.%f')[:-3]} | {self.seconds(m):.1f} |"
+                for m, at in self.timeline.items()
+            ),
+            "",
+            "| objective | target | measured | result |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {o.name} | {o.target} | {o.measured} | {'pass' if o.passed else 'FAIL'} |"
+                for o in self.objectives
+            ),
+            "",
+            f"{self.samples} samples, one a second.",
+        ]
+        return "\n".join(lines)
+
+
+class Targets(BaseModel):
+    detect: float = Field(default=30, description="Seconds from the fault to detection")
+    recover: float = Field(
+        default=20,
+        description="Seconds from the failover's start to survivors Ready and DNS switched",
+    )
+
+
+def _span(timeline: dict[Mark, datetime], start: Mark, end: Mark) -> float | None:
+    a, b = timeline.get(start), timeline.get(end)
+    return (b - a).total_seconds() if a and b else None
+
+
+def judge(
+    region: str,
+    mode: DrillMode,
+    timeline: dict[Mark, datetime],
+    samples: list[Sample],
+    floors: dict[str, int],
+    region_addresses: set[str],
+    targets: Targets,
+) -> Verdict:
+    """Each objective, measured from the timeline and the samples."""
+    verdict = Verdict(region=region, mode=mode, timeline=dict(timeline), samples=len(samples))
+    detect = _span(timeline, Mark.FAULT, Mark.DETECTED)
+    if mode is not DrillMode.FENCE:
+        verdict.objectives.append(
+            Objective(
+                name="time to detect",
+                target=f"< {targets.detect:g}s",
+                measured=f"{detect:.1f}s" if detect is not None else "not detected",
+                passed=detect is not None and detect < targets.detect,
+            )
+        )
+    recover = _span(timeline, Mark.FAILOVER, Mark.DNS_SWITCHED)
+    verdict.objectives.append(
+        Objective(
+            name="time to recover (failover start to survivors Ready and DNS switched)",
+            target=f"< {targets.recover:g}s",
+            measured=f"{recover:.1f}s" if recover is not None else "did not recover",
+            passed=recover is not None and recover < targets.recover,
+        )
+    )
+    dips = [
+        f"{key} {s.ready.get(key, 0)} < {floor} at {s.at.strftime('%H:%M:%S')}"
+        for s in samples
+        for key, floor in floors.items()
+        if s.ready and s.ready.get(key, 0) < floor
+    ]
+    verdict.objectives.append(
+        Objective(
+            name="availability floor never crossed",
+            target="Ready >= before minus the region's, always",
+            measured="held" if not dips else f"{len(dips)} dips, first: {dips[0]}",
+            passed=bool(samples) and not dips,
+        )
+    )
+    # From the switch until the fault is healed, no answer may name the region.
+    switched, back = timeline.get(Mark.DNS_SWITCHED), timeline.get(Mark.HEALED)
+    wrong = [
+        f"{name} -> {', '.join(sorted(set(targets_) & region_addresses))} at "
+        f"{s.at.strftime('%H:%M:%S')}"
+        for s in samples
+        if switched and s.at >= switched and (back is None or s.at < back)
+        for name, targets_ in s.answers.items()
+        if set(targets_) & region_addresses
+    ]
+    verdict.objectives.append(
+        Objective(
+            name="DNS never points at the failed region after the switch",
+            target="0 answers",
+            measured="none" if not wrong else f"{len(wrong)}, first: {wrong[0]}",
+            passed=switched is not None and not wrong,
+        )
+    )
+    return verdict

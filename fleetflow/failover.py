@@ -1,0 +1,129 @@
+"""Regional failover and failback: what to evacuate, where replicas go, what must hold. Pure.
+
+Failover is make-before-break: survivors scale up and turn Ready before traffic moves, and only
+then is the evacuated region scaled down. At no moment may a workload's Ready replicas across the
+federation fall below what it had minus what the evacuated members held (its *floor*).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from pydantic import BaseModel, Field
+
+from fleetflow.capacity import Resources
+from fleetflow.errors import InvalidRequest, UnknownName
+from fleetflow.federated import FederatedDeployment
+from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
+from fleetflow.registry import MemberCluster
+
+STEPS = ("fenced", "scaled-up", "ready", "traffic-switched", "drained")
+"""The failover's phases, in order, as its operation record names them."""
+
+
+class Evacuation(BaseModel):
+    """The members a failover empties, and the ones left to carry the load."""
+
+    region: str | None
+    members: list[str]
+    survivors: list[str]
+
+    @property
+    def operation_name(self) -> str:
+        """One record per target: a second request for the same region finds the first."""
+        if self.region:
+            return f"failover-{self.region}"
+        digest = hashlib.sha256(",".join(self.members).encode()).hexdigest()[:8]
+        return f"failover-members-{digest}"
+
+
+def evacuation(registry: list[MemberCluster], region: str | None, members: list[str]) -> Evacuation:
+    """Check what is to be evacuated against the registry; raise before anything is written."""
+    known = {m.name: m for m in registry}
+    regions = sorted({m.spec.region for m in registry if m.spec.region})
+    if bool(region) == bool(members):
+        raise InvalidRequest("give a region to evacuate, or members, not both and not neither")
+    if region:
+        chosen = sorted(m.name for m in registry if m.spec.region == region)
+        if not chosen:
+            raise UnknownName(
+                f"no member is in region {region!r}; regions: {', '.join(regions) or 'none'}"
+            )
+    else:
+        unknown = sorted(set(members) - set(known))
+        if unknown:
+            raise UnknownName(
+                f"unknown member(s) {', '.join(unknown)}; members: {', '.join(sorted(known))}"
+            )
+        chosen = sorted(set(members))
+    survivors = sorted(set(known) - set(chosen))
+    if not survivors:
+        raise InvalidRequest(
+            f"evacuating {', '.join(chosen)} leaves no member to run the workloads: "
+            "fail over a smaller part of the federation"
+        )
+    return Evacuation(region=region, members=chosen, survivors=survivors)
+
+
+def fence(members: dict[str, MemberView], evacuated: list[str]) -> dict[str, MemberView]:
+    """The members as placement must see them during a failover: the evacuated ones fenced."""
+    return {
+        name: view.model_copy(update={"fenced": view.fenced or name in evacuated})
+        for name, view in members.items()
+    }
+
+
+class FailoverPlan(BaseModel):
+    plans: dict[str, WorkloadPlan] = Field(default_factory=dict)
+    floors: dict[str, int] = Field(default_factory=dict)
+    unplaced: dict[str, int] = Field(default_factory=dict)
+
+
+def plan_failover(
+    workloads: list[FederatedDeployment], members: dict[str, MemberView], evacuated: list[str]
+) -> FailoverPlan:
+    """Plan every workload over the survivors, each capped by the room left after the ones
+    before it, so that the region's replicas spread instead of piling onto one member; what
+    does not fit is reported as unplaced, never dropped."""
+    views = fence(members, evacuated)
+    result = FailoverPlan()
+    for fd in sorted(workloads, key=lambda w: w.key):
+        if fd.deleting:
+            continue
+        plan = plan_workload(fd, views, max_moves=None, capped=True)
+        result.plans[fd.key] = plan
+        result.floors[fd.key] = floor(plan, evacuated)
+        if plan.unplaced:
+            result.unplaced[fd.key] = plan.unplaced
+        views = _take_room(views, fd, plan)
+    return result
+
+
+def floor(plan: WorkloadPlan, evacuated: list[str]) -> int:
+    """Ready replicas the workload must keep throughout: all of them but the evacuated ones'."""
+    return sum(n for m, n in plan.ready.items() if m not in evacuated)
+
+
+def _take_room(
+    views: dict[str, MemberView], fd: FederatedDeployment, plan: WorkloadPlan
+) -> dict[str, MemberView]:
+    per = fd.per_replica()
+    out = dict(views)
+    for member, want in plan.replicas.items():
+        added = max(0, want - plan.current.get(member, 0))
+        view = out[member]
+        if added and view.free is not None:
+            used = Resources(cpu=per.cpu * added, memory=per.memory * added, pods=added)
+            out[member] = view.model_copy(update={"free": view.free - used})
+    return out
+
+
+def below_floor(floors: dict[str, int], ready: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """Workloads whose Ready replicas (across the federation) are under their floor."""
+    return {k: (ready.get(k, 0), f) for k, f in floors.items() if ready.get(k, 0) < f}
+
+
+def as_if_ready(plans: dict[str, WorkloadPlan]) -> dict[str, WorkloadPlan]:
+    """The plans with every planned replica counted Ready: what traffic will look like once
+    the failover has done its work (used to check, before any write, that it can be routed)."""
+    return {k: p.model_copy(update={"ready": dict(p.replicas)}) for k, p in plans.items()}

@@ -1,0 +1,165 @@
+"""Steps of the health watcher: probe a member, hold the watcher's lease, read and emit events."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import get_run_logger, task, unmapped
+from prefect.client.orchestration import get_client
+from prefect.events import emit_event
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventOrder,
+    EventResourceFilter,
+)
+
+from fleetflow.blocks import KubeCluster
+from fleetflow.capacity import free, node_ready
+from fleetflow.controlplane import LABEL_FEDERATION
+from fleetflow.errors import ClusterError, ClusterForbidden, FleetflowError, ResourceNotFound
+from fleetflow.kube import api_client, get, list_objects
+from fleetflow.kube.probe import readyz
+from fleetflow.kube.workloads import deployment_ready
+from fleetflow.lease import LEASE_API, Lease
+from fleetflow.polling import poll_until
+from fleetflow.tasks.clusters import client
+from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
+from fleetflow.tasks.leases import try_acquire
+from fleetflow.watch import REGION_EVENTS, HealthEvent, Probe, watch_lease_name
+
+REGION_MEMORY = timedelta(days=7)
+"""How far back the last region events are looked for (Prefect keeps events 7 days)."""
+
+
+@task(**PRIVATE)
+def probe_member(block: KubeCluster | None, name: str, federation: str, timeout: float) -> Probe:
+    """One health probe with the member's own credentials and a short timeout: ``/readyz``,
+    then its nodes and the federation's Deployments. Never raises: a failed probe is an input to
+    the health model, not an error."""
+    if block is None:
+        return Probe(name=name, error="no credentials block")
+    try:
+        credentials = block.credentials().model_copy(update={"request_timeout": timeout})
+        ready = readyz(credentials, timeout)
+        if not ready.ok:
+            return Probe(name=name, error=ready.detail, seconds=ready.seconds)
+        api = api_client(credentials)
+        nodes = list_objects(api, "v1", "Node")
+        ours = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_FEDERATION}={federation}")
+    except FleetflowError as exc:
+        return Probe(name=name, error=str(exc))
+    return Probe(
+        name=name,
+        api_ready=True,
+        nodes_ready=sum(1 for n in nodes if node_ready(n)),
+        nodes_total=len(nodes),
+        allocatable=free(nodes, []),
+        workloads=len(ours),
+        workloads_ready=sum(1 for d in ours if deployment_ready(d)),
+        seconds=ready.seconds,
+    )
+
+
+def probe_health(
+    blocks: dict[str, KubeCluster | None], federation: str, timeout: float
+) -> dict[str, Probe]:
+    """Probe every member at once, one task each."""
+    futures = probe_member.map(
+        list(blocks.values()), list(blocks), unmapped(federation), unmapped(timeout)
+    )
+    return {p.name: p for p in futures.result()}
+
+
+@task(**CLUSTER_TASK)
+def read_watch_lease(host: KubeCluster, namespace: str, federation: str) -> Lease | None:
+    """The federation's watcher lease, or None when there is none (or the worker may not read
+    leases, in which case no watcher can hold one either)."""
+    try:
+        obj = get(client(host), LEASE_API, "Lease", watch_lease_name(federation), namespace)
+    except (ResourceNotFound, ClusterForbidden):
+        return None
+    return Lease.from_object(obj)
+
+
+@task(**PRIVATE)
+def wait_for_lease(
+    host: KubeCluster, namespace: str, name: str, me: str, duration: int, until: datetime
+) -> bool:
+    """Take the lease as soon as it is free (released, or its holder stopped renewing); False
+    when ``until`` comes first. A host that does not answer is asked again."""
+    api = client(host)
+
+    def attempt() -> bool:
+        try:
+            return try_acquire(api, name, namespace, me, duration)
+        except ClusterError as exc:
+            if not exc.retryable:
+                raise
+            return False
+
+    left = (until - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        return False
+    with contextlib.suppress(TimeoutError):
+        return poll_until(
+            attempt, bool, timeout=left, interval=0.5, waiting_for=f"the lease {name!r}"
+        )
+    return False
+
+
+@task(**CLUSTER_TASK)
+def holds_lease(host: KubeCluster, namespace: str, name: str, me: str) -> bool:
+    """Whether ``me`` still holds the lease (it lapses if renewals failed for its duration)."""
+    try:
+        obj = get(client(host), LEASE_API, "Lease", name, namespace)
+    except ResourceNotFound:
+        return False
+    return Lease.from_object(obj).holder == me
+
+
+@task(**PRIVATE)
+def last_region_events(federation: str) -> dict[str, str]:
+    """The last region event (unhealthy or recovered) of each region of the federation, from
+    Prefect's event feed: the regions a previous watcher announced down."""
+    query = EventFilter(
+        occurred=EventOccurredFilter(since=datetime.now(UTC) - REGION_MEMORY),
+        event=EventNameFilter(name=list(REGION_EVENTS)),
+        resource=EventResourceFilter(id_prefix=[f"fleetflow.region.{federation}."], distinct=True),
+        order=EventOrder.DESC,
+    )
+    with get_client(sync_client=True) as prefect:
+        page = prefect.read_events(filter=query, limit=50)
+    last: dict[str, str] = {}
+    for event in page.events:  # newest first
+        region = event.resource.get("fleetflow.region")
+        if region and region not in last:
+            last[region] = event.event
+    return last
+
+
+def announce(events: list[HealthEvent], watcher: str | None) -> None:
+    """Emit the events to Prefect, each related to the watcher's flow run."""
+    related: list[dict[str, str]] = []
+    if watcher:
+        related = [
+            {
+                "prefect.resource.id": f"prefect.flow-run.{watcher}",
+                "prefect.resource.role": "flow-run",
+            }
+        ]
+    logger = get_run_logger()
+    for e in events:
+        emit_event(
+            event=e.event,
+            resource=e.resource,
+            occurred=e.occurred,
+            related=related,
+            payload=e.payload,
+        )
+        what = e.resource.get("prefect.resource.name")
+        detail: Any = e.payload.get("reason") or e.payload.get("members")
+        logger.info(f"{e.event}: {what} ({detail})")

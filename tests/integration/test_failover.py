@@ -1,0 +1,399 @@
+"""Regional failover and failback on the test bed, proved by a real DNS server's answers."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.settings import PREFECT_API_URL
+from pydantic import ValidationError
+
+from fleetflow.controlplane import API_VERSION
+from fleetflow.errors import (
+    ClusterError,
+    InvalidRequest,
+    ResourceNotFound,
+    UnknownName,
+)
+from fleetflow.flows.bootstrap import bootstrap_control_plane
+from fleetflow.flows.failover import regional_failback, regional_failover
+from fleetflow.flows.join import join_cluster
+from fleetflow.flows.rebalance import rebalance_replicas
+from fleetflow.kube import apply, get, list_objects
+from fleetflow.kube.client import REQUESTS
+from fleetflow.lease import LEASE_API, Lease
+from fleetflow.models import (
+    BootstrapRequest,
+    FailbackRequest,
+    FailoverRequest,
+    JoinRequest,
+    RebalanceRequest,
+)
+from fleetflow.polling import poll_until
+from fleetflow.resolve import lookup
+from fleetflow.settings import settings
+from fleetflow.stack import Stack, start_worker
+from fleetflow.testbed import bed
+from fleetflow.testbed.spec import TestbedSpec
+from tests.integration.conftest import client_for, fleetflow, quiet
+from tests.integration.test_rebalance import workload
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def fleet(federation: str, testbed: TestbedSpec) -> str:
+    """The federation with the test bed's DNS server, its members joined with their regions
+    and ingress addresses."""
+    bootstrap_control_plane(
+        BootstrapRequest(
+            federation=federation,
+            host_cluster=testbed.host,
+            namespace=f"{federation}-system",
+            dns_zone=testbed.dns_zone,
+            dns_server=dns_server(testbed),
+        )
+    )
+    for m in testbed.members:
+        join_cluster(
+            JoinRequest(
+                federation=federation,
+                member=m.name,
+                admin_block=m.name,
+                region=m.region,
+                ingress_address=m.ingress_address,
+            )
+        )
+    return federation
+
+
+def dns_server(testbed: TestbedSpec) -> str:
+    return f"127.0.0.1:{testbed.dns_ports().dns}"
+
+
+def exposed(namespace: str, name: str, replicas: int, testbed: TestbedSpec) -> dict[str, Any]:
+    fd = copy.deepcopy(workload(namespace, replicas))
+    fd["metadata"]["name"] = name
+    fd["spec"]["dns"] = {"hostname": f"{name}-{namespace}", "ttl": 5}
+    return fd
+
+
+def answer(testbed: TestbedSpec, name: str, namespace: str) -> list[str]:
+    return lookup(f"{name}-{namespace}.{testbed.dns_zone}", dns_server(testbed)).targets
+
+
+def ingress(testbed: TestbedSpec, *members: str) -> list[str]:
+    return sorted(m.ingress_address for m in testbed.members if m.name in members)
+
+
+def ready_total(testbed: TestbedSpec, namespace: str, reachable: list[str]) -> dict[str, int]:
+    """Ready replicas of each workload across these members."""
+    total: dict[str, int] = {}
+    for member in reachable:
+        for d in list_objects(client_for(member, timeout=2), "apps/v1", "Deployment", namespace):
+            name = d["metadata"]["name"]
+            total[name] = total.get(name, 0) + (d.get("status") or {}).get("readyReplicas", 0)
+    return total
+
+
+class Sampler(threading.Thread):
+    """Samples the survivors' Ready replicas while a failover runs: the floor must hold."""
+
+    def __init__(self, testbed: TestbedSpec, namespace: str, survivors: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.args_ = (testbed, namespace, survivors)
+        self.samples: list[dict[str, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(ClusterError):
+                self.samples.append(ready_total(*self.args_))
+            self.stop.wait(0.2)
+
+
+def test_failover_and_failback_of_a_region_move_replicas_and_dns(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)  # a, b in us-east; c in eu-west
+    host = client_for(testbed.host)
+    for name in ("web", "api"):
+        apply(host, exposed(namespace, name, 6, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    everyone = ingress(testbed, a, b, c)
+    poll_until(
+        lambda: answer(testbed, "web", namespace),
+        lambda t: t == everyone,
+        timeout=15,
+        waiting_for="DNS lists every member",
+    )
+    floors = ready_total(testbed, namespace, [a, b])  # what survives c's evacuation
+    assert floors == {"web": 4, "api": 4}
+
+    sampler = Sampler(testbed, namespace, [a, b])
+    sampler.start()
+    started = time.monotonic()
+    report = regional_failover(FailoverRequest(federation=fleet, region="eu-west", reason="test"))
+    took = time.monotonic() - started
+    sampler.stop.set()
+    sampler.join()
+    print(f"failover of eu-west: {took:.1f}s, {len(sampler.samples)} samples")
+    assert sampler.samples and all(
+        s.get(k, 0) >= f for s in sampler.samples for k, f in floors.items()
+    ), "Ready replicas fell below the floor"
+    assert ready_total(testbed, namespace, [a, b]) == {"web": 6, "api": 6}
+    assert ready_total(testbed, namespace, [c]).get("web", 0) == 0
+    assert answer(testbed, "web", namespace) == ingress(testbed, a, b)  # already, not eventually
+    op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", f"{fleet}-system")
+    assert op["status"]["phase"] == "Succeeded"
+    assert [s["name"] for s in op["status"]["steps"]] == [
+        "fenced",
+        "scaled-up",
+        "ready",
+        "traffic-switched",
+        "drained",
+    ]
+    entry = get(host, API_VERSION, "MemberCluster", c, f"{fleet}-system")
+    assert entry["spec"]["fenced"] is True
+    assert report.writes()
+
+    REQUESTS.clear()  # the same request again: nothing to do
+    again = regional_failover(FailoverRequest(federation=fleet, region="eu-west"))
+    assert again.writes() == [] and "already evacuated" in again.notes[0]
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET"} == {}
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))  # fence holds
+    assert ready_total(testbed, namespace, [c]).get("web", 0) == 0
+
+    back = regional_failback(FailbackRequest(federation=fleet, region="eu-west", max_moves=1))
+    assert "round" in back.notes[-1]
+    assert ready_total(testbed, namespace, [c]) == {"web": 2, "api": 2}
+    poll_until(
+        lambda: answer(testbed, "web", namespace),
+        lambda t: t == everyone,
+        timeout=15,
+        waiting_for="DNS lists every member again",
+    )
+    op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", f"{fleet}-system")
+    assert op["status"]["phase"] == "Reverted"
+    assert "fenced" not in get(host, API_VERSION, "MemberCluster", c, f"{fleet}-system")["spec"]
+
+
+def test_a_stopped_region_fails_over_to_the_survivors(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, exposed(namespace, "web", 6, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    try:
+        for member in (a, b):
+            bed.fault(member, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+        report = regional_failover(FailoverRequest(federation=fleet, region="us-east"))
+        assert ready_total(testbed, namespace, [c]) == {"web": 6}
+        assert answer(testbed, "web", namespace) == ingress(testbed, c)
+        assert sorted(n for n in report.notes if "unreachable" in n) == [
+            f"{a}: unreachable; its replicas stay until it is back, fenced",
+            f"{b}: unreachable; its replicas stay until it is back, fenced",
+        ]
+    finally:
+        for member in (a, b):
+            bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))  # fenced: drained
+    poll_until(
+        lambda: ready_total(testbed, namespace, [a, b]).get("web", 0),
+        lambda ready: ready == 0,
+        timeout=30,
+        waiting_for="the fenced region drained once back",
+    )
+    regional_failback(FailbackRequest(federation=fleet, region="us-east"))
+    assert ready_total(testbed, namespace, [a, b, c]) == {"web": 6}
+    everyone = ingress(testbed, a, b, c)
+    poll_until(
+        lambda: answer(testbed, "web", namespace),
+        lambda t: t == everyone,
+        timeout=15,
+        waiting_for="DNS lists every member again",
+    )
+
+
+def _run_failover_elsewhere(federation: str, region: str) -> subprocess.Popen[str]:
+    code = (
+        "from fleetflow.flows.failover import regional_failover\n"
+        "from fleetflow.models import FailoverRequest\n"
+        f"regional_failover(FailoverRequest(federation={federation!r}, region={region!r}))\n"
+    )
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def killed() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
+    fleet: str, testbed: TestbedSpec, namespace: str, killed: list[subprocess.Popen[str]]
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, exposed(namespace, "web", 30, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    ns = f"{fleet}-system"
+
+    def steps() -> list[str]:
+        try:
+            op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
+        except ResourceNotFound:
+            return []
+        return [s["name"] for s in (op.get("status") or {}).get("steps") or []]
+
+    proc = _run_failover_elsewhere(fleet, "eu-west")
+    killed.append(proc)
+    poll_until(
+        steps,
+        lambda s: "scaled-up" in s,
+        timeout=60,
+        interval=0.02,
+        waiting_for="the failover to scale up",
+    )
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    seen = steps()
+    assert "traffic-switched" not in seen, f"the kill came too late to test anything: {seen}"
+    scaled_at = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)["status"][
+        "steps"
+    ][1]["at"]
+
+    with pytest.raises(InvalidRequest, match=r"another failover of federation \S+ is running"):
+        regional_failover(FailoverRequest(federation=fleet, region="eu-west"))  # lease still held
+    lease = f"fleetflow-failover-{fleet}"
+    poll_until(
+        lambda: Lease.from_object(get(host, LEASE_API, "Lease", lease, ns)),
+        lambda held: held.expired(datetime.now(UTC)),
+        timeout=settings().lease_duration + 5,
+        interval=0.5,
+        waiting_for="the killed run's lease to lapse",
+    )
+    REQUESTS.clear()
+    regional_failover(FailoverRequest(federation=fleet, region="eu-west"))
+    member_writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] in (a, b)}
+    assert member_writes == {}, f"the survivors were scaled again: {member_writes}"
+    op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
+    names = [s["name"] for s in op["status"]["steps"]]
+    assert names == ["fenced", "scaled-up", "ready", "traffic-switched", "drained"]
+    assert op["status"]["steps"][1]["at"] == scaled_at
+    assert answer(testbed, "web", namespace) == ingress(testbed, a, b)
+    assert ready_total(testbed, namespace, [c]).get("web", 0) == 0
+
+
+def test_two_failovers_of_one_federation_never_run_together(
+    fleet: str, testbed: TestbedSpec, namespace: str, killed: list[subprocess.Popen[str]]
+) -> None:
+    host = client_for(testbed.host)
+    apply(host, exposed(namespace, "web", 30, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    ns = f"{fleet}-system"
+    proc = _run_failover_elsewhere(fleet, "eu-west")
+    killed.append(proc)
+
+    def running() -> bool:
+        try:
+            op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
+        except ResourceNotFound:
+            return False
+        return (op.get("status") or {}).get("phase") == "Running"
+
+    poll_until(running, bool, timeout=60, interval=0.02, waiting_for="the first failover")
+    with pytest.raises(InvalidRequest, match=r"another failover of federation \S+ is running"):
+        regional_failover(FailoverRequest(federation=fleet, region="us-east"))
+    assert proc.wait(timeout=120) == 0
+    poll_until(lambda: answer(testbed, "web", namespace), bool, timeout=15, waiting_for="DNS")
+
+
+def test_bad_failover_requests_are_clear_errors_and_change_nothing(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, exposed(namespace, "web", 3, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    with pytest.raises(UnknownName, match="no member is in region 'mars'; regions: eu-west, us"):
+        regional_failover(FailoverRequest(federation=fleet, region="mars"))
+    with pytest.raises(InvalidRequest, match="leaves no member to run the workloads"):
+        regional_failover(FailoverRequest(federation=fleet, members=[a, b, c]))
+    with pytest.raises(ValidationError, match="greater than 0"):
+        FailoverRequest(federation=fleet, region="us-east", deadline=0)
+    # eu-west-1 joined again without an ingress address: it could not receive traffic.
+    join_cluster(JoinRequest(federation=fleet, member=c, admin_block=c, region="eu-west"))
+    REQUESTS.clear()
+    with pytest.raises(InvalidRequest, match=rf"member\(s\) {c} have no ingress address"):
+        regional_failover(FailoverRequest(federation=fleet, region="us-east"))
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET"} == {}
+    with pytest.raises(ResourceNotFound):
+        get(host, API_VERSION, "FederationOperation", "failover-us-east", f"{fleet}-system")
+
+
+def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
+    fleet: str,
+    testbed: TestbedSpec,
+    namespace: str,
+    deployed: Stack,
+    client: SyncPrefectClient,
+    tmp_path: Path,
+) -> None:
+    host = client_for(testbed.host)
+    for name in ("web", "api"):
+        apply(host, exposed(namespace, name, 3, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    start_worker(deployed, progress=quiet)
+    key = f"drill-{uuid.uuid4().hex[:8]}"
+    drill = ("drill", "--federation", fleet, "--region", "eu-west", "--idempotency-key", key)
+    first = fleetflow(*drill, home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = fleetflow(*drill, "--wait", "--timeout", "400", home=tmp_path)
+    print(second.stdout)
+    assert second.returncode == 0, second.stdout + second.stderr
+    url = first.stdout.split("(")[-1].rstrip(")\n")
+    assert url in second.stdout  # the same run, not a second one
+    assert "PASS" in second.stdout and "FAIL" not in second.stdout
+    deployment = client.read_deployment_by_name("failover-drill/drill")
+    runs = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+    )
+    assert len([r for r in runs if r.idempotency_key == key]) == 1
+    # The region is back: replicas and DNS as before the drill.
+    a, b, c = (m.name for m in testbed.members)
+    assert ready_total(testbed, namespace, [c]) == {"web": 1, "api": 1}
+    everyone = ingress(testbed, a, b, c)
+    poll_until(
+        lambda: answer(testbed, "web", namespace),
+        lambda t: t == everyone,
+        timeout=15,
+        waiting_for="DNS lists every member after the drill",
+    )

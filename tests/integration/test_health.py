@@ -1,0 +1,301 @@
+"""The health watcher on the test bed: real faults, real Prefect events, one watcher at a time.
+
+Each watcher runs in a thread of the test process (as a flow run of the session's Prefect
+server), so the request meter ``REQUESTS`` sees its requests: a member's ``/readyz`` is a GET
+under the member's block name, a registry status write is a PATCH to the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+from prefect.events.schemas.events import ReceivedEvent, ResourceSpecification
+
+from fleetflow.blocks import KubeCluster
+from fleetflow.controlplane import API_VERSION
+from fleetflow.errors import ResourceNotFound
+from fleetflow.flows.health import watch_health
+from fleetflow.flows.join import join_cluster
+from fleetflow.flows.rebalance import rebalance_replicas
+from fleetflow.health import Health
+from fleetflow.kube import get, list_objects
+from fleetflow.kube.client import REQUESTS
+from fleetflow.kube.probe import readyz
+from fleetflow.lease import LEASE_API, Lease
+from fleetflow.models import JoinRequest, RebalanceRequest, WatchRequest
+from fleetflow.polling import poll_until
+from fleetflow.registry import MemberCluster
+from fleetflow.testbed import bed
+from fleetflow.testbed.spec import TestbedSpec
+from fleetflow.watch import (
+    MEMBER_RECOVERED,
+    MEMBER_UNHEALTHY,
+    REGION_RECOVERED,
+    REGION_UNHEALTHY,
+    WatchReport,
+    watch_lease_name,
+)
+from tests.integration.conftest import client_for
+
+pytestmark = pytest.mark.integration
+
+DETECTION_TARGET = 30.0
+
+
+@pytest.fixture
+def joined(federation: str, testbed: TestbedSpec) -> str:
+    for m in testbed.members:
+        join_cluster(
+            JoinRequest(federation=federation, member=m.name, admin_block=m.name, region=m.region)
+        )
+    return federation
+
+
+@pytest.fixture
+def watchers() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="watcher") as pool:
+        yield pool
+
+
+def start(pool: ThreadPoolExecutor, federation: str, seconds: float) -> Future[WatchReport]:
+    return pool.submit(
+        watch_health, WatchRequest(federation=federation, watch_seconds=seconds, probe_interval=2)
+    )
+
+
+def lease(testbed: TestbedSpec, federation: str) -> Lease | None:
+    try:
+        obj = get(
+            client_for(testbed.host),
+            LEASE_API,
+            "Lease",
+            watch_lease_name(federation),
+            f"{federation}-system",
+        )
+    except ResourceNotFound:
+        return None
+    return Lease.from_object(obj)
+
+
+def registry(testbed: TestbedSpec, federation: str) -> dict[str, MemberCluster]:
+    objs = list_objects(
+        client_for(testbed.host), API_VERSION, "MemberCluster", f"{federation}-system"
+    )
+    return {o["metadata"]["name"]: MemberCluster.from_object(o) for o in objs}
+
+
+def probes_of(federation: str, member: str) -> int:
+    """``/readyz`` and list requests the watcher sent to a member (its block's name)."""
+    return REQUESTS[(f"{federation}-{member}", "GET")]
+
+
+def wait_rounds(federation: str, member: str, rounds: int) -> None:
+    """Wait until the watcher has probed ``member`` at least ``rounds`` more times."""
+    start_count = probes_of(federation, member)
+    poll_until(
+        lambda: probes_of(federation, member) - start_count,
+        lambda n: n >= rounds,
+        timeout=rounds * 5 + 20,
+        interval=0.2,
+        waiting_for=f"{rounds} probe rounds of {member}",
+    )
+
+
+def watching(testbed: TestbedSpec, federation: str) -> str:
+    """Wait until a watcher holds the federation's lease; its holder."""
+    found = poll_until(
+        lambda: lease(testbed, federation),
+        lambda got: got is not None and got.holder is not None,
+        timeout=60,
+        interval=0.2,
+        waiting_for="a watcher holding the lease",
+    )
+    assert found is not None and found.holder is not None
+    return found.holder
+
+
+def events(federation: str, prefix: str = "fleetflow.") -> list[ReceivedEvent]:
+    """The federation's fleetflow events from the Prefect API, oldest first."""
+    query = EventFilter(
+        event=EventNameFilter(prefix=[prefix]),
+        resource=EventResourceFilter(
+            labels=ResourceSpecification({"fleetflow.federation": federation})
+        ),
+    )
+    with get_client(sync_client=True) as prefect:
+        page = prefect.read_events(filter=query, limit=50)
+    return sorted(page.events, key=lambda e: e.occurred)
+
+
+def wait_event(federation: str, name: str, member: str, timeout: float = 60) -> ReceivedEvent:
+    def look() -> list[ReceivedEvent]:
+        return [
+            e
+            for e in events(federation)
+            if e.event == name and e.resource.get("fleetflow.member") == member
+        ]
+
+    found = poll_until(
+        look, bool, timeout=timeout, interval=0.5, waiting_for=f"{name} for {member}"
+    )
+    return found[0]
+
+
+def host_patches() -> int:
+    return REQUESTS[("host", "PATCH")]
+
+
+def test_readyz_with_the_members_token_and_with_an_admin_kubeconfig(
+    joined: str, testbed: TestbedSpec
+) -> None:
+    member = testbed.members[0].name
+    token_block = KubeCluster.load(f"{joined}-{member}")
+    admin_block = KubeCluster.load(member)
+    assert isinstance(token_block, KubeCluster) and isinstance(admin_block, KubeCluster)
+    assert token_block.token is not None and token_block.kubeconfig is None
+    assert admin_block.kubeconfig is not None
+    for block in (token_block, admin_block):
+        answer = readyz(block.credentials(), timeout=2)
+        assert answer.ok, answer
+        assert answer.seconds < 2
+    port_closed = token_block.credentials().model_copy(
+        update={"api_url": "https://127.0.0.1:1", "name": "nowhere"}
+    )
+    answer = readyz(port_closed, timeout=1)
+    assert not answer.ok and "cannot connect" in answer.detail
+
+
+def test_a_flapping_member_turns_nothing_unhealthy(
+    joined: str, testbed: TestbedSpec, watchers: ThreadPoolExecutor
+) -> None:
+    flapper = testbed.members[1].name
+    run = start(watchers, joined, seconds=40)
+    watching(testbed, joined)
+    wait_rounds(joined, flapper, 2)
+    seen: set[Health] = set()
+    try:
+        for _ in range(2):  # down for about 4 s each time: less than the 10 s it takes
+            bed.fault(flapper, bed.Fault.KILL_APISERVER, progress=lambda m: None)
+            bed.fault(flapper, bed.Fault.START_CLUSTER, progress=lambda m: None)
+
+            def health() -> Health | None:
+                entry = registry(testbed, joined)[flapper]
+                if entry.status.health:
+                    seen.add(entry.status.health)
+                return entry.status.health
+
+            poll_until(
+                health,
+                lambda h: h is Health.HEALTHY,
+                timeout=30,
+                interval=0.2,
+                waiting_for=f"{flapper} Healthy again",
+            )
+            wait_rounds(joined, flapper, 2)
+    finally:
+        bed.fault(flapper, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    report = run.result(timeout=120)
+    assert report.held_lease
+    names = [e.event for e in report.events if e.member == flapper]
+    assert MEMBER_UNHEALTHY not in names and names, names  # Suspect, then Healthy again
+    assert set(names) <= {"fleetflow.member.suspect", "fleetflow.member.healthy"}
+    assert Health.UNHEALTHY not in seen
+    assert all(e.event != MEMBER_UNHEALTHY for e in events(joined))
+    assert all(not e.event.startswith("fleetflow.region.") for e in events(joined))
+
+
+def test_a_stopped_member_is_unhealthy_within_30s_writes_only_changes_and_recovers(
+    joined: str, testbed: TestbedSpec, watchers: ThreadPoolExecutor
+) -> None:
+    victim = next(m for m in testbed.members if m.region == "eu-west")  # alone in its region
+    run = start(watchers, joined, seconds=90)
+    watching(testbed, joined)
+    wait_rounds(joined, victim.name, 2)  # settled: nodes and health recorded
+    before = host_patches()
+    wait_rounds(joined, victim.name, 3)
+    assert host_patches() == before  # quiet rounds write nothing
+
+    stopped_at = datetime.now(UTC)
+    try:
+        bed.fault(victim.name, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+        unhealthy = wait_event(joined, MEMBER_UNHEALTHY, victim.name, timeout=DETECTION_TARGET + 15)
+        detected = (unhealthy.occurred - stopped_at).total_seconds()
+        print(f"stop -> {MEMBER_UNHEALTHY}: {detected:.1f}s")
+        assert detected < DETECTION_TARGET
+        assert unhealthy.resource.id == f"fleetflow.member.{joined}.{victim.name}"
+        assert unhealthy.resource.get("fleetflow.federation") == joined
+        assert unhealthy.resource.get("fleetflow.member") == victim.name
+        assert unhealthy.resource.get("fleetflow.region") == victim.region
+        entry = registry(testbed, joined)[victim.name]
+        assert entry.status.health is Health.UNHEALTHY  # written before the event
+        assert host_patches() - before == 2  # Suspect, then Unhealthy: one write each
+        region = poll_until(
+            lambda: [e for e in events(joined, REGION_UNHEALTHY) if e.event == REGION_UNHEALTHY],
+            bool,
+            timeout=15,
+            interval=0.5,
+            waiting_for="the region's unhealthy event",
+        )
+        assert [e.resource.get("fleetflow.region") for e in region] == [victim.region]
+
+        # With the watcher holding its lease, a rebalance takes this health as it is.
+        REQUESTS.clear()
+        report = rebalance_replicas(RebalanceRequest(federation=joined, namespace="none"))
+        assert "members' health as the health watcher recorded it" in report.notes
+        assert f"{victim.name}: Unhealthy" in report.notes
+        assert REQUESTS[("host", "PATCH")] == 0
+    finally:
+        bed.fault(victim.name, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    restarted_at = datetime.now(UTC)
+    recovered = wait_event(joined, MEMBER_RECOVERED, victim.name, timeout=60)
+    print(
+        f"start -> {MEMBER_RECOVERED}: {(recovered.occurred - restarted_at).total_seconds():.1f}s"
+    )
+    assert registry(testbed, joined)[victim.name].status.health is Health.HEALTHY
+    poll_until(
+        lambda: events(joined, REGION_RECOVERED),
+        bool,
+        timeout=30,
+        interval=0.5,
+        waiting_for="the region's recovery event",
+    )
+    report = run.result(timeout=120)
+    member_events = [e.event for e in report.events if e.member == victim.name]
+    assert member_events == [
+        "fleetflow.member.suspect",
+        MEMBER_UNHEALTHY,
+        "fleetflow.member.recovering",
+        MEMBER_RECOVERED,
+    ]
+
+
+def test_two_watchers_only_one_probes_and_the_next_takes_over_without_a_gap(
+    joined: str, testbed: TestbedSpec, watchers: ThreadPoolExecutor
+) -> None:
+    first = start(watchers, joined, seconds=14)
+    holder = watching(testbed, joined)
+    member = testbed.members[0].name
+    wait_rounds(joined, member, 1)
+    second = start(watchers, joined, seconds=30)  # waits for the lease
+    third = watchers.submit(  # its window ends before the first lets go: it never probes
+        watch_health, WatchRequest(federation=joined, watch_seconds=5, probe_interval=2)
+    )
+    a, c = first.result(timeout=60), third.result(timeout=60)
+    b = second.result(timeout=90)
+    assert a.held_lease and a.watcher == holder and b.held_lease
+    assert not c.held_lease and c.rounds == []
+    assert a.released is not None and b.acquired is not None
+    assert all(t < b.rounds[0] for t in a.rounds)  # never both at once
+    assert b.acquired >= a.released
+    takeover = (b.acquired - a.released).total_seconds()
+    gap = (b.rounds[0] - a.rounds[-1]).total_seconds()
+    print(f"handover: lease free for {takeover:.2f}s, rounds {gap:.2f}s apart (interval 2s)")
+    assert takeover < 1.5
+    assert gap < 2 + 2.0  # at most one interval plus the takeover
+    after = lease(testbed, joined)
+    assert after is not None and after.holder is None  # released at the end

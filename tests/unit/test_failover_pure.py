@@ -1,0 +1,204 @@
+"""Failover planning, traffic records, operation records, leases and drill verdicts: pure."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fleetflow.capacity import Resources
+from fleetflow.drill import DrillMode, Mark, Sample, Targets, judge
+from fleetflow.errors import InvalidRequest, UnknownName
+from fleetflow.failover import as_if_ready, evacuation, plan_failover
+from fleetflow.federated import Exposure, FederatedDeployment
+from fleetflow.lease import Lease, free_for, manifest
+from fleetflow.operations import Operation, Phase, finished, started, step_done
+from fleetflow.rebalance import MemberView, Observed
+from fleetflow.registry import MemberCluster
+from fleetflow.traffic import endpoint, endpoints, expected_answers, record, unchanged
+from tests.unit.test_rebalance_pure import fd
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+REGIONS = {"us1": "us", "us2": "us", "eu1": "eu"}
+
+
+def registry(**ingress: str | None) -> list[MemberCluster]:
+    return [
+        MemberCluster.new(
+            "prod",
+            "ff",
+            name,
+            api_url=f"https://{name}",
+            credentials_block=f"prod-{name}",
+            service_account="sa",
+            region=region,
+            ingress_address=ingress.get(name, f"10.0.0.{i}"),
+        )
+        for i, (name, region) in enumerate(REGIONS.items(), start=1)
+    ]
+
+
+def test_evacuation_checks_the_request_before_anything_is_written() -> None:
+    target = evacuation(registry(), "us", [])
+    assert target.members == ["us1", "us2"] and target.survivors == ["eu1"]
+    assert target.operation_name == "failover-us"
+    by_members = evacuation(registry(), None, ["us2"])
+    assert by_members.operation_name == evacuation(registry(), None, ["us2"]).operation_name
+    with pytest.raises(UnknownName, match="no member is in region 'mars'; regions: eu, us"):
+        evacuation(registry(), "mars", [])
+    with pytest.raises(UnknownName, match="unknown member"):
+        evacuation(registry(), None, ["nope"])
+    with pytest.raises(InvalidRequest, match="leaves no member"):
+        evacuation(registry(), None, ["us1", "us2", "eu1"])
+    with pytest.raises(InvalidRequest, match="not both"):
+        evacuation(registry(), "us", ["eu1"])
+
+
+def views(free_pods: dict[str, int], running: dict[str, int]) -> dict[str, MemberView]:
+    return {
+        name: MemberView(
+            name=name,
+            free=Resources(cpu=10**6, memory=2**40, pods=free_pods.get(name, 100)),
+            deployments={"shop/web": Observed(replicas=running[name], ready=running[name])}
+            if running.get(name)
+            else {},
+        )
+        for name in REGIONS
+    }
+
+
+def web(replicas: int, name: str = "web") -> FederatedDeployment:
+    workload = fd(replicas)
+    return workload.model_copy(update={"name": name})
+
+
+def test_failover_spreads_the_region_over_the_survivors_by_room() -> None:
+    members = views({"us1": 3, "us2": 100}, {"us1": 2, "us2": 2, "eu1": 2})
+    plan = plan_failover([web(6)], members, ["eu1"])
+    p = plan.plans["shop/web"]
+    assert p.replicas == {"eu1": 0, "us1": 3, "us2": 3}
+    assert plan.floors == {"shop/web": 4}  # the survivors' Ready replicas never go below
+    assert plan.unplaced == {}
+
+
+def test_what_does_not_fit_is_reported_not_dropped() -> None:
+    members = views({"us1": 1, "us2": 1}, {"us1": 2, "us2": 2, "eu1": 4})
+    plan = plan_failover([web(8)], members, ["eu1"])
+    assert sum(plan.plans["shop/web"].replicas.values()) == 6
+    assert plan.unplaced == {"shop/web": 2}
+
+
+def test_room_taken_by_one_workload_is_not_given_to_the_next() -> None:
+    members = views({"us1": 2, "us2": 2}, {"eu1": 2})
+    first, second = web(2, "a"), web(2, "b")
+    plan = plan_failover([first, second], members, ["eu1"])
+    placed = [sum(p.replicas.values()) for p in plan.plans.values()]
+    assert placed == [2, 2]
+    members = views({"us1": 1, "us2": 1}, {"eu1": 2})
+    plan = plan_failover([first, second], members, ["eu1"])
+    assert sorted(plan.unplaced.values()) == [2]  # the second finds no room left
+
+
+@given(st.dictionaries(st.sampled_from(list(REGIONS)), st.integers(0, 8), min_size=3))
+def test_the_region_always_ends_at_zero_and_nothing_is_lost(running: dict[str, int]) -> None:
+    total = sum(running.values())
+    plan = plan_failover([web(total)], views({}, running), ["us1", "us2"])
+    p = plan.plans["shop/web"]
+    assert p.replicas["us1"] == p.replicas["us2"] == 0
+    assert p.replicas["eu1"] + plan.unplaced.get("shop/web", 0) == total
+
+
+def exposed(name: str = "web") -> FederatedDeployment:
+    workload = web(3, name)
+    spec = workload.spec.model_copy(update={"dns": Exposure(hostname=name, ttl=5)})
+    return workload.model_copy(update={"spec": spec})
+
+
+def test_traffic_goes_only_to_members_with_ready_replicas_that_may_serve() -> None:
+    workload = exposed()
+    members = views({}, {"us1": 1, "us2": 1, "eu1": 1})
+    members["eu1"] = members["eu1"].model_copy(update={"fenced": True})
+    plans = as_if_ready(plan_failover([workload], members, ["eu1"]).plans)
+    ingress = {m.name: m.spec.ingress_address for m in registry()}
+    wanted, problems = endpoints([workload], plans, members, ingress, "fleet.local", "prod")
+    assert problems == []
+    assert expected_answers(wanted) == {"web.fleet.local": ["10.0.0.1", "10.0.0.2"]}
+    assert wanted[0]["spec"]["endpoints"][0]["recordTTL"] == 5
+    assert unchanged(wanted[0], {"spec": wanted[0]["spec"]})
+    assert not unchanged(wanted[0], None)
+    empty = endpoint(workload, record(workload, "z", [], ingress), "prod")
+    assert empty["spec"] == {"endpoints": []}  # nowhere to go: no answer, not a wrong one
+
+
+def test_a_member_without_an_ingress_address_cannot_take_traffic() -> None:
+    workload = exposed()
+    ingress = {m.name: m.spec.ingress_address for m in registry(us2=None)}
+    with pytest.raises(InvalidRequest, match=r"member\(s\) us2 have no ingress address"):
+        record(workload, "fleet.local", ["us1", "us2"], ingress)
+
+
+def test_an_operation_records_each_step_once_and_resumes() -> None:
+    op = Operation(name="failover-eu", namespace="ff", procedure="failover", federation="prod")
+    op = started(op, NOW, "run-1")
+    op = step_done(op, "fenced", NOW)
+    again = step_done(op, "fenced", NOW + timedelta(seconds=5))
+    assert again.status.steps == op.status.steps  # a rerun keeps the first time
+    resumed = started(op, NOW + timedelta(seconds=9), "run-2")
+    assert resumed.done("fenced") and resumed.status.started_at == op.status.started_at
+    done = finished(step_done(resumed, "drained", NOW), Phase.SUCCEEDED, NOW)
+    assert done.finished
+    assert (
+        Operation.from_object({**done.manifest(), "status": done.status_patch()["status"]}) == done
+    )
+    reverted = finished(done, Phase.REVERTED, NOW, "failed back")
+    fresh = started(reverted, NOW, "run-3")
+    assert fresh.status.steps == [] and not fresh.finished  # a new failover starts afresh
+
+
+def test_a_lease_is_free_when_unheld_mine_or_lapsed() -> None:
+    held = Lease(holder="a", renewed=NOW, duration=15, resource_version="7")
+    assert free_for(None, "b", NOW)
+    assert not free_for(held, "b", NOW + timedelta(seconds=10))
+    assert free_for(held, "a", NOW + timedelta(seconds=10))
+    assert free_for(held, "b", NOW + timedelta(seconds=16))
+    taken = manifest("l", "ns", "b", NOW, 15, held)
+    assert taken["metadata"]["resourceVersion"] == "7"  # conditional: one of two racers wins
+    assert taken["spec"]["leaseTransitions"] == 1 and "acquireTime" in taken["spec"]
+    assert Lease.from_object(taken).holder == "b"
+    released = manifest("l", "ns", None, NOW, 15, Lease.from_object(taken))
+    assert Lease.from_object(released).holder is None
+
+
+def test_the_drill_verdict_measures_each_objective() -> None:
+    t = {
+        Mark.STARTED: NOW,
+        Mark.FAULT: NOW + timedelta(seconds=1),
+        Mark.DETECTED: NOW + timedelta(seconds=12),
+        Mark.FAILOVER: NOW + timedelta(seconds=12),
+        Mark.DNS_SWITCHED: NOW + timedelta(seconds=18),
+        Mark.HEALED: NOW + timedelta(seconds=30),
+    }
+    ok = [
+        Sample(at=NOW + timedelta(seconds=s), ready={"shop/web": 4}, answers={"w": ["10.0.0.1"]})
+        for s in range(0, 35, 2)
+    ]
+    verdict = judge("eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets())
+    assert verdict.passed, verdict.objectives
+    assert [o.measured for o in verdict.objectives][:2] == ["11.0s", "6.0s"]
+    dip = [*ok, Sample(at=NOW + timedelta(seconds=5), ready={"shop/web": 3})]
+    late_dns = [
+        *ok,
+        Sample(at=NOW + timedelta(seconds=20), ready={"shop/web": 4}, answers={"w": ["10.0.0.3"]}),
+    ]
+    assert not judge(
+        "eu", DrillMode.STOP_CLUSTERS, t, dip, {"shop/web": 4}, {"10.0.0.3"}, Targets()
+    ).passed
+    assert not judge(
+        "eu", DrillMode.STOP_CLUSTERS, t, late_dns, {"shop/web": 4}, {"10.0.0.3"}, Targets()
+    ).passed
+    slow = judge(
+        "eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets(detect=5)
+    )
+    assert not slow.passed and "| time to detect | < 5s | 11.0s | FAIL |" in slow.markdown()
