@@ -17,7 +17,6 @@ from kubernetes import client as k8s
 from prefect.testing.utilities import prefect_test_harness
 
 from fleetflow.blocks.testbed import save_testbed_blocks
-from fleetflow.controlplane import API_VERSION
 from fleetflow.drill import DrillMode, Mark
 from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.drill import failover_drill
@@ -27,40 +26,14 @@ from fleetflow.kube import api_client, apply
 from fleetflow.models import BootstrapRequest, DrillRequest, JoinRequest, RebalanceRequest
 from fleetflow.settings import settings
 from fleetflow.testbed import bed
+from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import NodeShape, TestbedSpec
 
 WORKLOADS = 50
 
 
 def workload(i: int) -> dict[str, object]:
-    labels = {"app": f"w{i}"}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedDeployment",
-        "metadata": {"name": f"w{i}", "namespace": "bench"},
-        "spec": {
-            "replicas": 3,
-            "dns": {"hostname": f"w{i}", "ttl": 5},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "app",
-                                    "image": "nginx",
-                                    "resources": {"requests": {"cpu": "10m"}},
-                                }
-                            ]
-                        },
-                    },
-                },
-            },
-        },
-    }
+    return federated_deployment(f"w{i}", "bench", 3, hostname=f"w{i}", cpu="10m")
 
 
 def main() -> None:

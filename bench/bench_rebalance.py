@@ -20,7 +20,6 @@ from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
 from fleetflow.blocks.testbed import save_testbed_blocks
-from fleetflow.controlplane import API_VERSION
 from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -29,40 +28,14 @@ from fleetflow.kube.client import REQUESTS
 from fleetflow.models import BootstrapRequest, JoinRequest, RebalanceRequest
 from fleetflow.settings import settings
 from fleetflow.testbed import bed
+from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import NodeShape, TestbedSpec
 
 WORKLOADS = int(os.environ.get("FLEETFLOW_BENCH_WORKLOADS", "300"))
 
 
 def workload(i: int) -> dict[str, object]:
-    labels = {"app": f"w{i}"}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedDeployment",
-        "metadata": {"name": f"w{i}", "namespace": "bench"},
-        "spec": {
-            "replicas": 3 + i % 4,
-            "placement": {"weights": {}},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "app",
-                                    "image": "nginx",
-                                    "resources": {"requests": {"cpu": "10m"}},
-                                }
-                            ]
-                        },
-                    },
-                },
-            },
-        },
-    }
+    return federated_deployment(f"w{i}", "bench", 3 + i % 4, cpu="10m")
 
 
 def task_runs_since(started: str) -> int:

@@ -147,7 +147,7 @@ def watched_status(
     """The registry status after a round: the health only when it changed (the counters and
     the streak's start as they were at the change), the nodes when the member answered."""
     status = member.status
-    if state.health is not member.health.health:
+    if state.health is not member.health.health or status.health is None:
         status = with_health(status, state, now)
     if probe.api_ready and probe.allocatable is not None:
         status = status.model_copy(

@@ -51,6 +51,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
@@ -155,7 +156,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
             if time.monotonic() - checked >= request.lease_seconds / 3:
                 checked = time.monotonic()
                 if not holds_lease(host, namespace, lease, me):
-                    report.notes.append("the lease was lost (renewals failed); stopped")
+                    report.notes.append("the lease was lost (deleted, or renewals failed); stopped")
                     logger.warning(report.notes[-1])
                     break
             tick += request.probe_interval
@@ -179,7 +180,7 @@ def _regions_down(federation: str, registry: list[MemberCluster]) -> set[str]:
     regions whose members are all out of placement now (not announced again)."""
     try:
         return regions_down_from(last_region_events(federation))
-    except Exception:  # the feed is a memory aid: the registry is the fallback
+    except httpx.HTTPError:  # the feed is a memory aid: the registry is the fallback
         regions: dict[str, list[HealthState]] = {}
         for m in registry:
             if m.spec.region:

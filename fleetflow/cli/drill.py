@@ -26,6 +26,7 @@ from fleetflow.models import DrillRequest
 
 DEPLOYMENT = "failover-drill/drill"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 def drill(args: argparse.Namespace) -> int:
@@ -84,10 +85,17 @@ def _verdict(http: httpx.Client, run_id: str) -> str | None:
 
 
 def _call(http: httpx.Client, method: str, path: str, **kwargs: object) -> httpx.Response:
-    try:
-        response = http.request(method, path, **kwargs)  # type: ignore[arg-type]
-    except httpx.HTTPError as exc:
-        raise StackError(f"the Prefect API does not answer ({exc})") from None
+    """One API call; a busy server (503, as SQLite under concurrent writers answers, or 429) is
+    asked again after a short, growing pause."""
+    pauses = list(RETRY_PAUSES)
+    while True:
+        try:
+            response = http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as exc:
+            raise StackError(f"the Prefect API does not answer ({exc})") from None
+        if response.status_code not in (429, 503) or not pauses:
+            break
+        time.sleep(pauses.pop(0))
     if response.status_code >= 400 and response.status_code != 404:
         raise StackError(f"the Prefect API refused {method} {path}: HTTP {response.status_code}")
     return response

@@ -7,6 +7,8 @@ Prefect API is configured.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 
 from pydantic import ValidationError
 
@@ -88,9 +90,10 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    rows = bed.status()
+    rows, dns = bed.status(), bed.dns_status()
     if args.json:
-        say(bed.as_json(rows))
+        data = json.loads(bed.as_json(rows))
+        say(json.dumps({"clusters": data, "dns": dataclasses.asdict(dns) if dns else None}))
     elif not rows:
         say("the test bed is not running: `fleetflow testbed up` starts it")
     else:
@@ -101,7 +104,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                 f"{r.cluster:<12} {r.region:<9} {r.api_url:<25} {r.version or '-':<9} "
                 f"{nodes:<7} {'yes' if r.reachable else 'no'}"
             )
-    return 0 if rows and all(r.ready for r in rows) else 1
+        if dns:
+            stopped = (
+                f"  stopped: {', '.join(dns.missing)} (logs {dns.logs})" if dns.missing else ""
+            )
+            say(
+                f"DNS {dns.zone} at {dns.server}:{dns.port}: "
+                f"{'answering' if dns.answering else 'NOT answering'}{stopped}"
+            )
+    healthy = bool(rows) and all(r.ready for r in rows) and (dns is None or dns.ready)
+    return 0 if healthy else 1
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
@@ -124,8 +136,9 @@ def add_layout_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--base-port",
         type=int,
-        default=32400,
-        help="API port of the host; members take the next ones (default 32400)",
+        default=23400,
+        help="API port of the host; members take the next ones, the other processes the ports "
+        "from +90 (default 23400: below the ephemeral range)",
     )
     group.add_argument("--node-cpu", default="8", help="allocatable CPU per node (default 8)")
     group.add_argument("--node-memory", default="32Gi", help="allocatable memory per node")

@@ -160,7 +160,14 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
     bins = build.bin_dir()
     config = testbed_dir() / "config" / f"{cluster}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(kwokctl_config(spec.port(cluster), kube_version, member=cluster != spec.host))
+    config.write_text(
+        kwokctl_config(
+            spec.port(cluster),
+            kube_version,
+            member=cluster != spec.host,
+            ports=spec.component_ports(cluster),
+        )
+    )
     _kwokctl(
         "--name",
         cluster,

@@ -1,5 +1,6 @@
-"""The ``demo`` federation's sample workloads, so that rebalance, failover and drills show real
-moves on first use. Pure manifests."""
+"""FederatedDeployments for the test bed: the ``demo`` federation's samples (so that rebalance,
+failover and drills show real moves on first use), and the one builder that tests and benchmarks
+use too. Pure manifests."""
 
 from __future__ import annotations
 
@@ -10,9 +11,20 @@ from fleetflow.controlplane import API_VERSION, Manifest
 NAMESPACE = "shop"
 
 
-def _workload(
-    name: str, replicas: int, placement: dict[str, Any], dns: bool, **extra: Any
+def federated_deployment(
+    name: str,
+    namespace: str,
+    replicas: int,
+    *,
+    placement: dict[str, Any] | None = None,
+    hostname: str | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    cpu: str = "100m",
+    memory: str = "64Mi",
+    image: str = "nginx:1.27",
 ) -> Manifest:
+    """A FederatedDeployment of one container requesting ``cpu`` and ``memory`` (kwok runs it),
+    exposed in DNS as ``hostname`` when given, with a 5 s TTL."""
     labels = {"app": name}
     spec: dict[str, Any] = {
         "replicas": replicas,
@@ -26,23 +38,24 @@ def _workload(
                         "containers": [
                             {
                                 "name": name,
-                                "image": "nginx:1.27",
-                                "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                                "image": image,
+                                "resources": {"requests": {"cpu": cpu, "memory": memory}},
                             }
                         ]
                     },
                 },
             },
         },
-        "placement": placement,
-        **extra,
+        "placement": placement or {},
     }
-    if dns:
-        spec["dns"] = {"hostname": name, "ttl": 5}
+    if hostname:
+        spec["dns"] = {"hostname": hostname, "ttl": 5}
+    if overrides:
+        spec["overrides"] = overrides
     return {
         "apiVersion": API_VERSION,
         "kind": "FederatedDeployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
 
@@ -52,14 +65,10 @@ def demo_workloads(members: list[str]) -> list[Manifest]:
     exposed in DNS, an API spread evenly and exposed, and a worker with an image override on
     the last member."""
     first, last = members[0], members[-1]
+    weights = {first: 2, **{m: 1 for m in members[1:]}}
+    override = [{"clusterName": last, "image": "nginx:1.27-alpine"}]
     return [
-        _workload("web", 6, {"weights": {first: 2, **{m: 1 for m in members[1:]}}}, dns=True),
-        _workload("api", 4, {}, dns=True),
-        _workload(
-            "worker",
-            3,
-            {},
-            dns=False,
-            overrides=[{"clusterName": last, "image": "nginx:1.27-alpine"}],
-        ),
+        federated_deployment("web", NAMESPACE, 6, placement={"weights": weights}, hostname="web"),
+        federated_deployment("api", NAMESPACE, 4, hostname="api"),
+        federated_deployment("worker", NAMESPACE, 3, overrides=override),
     ]

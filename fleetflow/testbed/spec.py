@@ -15,6 +15,19 @@ KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 # The DNS chain's ports sit this far above base_port, clear of the clusters' API ports (one per
 # cluster from base_port up), which caps the members at DNS_PORT_OFFSET - 1.
 DNS_PORT_OFFSET = 90
+COMPONENT_PORT_OFFSET = 100  # then ten ports a cluster: etcd, its peer port, the controllers
+
+
+class ComponentPorts(NamedTuple):
+    """A cluster's ports besides its apiserver's."""
+
+    etcd: int
+    etcd_peer: int
+    controller_manager: int
+    scheduler: int
+    kwok_controller: int
+
+
 # Members' ingress addresses: 127.0.10.1, 127.0.10.2, ... Loopback, so that nothing has to
 # listen there for a DNS answer to name a distinct, routable-looking address per member.
 INGRESS_BASE = IPv4Address("127.0.10.0")
@@ -82,7 +95,7 @@ class TestbedSpec(BaseModel):
             MemberSpec(name="eu-west-1", region="eu-west"),
         ]
     )
-    base_port: int = Field(default=32400, ge=1024, le=65000)
+    base_port: int = Field(default=23400, ge=1024, le=64000)
     node: NodeShape = Field(default_factory=NodeShape)
     dns_zone: str = Field(default="fleet.local", description="The zone the test bed's DNS serves")
 
@@ -130,6 +143,13 @@ class TestbedSpec(BaseModel):
         """Host on ``base_port``, members on the ports after it, in order."""
         return self.base_port + self.cluster_names().index(cluster)
 
+    def component_ports(self, cluster: str) -> ComponentPorts:
+        """The ports of a cluster's other processes, fixed from ``base_port`` rather than left to
+        kwokctl's random pick in the ephemeral range: a cluster stopped by a drill must find them
+        free again when it restarts, and an outgoing connection may hold an ephemeral port."""
+        first = self.base_port + COMPONENT_PORT_OFFSET + 10 * self.cluster_names().index(cluster)
+        return ComponentPorts(first, first + 1, first + 2, first + 3, first + 4)
+
     def dns_ports(self) -> DnsPorts:
         first = self.base_port + DNS_PORT_OFFSET
         return DnsPorts(first, first + 1, first + 2, first + 3)
@@ -175,7 +195,9 @@ def node_manifests(member: MemberSpec, shape: NodeShape) -> list[dict[str, Any]]
     return nodes
 
 
-def kwokctl_config(port: int, kube_version: str, *, member: bool) -> str:
+def kwokctl_config(
+    port: int, kube_version: str, *, member: bool, ports: ComponentPorts | None = None
+) -> str:
     """kwokctl's configuration: loopback only, RBAC on, fast node heartbeats for drills.
 
     Client QPS limits are off, so controllers create pods as fast as the machine allows (the
@@ -191,7 +213,16 @@ def kwokctl_config(port: int, kube_version: str, *, member: bool) -> str:
         f"  kubeVersion: {kube_version}\n"
         "  bindAddress: 127.0.0.1\n"
         f"  kubeApiserverPort: {port}\n"
-        "  securePort: true\n"
+        + (
+            f"  etcdPort: {ports.etcd}\n"
+            f"  etcdPeerPort: {ports.etcd_peer}\n"
+            f"  kubeControllerManagerPort: {ports.controller_manager}\n"
+            f"  kubeSchedulerPort: {ports.scheduler}\n"
+            f"  kwokControllerPort: {ports.kwok_controller}\n"
+            if ports
+            else ""
+        )
+        + "  securePort: true\n"
         "  kubeAuthorization: true\n"
         "  disableQPSLimits: true\n"
         "  heartbeatFactor: 1\n"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.settings import PREFECT_API_URL
 from pydantic import ValidationError
 
+from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import (
     ClusterError,
@@ -47,10 +47,11 @@ from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
 from fleetflow.settings import settings
 from fleetflow.stack import Stack, start_worker
+from fleetflow.tasks.leases import holding
 from fleetflow.testbed import bed
+from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for, fleetflow, quiet
-from tests.integration.test_rebalance import workload
 
 pytestmark = pytest.mark.integration
 
@@ -86,10 +87,7 @@ def dns_server(testbed: TestbedSpec) -> str:
 
 
 def exposed(namespace: str, name: str, replicas: int, testbed: TestbedSpec) -> dict[str, Any]:
-    fd = copy.deepcopy(workload(namespace, replicas))
-    fd["metadata"]["name"] = name
-    fd["spec"]["dns"] = {"hostname": f"{name}-{namespace}", "ttl": 5}
-    return fd
+    return federated_deployment(name, namespace, replicas, hostname=f"{name}-{namespace}")
 
 
 def answer(testbed: TestbedSpec, name: str, namespace: str) -> list[str]:
@@ -313,27 +311,26 @@ def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
 
 
 def test_two_failovers_of_one_federation_never_run_together(
-    fleet: str, testbed: TestbedSpec, namespace: str, killed: list[subprocess.Popen[str]]
+    fleet: str, testbed: TestbedSpec, namespace: str
 ) -> None:
     host = client_for(testbed.host)
-    apply(host, exposed(namespace, "web", 30, testbed))
+    apply(host, exposed(namespace, "web", 3, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     ns = f"{fleet}-system"
-    proc = _run_failover_elsewhere(fleet, "eu-west")
-    killed.append(proc)
-
-    def running() -> bool:
-        try:
-            op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
-        except ResourceNotFound:
-            return False
-        return (op.get("status") or {}).get("phase") == "Running"
-
-    poll_until(running, bool, timeout=60, interval=0.02, waiting_for="the first failover")
-    with pytest.raises(InvalidRequest, match=r"another failover of federation \S+ is running"):
-        regional_failover(FailoverRequest(federation=fleet, region="us-east"))
-    assert proc.wait(timeout=120) == 0
-    poll_until(lambda: answer(testbed, "web", namespace), bool, timeout=15, waiting_for="DNS")
+    running = KubeCluster.load(testbed.host)
+    assert isinstance(running, KubeCluster)
+    # A failover in progress elsewhere holds the federation's lease and keeps renewing it.
+    with holding(
+        running, ns, f"fleetflow-failover-{fleet}", "another-run", duration=3, refusal="taken"
+    ):
+        time.sleep(4)  # past one lease duration: only renewals keep it held
+        REQUESTS.clear()
+        with pytest.raises(InvalidRequest, match=r"another failover of federation \S+ is running"):
+            regional_failover(FailoverRequest(federation=fleet, region="us-east"))
+        assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    with pytest.raises(ResourceNotFound):
+        get(host, API_VERSION, "FederationOperation", "failover-us-east", ns)
+    regional_failover(FailoverRequest(federation=fleet, region="us-east"))  # released: runs
 
 
 def test_bad_failover_requests_are_clear_errors_and_change_nothing(

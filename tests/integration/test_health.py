@@ -7,7 +7,8 @@ under the member's block name, a registry status write is a PATCH to the host.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from fleetflow.flows.health import watch_health
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.health import Health
-from fleetflow.kube import get, list_objects
+from fleetflow.kube import delete, get, list_objects
 from fleetflow.kube.client import REQUESTS
 from fleetflow.kube.probe import readyz
 from fleetflow.lease import LEASE_API, Lease
@@ -56,16 +57,33 @@ def joined(federation: str, testbed: TestbedSpec) -> str:
     return federation
 
 
+Start = Callable[..., "Future[WatchReport]"]
+
+
 @pytest.fixture
-def watchers() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="watcher") as pool:
-        yield pool
+def watchers(joined: str, testbed: TestbedSpec) -> Iterator[Start]:
+    """Start watchers of the joined federation in threads; afterwards (a test that failed
+    included) take their lease away until every one has stopped, rather than wait out their
+    windows."""
+    pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="watcher")
+    started: list[Future[WatchReport]] = []
 
+    def start(seconds: float, interval: float = 2) -> Future[WatchReport]:
+        request = WatchRequest(federation=joined, watch_seconds=seconds, probe_interval=interval)
+        started.append(pool.submit(watch_health, request))
+        return started[-1]
 
-def start(pool: ThreadPoolExecutor, federation: str, seconds: float) -> Future[WatchReport]:
-    return pool.submit(
-        watch_health, WatchRequest(federation=federation, watch_seconds=seconds, probe_interval=2)
-    )
+    try:
+        yield start
+    finally:
+
+        def stop_all() -> bool:
+            with contextlib.suppress(ResourceNotFound):
+                stop_watching(testbed, joined)
+            return all(f.done() for f in started)
+
+        poll_until(stop_all, bool, timeout=120, interval=1, waiting_for="the watchers to stop")
+        pool.shutdown(wait=True)
 
 
 def lease(testbed: TestbedSpec, federation: str) -> Lease | None:
@@ -82,6 +100,18 @@ def lease(testbed: TestbedSpec, federation: str) -> Lease | None:
     return Lease.from_object(obj)
 
 
+def stop_watching(testbed: TestbedSpec, federation: str) -> None:
+    """Take the lease away: the watcher notices within a third of the lease's duration and
+    stops (what an operator can do too)."""
+    delete(
+        client_for(testbed.host),
+        LEASE_API,
+        "Lease",
+        watch_lease_name(federation),
+        f"{federation}-system",
+    )
+
+
 def registry(testbed: TestbedSpec, federation: str) -> dict[str, MemberCluster]:
     objs = list_objects(
         client_for(testbed.host), API_VERSION, "MemberCluster", f"{federation}-system"
@@ -89,17 +119,21 @@ def registry(testbed: TestbedSpec, federation: str) -> dict[str, MemberCluster]:
     return {o["metadata"]["name"]: MemberCluster.from_object(o) for o in objs}
 
 
-def probes_of(federation: str, member: str) -> int:
-    """``/readyz`` and list requests the watcher sent to a member (its block's name)."""
+GETS_PER_PROBE = 5
+"""The most GETs one probe sends a member: /readyz, discovery of v1 and apps/v1, two lists."""
+
+
+def gets_to(federation: str, member: str) -> int:
+    """GETs the watcher sent to a member (under its block's name)."""
     return REQUESTS[(f"{federation}-{member}", "GET")]
 
 
 def wait_rounds(federation: str, member: str, rounds: int) -> None:
-    """Wait until the watcher has probed ``member`` at least ``rounds`` more times."""
-    start_count = probes_of(federation, member)
+    """Wait until the watcher has probed ``member``, which answers, ``rounds`` more times."""
+    start_count = gets_to(federation, member)
     poll_until(
-        lambda: probes_of(federation, member) - start_count,
-        lambda n: n >= rounds,
+        lambda: gets_to(federation, member) - start_count,
+        lambda n: n >= rounds * GETS_PER_PROBE,
         timeout=rounds * 5 + 20,
         interval=0.2,
         waiting_for=f"{rounds} probe rounds of {member}",
@@ -171,10 +205,10 @@ def test_readyz_with_the_members_token_and_with_an_admin_kubeconfig(
 
 
 def test_a_flapping_member_turns_nothing_unhealthy(
-    joined: str, testbed: TestbedSpec, watchers: ThreadPoolExecutor
+    joined: str, testbed: TestbedSpec, watchers: Start
 ) -> None:
     flapper = testbed.members[1].name
-    run = start(watchers, joined, seconds=40)
+    run = watchers(300)
     watching(testbed, joined)
     wait_rounds(joined, flapper, 2)
     seen: set[Health] = set()
@@ -199,7 +233,8 @@ def test_a_flapping_member_turns_nothing_unhealthy(
             wait_rounds(joined, flapper, 2)
     finally:
         bed.fault(flapper, bed.Fault.START_CLUSTER, progress=lambda m: None)
-    report = run.result(timeout=120)
+    stop_watching(testbed, joined)
+    report = run.result(timeout=30)
     assert report.held_lease
     names = [e.event for e in report.events if e.member == flapper]
     assert MEMBER_UNHEALTHY not in names and names, names  # Suspect, then Healthy again
@@ -210,10 +245,10 @@ def test_a_flapping_member_turns_nothing_unhealthy(
 
 
 def test_a_stopped_member_is_unhealthy_within_30s_writes_only_changes_and_recovers(
-    joined: str, testbed: TestbedSpec, watchers: ThreadPoolExecutor
+    joined: str, testbed: TestbedSpec, watchers: Start
 ) -> None:
     victim = next(m for m in testbed.members if m.region == "eu-west")  # alone in its region
-    run = start(watchers, joined, seconds=90)
+    run = watchers(300)
     watching(testbed, joined)
     wait_rounds(joined, victim.name, 2)  # settled: nodes and health recorded
     before = host_patches()
@@ -264,7 +299,9 @@ def test_a_stopped_member_is_unhealthy_within_30s_writes_only_changes_and_recove
         interval=0.5,
         waiting_for="the region's recovery event",
     )
-    report = run.result(timeout=120)
+    stop_watching(testbed, joined)
+    report = run.result(timeout=30)
+    assert "the lease was lost (deleted, or renewals failed); stopped" in report.notes
     member_events = [e.event for e in report.events if e.member == victim.name]
     assert member_events == [
         "fleetflow.member.suspect",
@@ -275,16 +312,14 @@ def test_a_stopped_member_is_unhealthy_within_30s_writes_only_changes_and_recove
 
 
 def test_two_watchers_only_one_probes_and_the_next_takes_over_without_a_gap(
-    joined: str, testbed: TestbedSpec, watchers: ThreadPoolExecutor
+    joined: str, testbed: TestbedSpec, watchers: Start
 ) -> None:
-    first = start(watchers, joined, seconds=14)
+    first = watchers(14)
     holder = watching(testbed, joined)
     member = testbed.members[0].name
     wait_rounds(joined, member, 1)
-    second = start(watchers, joined, seconds=30)  # waits for the lease
-    third = watchers.submit(  # its window ends before the first lets go: it never probes
-        watch_health, WatchRequest(federation=joined, watch_seconds=5, probe_interval=2)
-    )
+    second = watchers(30)  # waits for the lease
+    third = watchers(5)  # its window ends before the first lets go: it never probes
     a, c = first.result(timeout=60), third.result(timeout=60)
     b = second.result(timeout=90)
     assert a.held_lease and a.watcher == holder and b.held_lease

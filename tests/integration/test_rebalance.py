@@ -20,6 +20,7 @@ from fleetflow.kube.client import REQUESTS
 from fleetflow.models import JoinRequest, RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.testbed import bed
+from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for
 from tests.integration.manifests import deployment
@@ -39,34 +40,9 @@ def joined(federation: str, testbed: TestbedSpec) -> str:
 def workload(
     namespace: str, replicas: int, weights: dict[str, int] | None = None, **placement: Any
 ) -> dict[str, Any]:
-    labels = {"app": "web"}
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedDeployment",
-        "metadata": {"name": "web", "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "selector": {"matchLabels": labels},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "containers": [
-                                {
-                                    "name": "web",
-                                    "image": "nginx:1.27",
-                                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
-                                }
-                            ]
-                        },
-                    },
-                },
-            },
-            "placement": {"weights": weights or {}, **placement},
-        },
-    }
+    return federated_deployment(
+        "web", namespace, replicas, placement={"weights": weights or {}, **placement}
+    )
 
 
 def spread(testbed: TestbedSpec, namespace: str) -> dict[str, tuple[int, int]]:

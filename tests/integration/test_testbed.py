@@ -105,6 +105,8 @@ def test_status_command_prints_the_table(testbed: TestbedSpec) -> None:
             f"{member.nodes}/{member.nodes}",
             "yes",
         ]
+    dns = f"DNS {testbed.dns_zone} at 127.0.0.1:{testbed.dns_ports().dns}: answering"
+    assert lines[-1] == dns
 
 
 def test_faults_stop_kwok_then_heal(testbed: TestbedSpec) -> None:

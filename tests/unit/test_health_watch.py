@@ -323,3 +323,11 @@ def test_rebalance_with_a_watcher_takes_the_registry_health_and_writes_no_status
     alone = assess([sick], {"a": answering}, HealthPolicy(), T0)
     assert alone.members["a"].health.health is R  # its own hysteresis, per run
     assert [m.name for m in alone.changed] == ["a"]
+
+
+def test_a_member_without_a_region_has_no_region_label_and_no_region_events() -> None:
+    settled = rounds([member("a", region=None)], [{"a": True}])[0].changed
+    seen = rounds(settled, [{"a": False}] * 7)
+    events = [e for r in seen for e in r.events]
+    assert [e.event for e in events] == [MEMBER_SUSPECT, MEMBER_UNHEALTHY]
+    assert "fleetflow.region" not in events[0].resource

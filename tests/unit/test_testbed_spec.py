@@ -25,7 +25,7 @@ def test_default_layout_is_a_host_and_three_members_in_two_regions() -> None:
     spec = TestbedSpec()
     assert spec.cluster_names() == ["host", "us-east-1", "us-east-2", "eu-west-1"]
     assert {m.region for m in spec.members} == {"us-east", "eu-west"}
-    assert [spec.port(c) for c in spec.cluster_names()] == [32400, 32401, 32402, 32403]
+    assert [spec.port(c) for c in spec.cluster_names()] == [23400, 23401, 23402, 23403]
 
 
 def test_zero_members_is_an_error() -> None:
@@ -99,7 +99,7 @@ def test_cache_location_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_dns_ports_sit_above_every_cluster_port() -> None:
     spec = TestbedSpec()
     assert spec.dns_ports() == DnsPorts(
-        etcd_client=32490, etcd_peer=32491, dns=32492, metrics=32493
+        etcd_client=23490, etcd_peer=23491, dns=23492, metrics=23493
     )
     many = TestbedSpec(members=[MemberSpec(name=f"m{i}", region="r") for i in range(89)])
     assert max(many.port(c) for c in many.cluster_names()) < min(many.dns_ports())
@@ -226,3 +226,17 @@ def test_a_cache_without_the_dns_binaries_is_incomplete(
         "external-dns": "v0.23.0",
         "coredns": "v1.15.0",
     }
+
+
+def test_every_process_of_every_cluster_has_a_fixed_port_below_the_ephemeral_range() -> None:
+    spec = TestbedSpec()
+    ports = [spec.port(c) for c in spec.cluster_names()]
+    ports += [p for c in spec.cluster_names() for p in spec.component_ports(c)]
+    ports += list(spec.dns_ports())
+    assert len(ports) == len(set(ports))  # no two processes share a port
+    assert max(ports) < 32768  # an outgoing connection never holds one of them
+    config = yaml.safe_load(
+        kwokctl_config(23401, "v1.36.3", member=True, ports=spec.component_ports("us-east-1"))
+    )
+    assert config["options"]["etcdPort"] == spec.component_ports("us-east-1").etcd
+    assert config["options"]["kwokControllerPort"] == 23514
