@@ -109,9 +109,19 @@ def judge(
     floors: dict[str, int],
     region_addresses: set[str],
     targets: Targets,
+    failure: str | None = None,
 ) -> Verdict:
-    """Each objective, measured from the timeline and the samples."""
+    """Each objective, measured from the timeline and the samples; ``failure``, a step that
+    raised, fails the drill whatever else was measured."""
     verdict = Verdict(region=region, mode=mode, timeline=dict(timeline), samples=len(samples))
+    verdict.objectives.append(
+        Objective(
+            name="every step completed",
+            target="fault, failover, heal, failback",
+            measured=failure or "yes",
+            passed=failure is None,
+        )
+    )
     detect = _span(timeline, Mark.FAULT, Mark.DETECTED)
     if mode is not DrillMode.FENCE:
         verdict.objectives.append(

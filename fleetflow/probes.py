@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from fleetflow.health import HealthPolicy, observe
 from fleetflow.rebalance import MemberObservation, MemberView
-from fleetflow.registry import Allocatable, MemberCluster, MemberStatus, with_health
+from fleetflow.registry import MemberCluster, MemberStatus, with_health, with_nodes
 
 
 class Assessment(BaseModel):
@@ -34,17 +34,7 @@ def observed_status(
     and allocatable capacity (an unreachable member keeps what was last seen)."""
     status = with_health(member.status, observe(member.health, seen.ok, policy, now), now)
     if seen.reachable and seen.allocatable is not None:
-        status = status.model_copy(
-            update={
-                "nodes_ready": seen.nodes_ready,
-                "nodes_total": seen.nodes_total,
-                "allocatable": Allocatable(
-                    cpu=f"{seen.allocatable.cpu}m",
-                    memory=str(seen.allocatable.memory),
-                    pods=str(seen.allocatable.pods),
-                ),
-            }
-        )
+        status = with_nodes(status, seen.nodes_ready, seen.nodes_total, seen.allocatable)
     return status
 
 

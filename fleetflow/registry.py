@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetflow.capacity import Resources
 from fleetflow.controlplane import (
     API_VERSION,
     LABEL_FEDERATION,
@@ -209,3 +210,20 @@ def joined_status(status: MemberStatus, kubernetes_version: str, now: datetime) 
     if status.health is None:
         status = with_health(status, HealthState(), now)
     return status
+
+
+def with_nodes(
+    status: MemberStatus, ready: int, total: int, allocatable: Resources
+) -> MemberStatus:
+    """``status`` with the nodes a probe counted and their allocatable capacity."""
+    return status.model_copy(
+        update={
+            "nodes_ready": ready,
+            "nodes_total": total,
+            "allocatable": Allocatable(
+                cpu=f"{allocatable.cpu}m",
+                memory=str(allocatable.memory),
+                pods=str(allocatable.pods),
+            ),
+        }
+    )

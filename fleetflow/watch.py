@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from fleetflow.capacity import Resources
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.lease import Lease
-from fleetflow.registry import Allocatable, MemberCluster, MemberStatus, with_health
+from fleetflow.registry import MemberCluster, MemberStatus, with_health, with_nodes
 
 MEMBER_EVENT = "fleetflow.member."
 MEMBER_SUSPECT = "fleetflow.member.suspect"
@@ -150,17 +150,7 @@ def watched_status(
     if state.health is not member.health.health or status.health is None:
         status = with_health(status, state, now)
     if probe.api_ready and probe.allocatable is not None:
-        status = status.model_copy(
-            update={
-                "nodes_ready": probe.nodes_ready,
-                "nodes_total": probe.nodes_total,
-                "allocatable": Allocatable(
-                    cpu=f"{probe.allocatable.cpu}m",
-                    memory=str(probe.allocatable.memory),
-                    pods=str(probe.allocatable.pods),
-                ),
-            }
-        )
+        status = with_nodes(status, probe.nodes_ready, probe.nodes_total, probe.allocatable)
     return status
 
 

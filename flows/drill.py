@@ -33,6 +33,8 @@ from fleetflow.tasks.health import probe_health
 from fleetflow.tasks.host import list_members, list_workloads
 from fleetflow.tasks.operations import read_operation
 from fleetflow.tasks.rebalance import probe_members
+from fleetflow.tasks.traffic import list_endpoints
+from fleetflow.traffic import expected_answers
 
 
 def _now() -> datetime:
@@ -47,8 +49,8 @@ def failover_drill(request: DrillRequest) -> Verdict:
     registry = list_members(host, federation.namespace, federation.name)
     target = evacuation(registry, request.region, [])
     check_injectable(request.mode, target.members)
-    workloads = list_workloads(host, None, None, {})
-    names = [f"{fd.spec.dns.hostname}.{federation.dns_zone}" for fd in workloads if fd.spec.dns]
+    workloads = [fd for fd in list_workloads(host, None, None, {}) if not fd.deleting]
+    names = sorted(expected_answers(list(list_endpoints(host, federation.name).values())))
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
     seen = probe_members(blocks, federation.name)
     floors = {
@@ -58,13 +60,13 @@ def failover_drill(request: DrillRequest) -> Verdict:
             if fd.key in seen[m].deployments
         )
         for fd in workloads
-        if not fd.deleting
     }
     region = {a for m in registry if m.name in target.members and (a := m.spec.ingress_address)}
     policy = federation.health_policy()
     marks: dict[Mark, datetime] = {Mark.STARTED: _now()}
     sampler = Sampler(blocks, federation.name, names, federation.dns_server)
     sampler.start()
+    failure: Exception | None = None
     try:
         inject(request.mode, target.members)
         marks[Mark.FAULT] = _now()
@@ -125,6 +127,8 @@ def failover_drill(request: DrillRequest) -> Verdict:
                 waiting_for="DNS to list the region again",
             )
             marks[Mark.DNS_RESTORED] = _now()
+    except Exception as exc:  # judged below with what was seen, then the run fails
+        failure = exc
     finally:
         samples = sampler.stop()
         if request.mode is not DrillMode.FENCE and Mark.HEALED not in marks:
@@ -138,6 +142,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
         floors,
         region,
         Targets(detect=request.detect_target, recover=request.recover_target),
+        failure=str(failure) if failure else None,
     )
     create_markdown_artifact(
         markdown=verdict.markdown(), key="drill-verdict", description=f"drill {request.region}"

@@ -256,8 +256,13 @@ def killed() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
-    fleet: str, testbed: TestbedSpec, namespace: str, killed: list[subprocess.Popen[str]]
+    fleet: str,
+    testbed: TestbedSpec,
+    namespace: str,
+    killed: list[subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "5")  # the killed run's lease lapses sooner
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
     apply(host, exposed(namespace, "web", 30, testbed))

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from fleetflow import errors
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
-from fleetflow.errors import ClusterUnreachable, TestbedError
+from fleetflow.errors import ClusterUnreachable
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import MemberSpec, TestbedSpec
 from tests.integration.conftest import client_for
@@ -78,7 +79,8 @@ def test_up_with_a_taken_port_starts_nothing(
         sock.listen()
         port = sock.getsockname()[1]
         spec = TestbedSpec(base_port=port, members=[MemberSpec(name="m1", region="r1")])
-        with pytest.raises(TestbedError, match=rf"API ports already in use: host \({port}\)"):
+        taken = rf"API ports already in use: host \({port}\)"
+        with pytest.raises(errors.TestbedError, match=taken):
             bed.up(spec, progress=lambda m: None)
     assert bed.load_spec() is None
     assert bed.processes() == {}
@@ -138,5 +140,6 @@ def test_kill_apiserver_makes_the_cluster_unreachable(testbed: TestbedSpec) -> N
 
 
 def test_unknown_cluster_fault_is_a_clear_error(testbed: TestbedSpec) -> None:
-    with pytest.raises(TestbedError, match="unknown test-bed cluster 'nope'; clusters: host"):
+    unknown = "unknown test-bed cluster 'nope'; clusters: host"
+    with pytest.raises(errors.TestbedError, match=unknown):
         bed.fault("nope", bed.Fault.STOP_CLUSTER)

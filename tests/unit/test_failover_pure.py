@@ -186,7 +186,18 @@ def test_the_drill_verdict_measures_each_objective() -> None:
     ]
     verdict = judge("eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets())
     assert verdict.passed, verdict.objectives
-    assert [o.measured for o in verdict.objectives][:2] == ["11.0s", "6.0s"]
+    assert [o.measured for o in verdict.objectives][:3] == ["yes", "11.0s", "6.0s"]
+    broken = judge(
+        "eu",
+        DrillMode.STOP_CLUSTERS,
+        t,
+        ok,
+        {"shop/web": 4},
+        {"10.0.0.3"},
+        Targets(),
+        failure="failback: WaitTimeout",
+    )
+    assert not broken.passed and broken.objectives[0].measured == "failback: WaitTimeout"
     dip = [*ok, Sample(at=NOW + timedelta(seconds=5), ready={"shop/web": 3})]
     late_dns = [
         *ok,
