@@ -82,9 +82,19 @@ def regional_failover(request: FailoverRequest) -> Report:
     publish_failover_plan(plan, target, dry_run, unexposed)
     if unexposed:
         raise InvalidRequest("; ".join(unexposed) + "; nothing was changed")
-    if dry_run:
-        report.dry_run, report.notes = True, [f"would evacuate {', '.join(target.members)}"]
-        return report
+    if dry_run:  # every write below, said and not done
+        writes = write_plan(workloads, plan.plans, members, federation.name)
+        region = [m for m in registry if m.name in target.members]
+        dns, _ = endpoints(workloads, as_if_ready(plan.plans), views, ingress, zone, name)
+        report.dry_run = True
+        report.actions = [
+            *set_fenced(host, region, fenced=True, dry_run=True),
+            *write_members(blocks, writes.ups, members, True).actions,
+            *apply_endpoints(host, dns, list_endpoints(host, federation.name), True),
+            *write_members(blocks, writes.downs, members, True).actions,
+        ]
+        report.notes = [f"would evacuate {', '.join(target.members)}"]
+        return publish(report, key=f"failover-{federation.name}")
 
     me = str(runtime.flow_run.id or uuid.uuid4())
     with holding(

@@ -20,6 +20,7 @@ from fleetflow.testbed import bed, build, demo
 from fleetflow.testbed.spec import TestbedSpec
 
 DEMO_FEDERATION = "demo"
+WATCHER = "watch-health/health-watch"
 
 
 def _demo_federation(spec: TestbedSpec) -> None:
@@ -58,6 +59,34 @@ def _demo_federation(spec: TestbedSpec) -> None:
     )
 
 
+def _start_watcher() -> None:
+    """Start a health watcher now, not at the schedule's first run ten minutes from now; the
+    watcher's lease lets only one of them probe."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(WATCHER)
+        live = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PENDING])
+                )
+            ),
+        )
+        if not live:
+            client.create_flow_run_from_deployment(deployment.id)
+    say(f"health watcher for {DEMO_FEDERATION!r}: running ({WATCHER})")
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from fleetflow.cli.runs import prefect_api
 
@@ -72,6 +101,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         with prefect_api(stack):
             save_blocks(spec)
             _demo_federation(spec)
+            _start_watcher()
     except BaseException:
         for name in reversed(started):
             local_stack.stop(stack, name, progress=say)
