@@ -23,14 +23,13 @@ from kubernetes import client as k8s
 from prefect.client.orchestration import get_client
 
 from fleetflow.blocks.testbed import save_testbed_blocks
+from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ResourceNotFound
-from fleetflow.flows.bootstrap import bootstrap_control_plane
-from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import ClusterApiClient, api_client, apply, get
 from fleetflow.lease import LEASE_API, Lease
-from fleetflow.models import BootstrapRequest, JoinRequest, RebalanceRequest
+from fleetflow.models import RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
 from fleetflow.settings import settings
@@ -66,24 +65,7 @@ def main() -> None:
     try:
         save_testbed_blocks(spec)
         dns = f"127.0.0.1:{spec.dns_ports().dns}"
-        bootstrap_control_plane(
-            BootstrapRequest(
-                federation=FEDERATION,
-                host_cluster=spec.host,
-                dns_zone=spec.dns_zone,
-                dns_server=dns,
-            )
-        )
-        for m in spec.members:
-            join_cluster(
-                JoinRequest(
-                    federation=FEDERATION,
-                    member=m.name,
-                    admin_block=m.name,
-                    region=m.region,
-                    ingress_address=m.ingress_address,
-                )
-            )
+        federate_testbed(spec, FEDERATION)
         host = api_client(bed.credentials(spec.host))
         k8s.CoreV1Api(host).create_namespace({"metadata": {"name": "bench"}})
         for i in range(WORKLOADS):

@@ -17,13 +17,12 @@ from kubernetes import client as k8s
 from prefect.testing.utilities import prefect_test_harness
 
 from fleetflow.blocks.testbed import save_testbed_blocks
+from fleetflow.cli.stack import federate_testbed
 from fleetflow.drill import DrillMode, Mark
-from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.drill import failover_drill
-from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import api_client, apply
-from fleetflow.models import BootstrapRequest, DrillRequest, JoinRequest, RebalanceRequest
+from fleetflow.models import DrillRequest, RebalanceRequest
 from fleetflow.settings import settings
 from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
@@ -45,24 +44,7 @@ def main() -> None:
     try:
         with prefect_test_harness(server_startup_timeout=120):
             save_testbed_blocks(spec)
-            bootstrap_control_plane(
-                BootstrapRequest(
-                    federation="bench",
-                    host_cluster=spec.host,
-                    dns_zone=spec.dns_zone,
-                    dns_server=f"127.0.0.1:{spec.dns_ports().dns}",
-                )
-            )
-            for m in spec.members:
-                join_cluster(
-                    JoinRequest(
-                        federation="bench",
-                        member=m.name,
-                        admin_block=m.name,
-                        region=m.region,
-                        ingress_address=m.ingress_address,
-                    )
-                )
+            federate_testbed(spec, "bench")
             host = api_client(bed.credentials(spec.host))
             k8s.CoreV1Api(host).create_namespace({"metadata": {"name": "bench"}})
             for i in range(WORKLOADS):

@@ -23,17 +23,19 @@ DEMO_FEDERATION = "demo"
 WATCHER = "watch-health/health-watch"
 
 
-def _demo_federation(spec: TestbedSpec) -> None:
-    """Bootstrap the `demo` federation on the test bed and join its members, so that the
-    scheduled rebalance deployment has a federation to work on. Reruns change nothing."""
+def federate_testbed(
+    spec: TestbedSpec, federation: str, namespace: str = "fleetflow-system"
+) -> None:
+    """Bootstrap ``federation`` on the test bed's host, with the test bed's DNS zone and server,
+    and join every member with its region and ingress address. Reruns change nothing."""
     from fleetflow.flows.bootstrap import bootstrap_control_plane
     from fleetflow.flows.join import join_cluster
 
-    prefect_console(logging.WARNING)  # the progress lines are ours; the runs' logs go to the UI
     bootstrap_control_plane(
         BootstrapRequest(
-            federation=DEMO_FEDERATION,
+            federation=federation,
             host_cluster=spec.host,
+            namespace=namespace,
             dns_zone=spec.dns_zone,
             dns_server=f"127.0.0.1:{spec.dns_ports().dns}",
         )
@@ -41,12 +43,19 @@ def _demo_federation(spec: TestbedSpec) -> None:
     for member in spec.members:
         join_cluster(
             JoinRequest(
-                federation=DEMO_FEDERATION,
+                federation=federation,
                 member=member.name,
                 region=member.region,
                 ingress_address=member.ingress_address,
             )
         )
+
+
+def _demo_federation(spec: TestbedSpec) -> None:
+    """The `demo` federation with sample workloads, so that every deployment has something to
+    act on."""
+    prefect_console(logging.WARNING)  # the progress lines are ours; the runs' logs go to the UI
+    federate_testbed(spec, DEMO_FEDERATION)
     host = api_client(bed.credentials(spec.host))
     with contextlib.suppress(ResourceConflict):
         k8s.CoreV1Api(host).create_namespace({"metadata": {"name": demo.NAMESPACE}})

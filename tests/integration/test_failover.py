@@ -22,6 +22,7 @@ from prefect.settings import PREFECT_API_URL
 from pydantic import ValidationError
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import (
     ClusterError,
@@ -29,7 +30,6 @@ from fleetflow.errors import (
     ResourceNotFound,
     UnknownName,
 )
-from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.failover import regional_failback, regional_failover
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -37,7 +37,6 @@ from fleetflow.kube import apply, get, list_objects
 from fleetflow.kube.client import REQUESTS
 from fleetflow.lease import LEASE_API, Lease
 from fleetflow.models import (
-    BootstrapRequest,
     FailbackRequest,
     FailoverRequest,
     JoinRequest,
@@ -60,25 +59,7 @@ pytestmark = pytest.mark.integration
 def fleet(federation: str, testbed: TestbedSpec) -> str:
     """The federation with the test bed's DNS server, its members joined with their regions
     and ingress addresses."""
-    bootstrap_control_plane(
-        BootstrapRequest(
-            federation=federation,
-            host_cluster=testbed.host,
-            namespace=f"{federation}-system",
-            dns_zone=testbed.dns_zone,
-            dns_server=dns_server(testbed),
-        )
-    )
-    for m in testbed.members:
-        join_cluster(
-            JoinRequest(
-                federation=federation,
-                member=m.name,
-                admin_block=m.name,
-                region=m.region,
-                ingress_address=m.ingress_address,
-            )
-        )
+    federate_testbed(testbed, federation, namespace=f"{federation}-system")
     return federation
 
 
