@@ -82,6 +82,8 @@ class Stack:
             PREFECT_UI_API_URL=self.api_url,
             PREFECT_LOGGING_LEVEL="INFO",
             PREFECT_LOGGING_TO_API_ENABLED="true",
+            # An air-gapped install must not log "Failed to send telemetry" every few minutes.
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
         )
 
     def run_dir(self) -> Path:

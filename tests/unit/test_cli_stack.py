@@ -21,6 +21,7 @@ def test_the_stack_runs_with_info_logs_whatever_the_callers_level(
     assert env["PREFECT_LOGGING_TO_API_ENABLED"] == "true"
     assert "PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL" not in env
     assert env["PREFECT_LOGGING_COLORS"] == "false"  # not a level: kept
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"  # nothing phones home
 
 
 def test_a_stack_targets_a_given_api_and_home(tmp_path: Path) -> None:
