@@ -121,6 +121,19 @@ def federation(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
         Federation.delete(name)
 
 
+@pytest.fixture
+def joined(federation: str, testbed: TestbedSpec) -> str:
+    """The federation with every test-bed member joined, each in its region."""
+    from fleetflow.flows.join import join_cluster
+    from fleetflow.models import JoinRequest
+
+    for m in testbed.members:
+        join_cluster(
+            JoinRequest(federation=federation, member=m.name, admin_block=m.name, region=m.region)
+        )
+    return federation
+
+
 def remove_member_objects(cluster: str, federation: str) -> None:
     """What join put in a member, removed with admin rights (test clean-up)."""
     from fleetflow.controlplane import LABEL_FEDERATION

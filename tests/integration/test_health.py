@@ -21,14 +21,13 @@ from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ResourceNotFound
 from fleetflow.flows.health import watch_health
-from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.health import Health
 from fleetflow.kube import delete, get, list_objects
 from fleetflow.kube.client import REQUESTS
 from fleetflow.kube.probe import readyz
 from fleetflow.lease import LEASE_API, Lease
-from fleetflow.models import JoinRequest, RebalanceRequest, WatchRequest
+from fleetflow.models import RebalanceRequest, WatchRequest
 from fleetflow.polling import poll_until
 from fleetflow.registry import MemberCluster
 from fleetflow.testbed import bed
@@ -46,15 +45,6 @@ from tests.integration.conftest import client_for
 pytestmark = pytest.mark.integration
 
 DETECTION_TARGET = 30.0
-
-
-@pytest.fixture
-def joined(federation: str, testbed: TestbedSpec) -> str:
-    for m in testbed.members:
-        join_cluster(
-            JoinRequest(federation=federation, member=m.name, admin_block=m.name, region=m.region)
-        )
-    return federation
 
 
 Start = Callable[..., "Future[WatchReport]"]

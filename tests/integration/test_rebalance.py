@@ -13,11 +13,10 @@ from kubernetes import client as k8s
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ClusterUnreachable, PlacementError, ResourceNotFound, UnknownName
 from fleetflow.federated import ANNOTATION_ORPHAN, FINALIZER, LABEL_WORKLOAD
-from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import apply, delete, get, wait_deployment_ready
 from fleetflow.kube.client import REQUESTS
-from fleetflow.models import JoinRequest, RebalanceRequest
+from fleetflow.models import RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
@@ -26,15 +25,6 @@ from tests.integration.conftest import client_for
 from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def joined(federation: str, testbed: TestbedSpec) -> str:
-    for m in testbed.members:
-        join_cluster(
-            JoinRequest(federation=federation, member=m.name, admin_block=m.name, region=m.region)
-        )
-    return federation
 
 
 def workload(
