@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from prefect.blocks.core import Block
-from pydantic import Field
+from pydantic import Field, HttpUrl
 
+from fleetflow.blocks.docs import DOCS_URL, FEDERATION_EXAMPLE
 from fleetflow.health import HealthPolicy
 from fleetflow.models import BootstrapRequest
 from fleetflow.settings import settings
@@ -21,22 +22,24 @@ class Federation(Block):
     _block_type_name: ClassVar[str] = "fleetflow Federation"
     _block_type_slug: ClassVar[str] = "fleetflow-federation"
     _description: ClassVar[str] = "A fleetflow federation: host and member clusters."
+    _documentation_url: ClassVar[HttpUrl] = HttpUrl(f"{DOCS_URL}#the-federation-block")
+    _code_example: ClassVar[str] = FEDERATION_EXAMPLE
 
-    name: str = Field(description="Federation name")
-    host_cluster: str = Field(description="KubeCluster block of the host cluster")
-    member_clusters: list[str] = Field(default_factory=list, description="KubeCluster blocks")
-    namespace: str = Field(default="fleetflow-system", description="Namespace in the host")
-    dns_zone: str = Field(default="fleet.local", description="DNS zone for traffic records")
+    name: str = Field(description="Federation name.")
+    host_cluster: str = Field(description="KubeCluster block of the host cluster.")
+    member_clusters: list[str] = Field(default_factory=list, description="KubeCluster blocks.")
+    namespace: str = Field(default="fleetflow-system", description="Namespace in the host.")
+    dns_zone: str = Field(default="fleet.local", description="DNS zone for traffic records.")
     dns_server: str | None = Field(
         default=None,
         description="HOST:PORT of a DNS server answering for dns_zone; failovers and drills "
-        "check the switch against it (empty: they check the DNSEndpoints only)",
+        "check the switch against it (empty: they check the DNSEndpoints only).",
     )
     health: HealthPolicy | None = Field(
         default=None,
         description="How many failed probes, over how many seconds, make a member Unhealthy, "
         "and how many good ones make it Healthy again; empty: the FLEETFLOW_HEALTH__* settings "
-        "(2 probes over 10 s, both ways)",
+        "(2 probes over 10 s, both ways).",
     )
 
     def health_policy(self) -> HealthPolicy:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import Field, HttpUrl, SecretStr
 
+from fleetflow.blocks.docs import DOCS_URL, KUBE_CLUSTER_EXAMPLE
 from fleetflow.kube import ClusterApiClient, ClusterCredentials, api_client
 from fleetflow.settings import settings
 
@@ -23,19 +24,21 @@ class KubeCluster(Block):
     _description: ClassVar[str] = (
         "Credentials for one member or host cluster of a fleetflow federation."
     )
+    _documentation_url: ClassVar[HttpUrl] = HttpUrl(f"{DOCS_URL}#the-kubecluster-block")
+    _code_example: ClassVar[str] = KUBE_CLUSTER_EXAMPLE
 
-    api_url: str | None = Field(default=None, description="API server URL, https://host:port")
-    ca_data: str | None = Field(default=None, description="Base64 PEM of the server's CA")
-    token: SecretStr | None = Field(default=None, description="Service account bearer token")
-    kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig YAML text")
-    context: str | None = Field(default=None, description="Kubeconfig context; default current")
-    region: str | None = Field(default=None, description="Region, e.g. us-east")
-    zone: str | None = Field(default=None, description="Zone, e.g. us-east-1a")
-    labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement")
+    api_url: str | None = Field(default=None, description="API server URL, https://host:port.")
+    ca_data: str | None = Field(default=None, description="Base64 PEM of the server's CA.")
+    token: SecretStr | None = Field(default=None, description="Service account bearer token.")
+    kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig YAML text.")
+    context: str | None = Field(default=None, description="Kubeconfig context; default current.")
+    region: str | None = Field(default=None, description="Region, e.g. us-east.")
+    zone: str | None = Field(default=None, description="Zone, e.g. us-east-1a.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement.")
     request_timeout: float = Field(
         default_factory=lambda: settings().request_timeout,
         gt=0,
-        description="Seconds for one request (default FLEETFLOW_REQUEST_TIMEOUT, 10)",
+        description="Seconds for one request (default FLEETFLOW_REQUEST_TIMEOUT, 10).",
     )
 
     def credentials(self) -> ClusterCredentials:

@@ -64,6 +64,12 @@ class Verdict(BaseModel):
         start, at = self.timeline.get(Mark.STARTED), self.timeline.get(mark)
         return (at - start).total_seconds() if start and at else None
 
+    def summary(self) -> str:
+        """One line for the run's final state."""
+        measured = "; ".join(f"{o.name} {o.measured} (target {o.target})" for o in self.objectives)
+        result = "passed" if self.passed else "FAILED"
+        return f"drill of {self.region} ({self.mode.value}) {result}: {measured}"
+
     def markdown(self) -> str:
         lines = [
             f"## Drill of region {self.region} ({self.mode.value}): "

@@ -8,9 +8,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 from fleetflow.drill import DrillMode
 from fleetflow.settings import settings
@@ -39,25 +48,51 @@ class BlockKind(StrEnum):
 
 @dataclass(frozen=True)
 class BlockRef:
-    """Marks a parameter that names a saved block, so callers (the CLI, the UI) can check the
-    name, or offer the saved ones, before a run starts."""
+    """Marks a parameter that names a saved block, so callers can check the name before a run
+    starts, and the Prefect UI renders a picker of the saved blocks of that kind.
+
+    The picker sends ``{"$ref": {"block_document_id": ...}}``; Prefect loads that block before
+    the flow's parameters are validated, so the field accepts a loaded block and keeps its saved
+    name: the CLI, the API and the UI all end with the same request, a block name.
+    """
 
     kind: BlockKind
 
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_before_validator_function(_saved_name, handler(source))
 
-FederationBlock = Annotated[str, BlockRef(BlockKind.FEDERATION), Field(min_length=1)]
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # No "type": the server validates parameters against this schema before it creates a
+        # run, and must accept the picker's reference as well as a name typed through the API.
+        found = handler(schema)
+        return {
+            **{k: v for k, v in found.items() if k not in ("type", "anyOf", "minLength")},
+            "block_type_slug": self.kind.value,
+        }
+
+
+def _saved_name(value: Any) -> Any:
+    # Duck-typed: the core never imports Prefect, and only a loaded block carries this name.
+    return getattr(value, "_block_document_name", None) or value
+
+
+FederationBlock = Annotated[str, Field(min_length=1), BlockRef(BlockKind.FEDERATION)]
 """The name of a saved Federation block."""
-ClusterBlock = Annotated[str, BlockRef(BlockKind.CLUSTER), Field(min_length=1)]
+ClusterBlock = Annotated[str, Field(min_length=1), BlockRef(BlockKind.CLUSTER)]
 """The name of a saved KubeCluster block."""
+OptionalClusterBlock = Annotated[str | None, BlockRef(BlockKind.CLUSTER)]
+"""The name of a saved KubeCluster block, or none: one picker that may stay empty."""
 
 
 def block_refs(model: type[BaseModel]) -> dict[str, BlockKind]:
     """The fields of a request that name blocks, and of which kind."""
     found = {}
     for name, field in model.model_fields.items():
-        # An optional block keeps its marker inside the union: Optional[Annotated[str, ...]].
-        inner = [a for arg in get_args(field.annotation) for a in get_args(arg)[1:]]
-        for meta in [*field.metadata, *inner]:
+        for meta in field.metadata:
             if isinstance(meta, BlockRef):
                 found[name] = meta.kind
     return found
@@ -116,7 +151,7 @@ class UnjoinRequest(Request):
         default=False,
         description="Remove the registration and block even if the member cannot be reached",
     )
-    admin_block: ClusterBlock | None = Field(
+    admin_block: OptionalClusterBlock = Field(
         default=None,
         description="Admin KubeCluster block to remove the service account, roles and namespace;"
         " without it the member's tokens are revoked and those objects reported as left behind",
@@ -288,6 +323,18 @@ class Report(BaseModel):
     def writes(self) -> list[Action]:
         writes = (Verb.CREATE, Verb.UPDATE, Verb.DELETE)
         return [a for a in self.actions if a.verb in writes]
+
+    def summary(self) -> str:
+        """One line for the run's final state: what was (or would be) written, and where."""
+        writes = self.writes()
+        if not writes:
+            return f"{self.procedure}: nothing to change" + (" (dry run)" if self.dry_run else "")
+        counts = {v: sum(a.verb is v for a in writes) for v in (Verb.CREATE, Verb.UPDATE)}
+        counts[Verb.DELETE] = sum(a.verb is Verb.DELETE for a in writes)
+        what = ", ".join(f"{n} {verb.value}" for verb, n in counts.items() if n)
+        clusters = ", ".join(sorted({a.cluster for a in writes}))
+        lead = "dry run, would write" if self.dry_run else "wrote"
+        return f"{self.procedure}: {lead} {len(writes)} objects ({what}) on {clusters}"
 
     def markdown(self) -> str:
         title = f"## {self.procedure}{' (dry run: nothing written)' if self.dry_run else ''}"

@@ -266,6 +266,15 @@ class WatchReport(BaseModel):
     writes: int = 0
     notes: list[str] = Field(default_factory=list)
 
+    def summary(self) -> str:
+        """One line for the run's final state."""
+        if not self.held_lease:
+            return f"health of {self.federation}: another watcher held the lease; probed nothing"
+        return (
+            f"health of {self.federation}: {len(self.rounds)} rounds of probes, "
+            f"{len(self.events)} health changes, {self.writes} registry writes"
+        )
+
     def markdown(self) -> str:
         rows = [
             f"| {e.occurred:%H:%M:%S} | {e.event} | {e.resource.get('prefect.resource.name')} "

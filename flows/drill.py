@@ -22,6 +22,7 @@ from fleetflow.drill import DrillMode, Mark, Targets, Verdict, judge
 from fleetflow.errors import PartialFailure
 from fleetflow.failover import evacuation
 from fleetflow.flows.failover import regional_failback, regional_failover
+from fleetflow.flows.report import finished
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.models import DrillRequest, FailbackRequest, FailoverRequest
 from fleetflow.operations import Operation, Phase, parse_stamp
@@ -154,7 +155,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
             if not o.passed
         ]
         raise PartialFailure("drill failed: " + "; ".join(missed))
-    return verdict
+    return finished(verdict, verdict.summary())
 
 
 def _wait_health(

@@ -59,6 +59,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.errors import ClusterError
+from fleetflow.flows.report import finished
 from fleetflow.health import HealthState
 from fleetflow.models import WatchRequest
 from fleetflow.registry import MemberCluster
@@ -114,7 +115,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
             "another watcher held the lease for all of this run's window; this run probed nothing"
         )
         logger.info(report.notes[-1])
-        return report
+        return finished(report, report.summary())
     report.held_lease, report.acquired = True, _now()
     logger.info(f"watching {federation.name} until {deadline:%H:%M:%S} as {me}")
 
@@ -172,7 +173,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
     create_markdown_artifact(
         key=f"health-{federation.name}", markdown=report.markdown(), description="Health watch"
     )
-    return report
+    return finished(report, report.summary())
 
 
 def _regions_down(federation: str, registry: list[MemberCluster]) -> set[str]:

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.errors import PlacementError, UnknownName
-from fleetflow.flows.report import publish_plan
+from fleetflow.flows.report import finished, publish_plan
 from fleetflow.health import Health
 from fleetflow.models import RebalanceRequest, Report
 from fleetflow.probes import assess
@@ -111,4 +111,4 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     )
     if errors and not dry_run:
         raise PlacementError("; ".join(errors))
-    return report
+    return finished(report, report.summary())

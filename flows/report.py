@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed
 
 from fleetflow.failover import Evacuation, FailoverPlan
 from fleetflow.models import Report
 from fleetflow.operations import Operation, parse_stamp
 from fleetflow.rebalance import WorkloadPlan
 
+Done = TypeVar("Done")
+
+
+def finished(result: Done, message: str) -> Done:
+    """End a flow with ``result`` and a final state that says what happened in one line, where
+    the UI's run list and run page show it. Prefect hands the caller the state's data, so the
+    flow's callers still get ``result``; the cast only tells the type checker so."""
+    return cast(Done, Completed(message=message, data=result))
+
 
 def publish(report: Report, key: str) -> Report:
-    """A markdown artifact of every action, and one log line per write."""
+    """A markdown artifact of every action, one log line per write, and the report's summary as
+    the final state's message."""
     logger = get_run_logger()
     for action in report.writes():
         logger.info(("would " if report.dry_run else "") + action.line())
     if not report.writes():
         logger.info("nothing to change")
     create_markdown_artifact(markdown=report.markdown(), key=key, description=report.procedure)
-    return report
+    return finished(report, report.summary())
 
 
 def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool) -> None:
