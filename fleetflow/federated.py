@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleetflow.capacity import Resources, pod_requests
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
+from fleetflow.patches import merge_patch
 from fleetflow.wire import Condition, WireModel
 
 LABEL_WORKLOAD = "fleetflow.io/federated-deployment"
@@ -143,19 +144,6 @@ class FederatedDeployment(BaseModel):
         """What one replica reserves on a node, from the template's pod spec."""
         pod = ((self.spec.template.get("spec") or {}).get("template") or {}).get("spec") or {}
         return pod_requests(pod)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """JSON merge patch (RFC 7386): dicts merge, ``None`` deletes, anything else replaces."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
 
 
 def member_deployment(

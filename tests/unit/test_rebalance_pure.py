@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetflow.errors import PlacementError
-from fleetflow.federated import ANNOTATION_HASH, FederatedDeployment, member_deployment, merge_patch
+from fleetflow.federated import ANNOTATION_HASH, FederatedDeployment, member_deployment
 from fleetflow.health import Health, HealthState
+from fleetflow.patches import merge_patch
 from fleetflow.rebalance import MemberView, Observed, limit_moves, plan_workload, select
 
 
