@@ -5,7 +5,10 @@ The federation's declarative state lives in CRDs of the ``fleetflow.io`` group, 
 
 - ``MemberCluster``: the registry. Spec names the member's credentials block (never a secret);
   status holds health and capacity.
-- ``FederatedDeployment``: a Deployment template, a placement and per-cluster overrides.
+- ``FederatedDeployment``: a Deployment (or StatefulSet) template, a placement and per-cluster
+  overrides; the planner divides its replicas.
+- ``FederatedObject``: any other namespaced object (ConfigMap, Secret, Service, a custom
+  resource...), placed like a workload or following the workloads that reference it.
 - ``FederationOperation``: the durable record of a multi-step procedure (failover, migration),
   so that a rerun resumes where it stopped and an interrupted run leaves an audit trail.
 - ``DNSEndpoint`` (``externaldns.k8s.io``, ExternalDNS's CRD), installed only if absent.
@@ -122,6 +125,7 @@ def member_cluster_crd() -> Manifest:
             "ingressAddress": _STR,
             "serviceAccount": _STR,
             "fenced": {"type": "boolean"},
+            "namespaces": {"type": "array", "items": _STR},
         },
     }
     status = {
@@ -149,21 +153,23 @@ def member_cluster_crd() -> Manifest:
     return _crd("MemberCluster", "memberclusters", ["mc"], spec, status, columns)
 
 
-def federated_deployment_crd() -> Manifest:
-    placement = {
-        "type": "object",
-        "properties": {
-            "clusters": {"type": "array", "items": _STR},
-            "clusterSelector": {
-                "type": "object",
-                "properties": {"matchLabels": _STR_MAP},
-            },
-            "weights": {"type": "object", "additionalProperties": _INT},
-            "min": {"type": "object", "additionalProperties": _INT},
-            "max": {"type": "object", "additionalProperties": _INT},
-            "mode": {"type": "string", "enum": ["Weighted", "Capacity"]},
+_PLACEMENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "clusters": {"type": "array", "items": _STR},
+        "clusterSelector": {
+            "type": "object",
+            "properties": {"matchLabels": _STR_MAP},
         },
-    }
+        "weights": {"type": "object", "additionalProperties": _INT},
+        "min": {"type": "object", "additionalProperties": _INT},
+        "max": {"type": "object", "additionalProperties": _INT},
+        "mode": {"type": "string", "enum": ["Weighted", "Capacity"]},
+    },
+}
+
+
+def federated_deployment_crd() -> Manifest:
     override = {
         "type": "object",
         "required": ["clusterName"],
@@ -178,8 +184,23 @@ def federated_deployment_crd() -> Manifest:
         "required": ["template"],
         "properties": {
             "replicas": {"type": "integer", "minimum": 0},
-            "template": {**_ANY, "description": "A Deployment's metadata and spec"},
-            "placement": placement,
+            "kind": {
+                "type": "string",
+                "enum": ["Deployment", "StatefulSet"],
+                "default": "Deployment",
+                "description": "What each member runs; fixed once created",
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self == oldSelf",
+                        "message": "kind cannot change: delete the workload and create it again",
+                    }
+                ],
+            },
+            "template": {
+                **_ANY,
+                "description": "A Deployment's (or StatefulSet's) metadata and spec",
+            },
+            "placement": _PLACEMENT,
             "overrides": {"type": "array", "items": override},
             "dns": {
                 "type": "object",
@@ -208,10 +229,84 @@ def federated_deployment_crd() -> Manifest:
         },
     }
     columns = [
+        _column("Kind", ".spec.kind"),
         _column("Replicas", ".spec.replicas", "integer"),
         _column("Unplaced", ".status.unplaced", "integer"),
     ]
     return _crd("FederatedDeployment", "federateddeployments", ["fdeploy"], spec, status, columns)
+
+
+def federated_object_crd() -> Manifest:
+    """Any namespaced object (``spec.template``), placed on members or following the workloads
+    that reference it; the host checks identity and patch shapes, members check the rest."""
+    json_patch_op = {
+        "type": "object",
+        "required": ["op", "path"],
+        "properties": {
+            "op": {"type": "string", "enum": ["add", "remove", "replace", "move", "copy", "test"]},
+            "path": _STR,
+            "from": _STR,
+            "value": {"x-kubernetes-preserve-unknown-fields": True},
+        },
+    }
+    override = {
+        "type": "object",
+        "required": ["clusterName"],
+        "properties": {
+            "clusterName": _STR,
+            "mergePatch": _ANY,
+            "jsonPatch": {"type": "array", "items": json_patch_op},
+        },
+    }
+    template = {
+        **_ANY,
+        "description": "A namespaced object: apiVersion, kind, metadata.name and its content",
+        "required": ["apiVersion", "kind", "metadata"],
+        "properties": {
+            "apiVersion": _STR,
+            "kind": _STR,
+            "metadata": {
+                **_ANY,
+                "required": ["name"],
+                "properties": {"name": _STR, "namespace": _STR},
+            },
+        },
+    }
+    spec = {
+        "type": "object",
+        "required": ["template"],
+        "properties": {
+            "template": template,
+            "placement": _PLACEMENT,
+            "overrides": {"type": "array", "items": override},
+            "adopt": {"type": "boolean"},
+        },
+    }
+    states = ["Applied", "Unchanged", "Drifted", "Conflict", "Failed", "Unreachable", "MissingKind"]
+    status = {
+        "type": "object",
+        "properties": {
+            "conditions": _CONDITIONS,
+            "observedGeneration": _INT,
+            "clusters": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "state"],
+                    "properties": {
+                        "name": _STR,
+                        "state": {"type": "string", "enum": states},
+                        "message": _STR,
+                    },
+                },
+            },
+        },
+    }
+    columns = [
+        _column("Kind", ".spec.template.kind"),
+        _column("Object", ".spec.template.metadata.name"),
+    ]
+    return _crd("FederatedObject", "federatedobjects", ["fobj"], spec, status, columns)
 
 
 def federation_operation_crd() -> Manifest:
@@ -287,9 +382,11 @@ def worker_rbac(namespace: str, federation: str) -> list[Manifest]:
                 "memberclusters",
                 "federateddeployments",
                 "federationoperations",
+                "federatedobjects",
                 "memberclusters/status",
                 "federateddeployments/status",
                 "federationoperations/status",
+                "federatedobjects/status",
             ],
             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
         },
@@ -331,7 +428,12 @@ def control_plane_manifests(
     federation: str, namespace: str, *, include_dns_crd: bool
 ) -> list[Manifest]:
     """Everything bootstrap applies to the host, in apply order (CRDs before their users)."""
-    crds = [member_cluster_crd(), federated_deployment_crd(), federation_operation_crd()]
+    crds = [
+        member_cluster_crd(),
+        federated_deployment_crd(),
+        federated_object_crd(),
+        federation_operation_crd(),
+    ]
     if include_dns_crd:
         crds.append(dns_endpoint_crd())
     ns = {

@@ -63,8 +63,21 @@ class Exposure(_Spec):
     ttl: int = Field(default=30, ge=1, le=3600, description="Seconds; short, for fast switches")
 
 
+WorkloadKind = Literal["Deployment", "StatefulSet"]
+
+
 class FederatedDeploymentSpec(_Spec):
+    """``kind`` says what each member runs. One federated kind for both, rather than a
+    ``FederatedStatefulSet`` beside it: the planner, placement, overrides, make-before-break,
+    DNS and status are the same for both, and a StatefulSet's template is a Deployment's plus
+    ``serviceName`` and ``volumeClaimTemplates``. A second CRD would copy all of that, and every
+    flow would learn two kinds; this way a flow asks ``kind`` only where they differ (the
+    member object's kind, its readiness, claim retention). The kind is fixed once created (the
+    CRD refuses a change): turning one into the other would mean deleting every member's copy.
+    The default keeps every existing FederatedDeployment what it was."""
+
     replicas: int = Field(default=1, ge=0)
+    kind: WorkloadKind = "Deployment"
     template: dict[str, Any]
     placement: Placement = Field(default_factory=Placement)
     overrides: list[Override] = Field(default_factory=list)
@@ -106,6 +119,11 @@ class FederatedDeployment(BaseModel):
     def protected(self) -> bool:
         """Its deletion waits for fleetflow to clean the members."""
         return FINALIZER in self.finalizers
+
+    @property
+    def kind(self) -> WorkloadKind:
+        """What each member runs."""
+        return self.spec.kind
 
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> FederatedDeployment:

@@ -1,9 +1,19 @@
 """What joining puts in a member cluster, and the registry entry it adds to the host. Pure.
 
 A member gets a dedicated namespace, a service account and a least-privilege cluster role: only
-what fleetflow's flows use (workloads, their pods read-only, nodes read-only, PVCs, jobs,
-events), never cluster-admin. Its token is a ``kubernetes.io/service-account-token`` Secret, so a
-rotation can revoke exactly the old token by deleting its Secret.
+what fleetflow's flows use (workloads, their pods read-only, nodes read-only, the kinds an
+application needs beside its workloads: PVCs, jobs, ConfigMaps, Services, ServiceAccounts,
+Ingresses; events), never cluster-admin. Its token is a ``kubernetes.io/service-account-token``
+Secret, so a rotation can revoke exactly the old token by deleting its Secret.
+
+Two widenings are deliberately narrower than a cluster-wide rule:
+
+- **Secrets** only in the namespaces the member was joined for: join (with admin rights) puts a
+  Role and RoleBinding in each. A token that reads every Secret of a cluster is a token that owns
+  it (service account tokens, TLS keys, other teams' passwords), so the member's never does.
+- **Custom resources** through an aggregated ClusterRole that starts empty: a member's admin grants
+  a kind by labelling a ClusterRole ``fleetflow.io/aggregate-to-member-<federation>: "true"``.
+  fleetflow cannot know the kinds in advance, and a wildcard rule would include Secrets.
 """
 
 from __future__ import annotations
@@ -33,6 +43,9 @@ MEMBER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": READ},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": READ},
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": WRITE},
+    # FederatedObjects: the kinds a workload needs beside it (never serviceaccounts/token).
+    {"apiGroups": [""], "resources": ["configmaps", "services", "serviceaccounts"], "verbs": WRITE},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": WRITE},
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": WRITE},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": READ},
@@ -46,6 +59,14 @@ TOKEN_RULES: list[dict[str, Any]] = [
 account's token Secrets: mint a successor token and revoke the old one, so rotation needs no
 admin credentials. Secrets anywhere else stay unreadable."""
 
+SECRET_RULES: list[dict[str, Any]] = [
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": WRITE},
+]
+"""In each namespace the member was joined for (``JoinRequest.namespaces``) only: propagate the
+federation's Secrets there. Never a cluster-wide rule."""
+
+AGGREGATE_LABEL_PREFIX = "fleetflow.io/aggregate-to-member-"
+
 
 class MemberNames(BaseModel):
     """The fixed names of a federation's objects in a member."""
@@ -56,6 +77,12 @@ class MemberNames(BaseModel):
     service_account: str
     cluster_role: str
     role: str
+    custom_role: str
+    """Aggregated ClusterRole: custom resource kinds a member admin lets fleetflow write."""
+    secrets_role: str
+    """The Role (and RoleBinding) in each joined namespace for Secrets."""
+    aggregate_label: str
+    """The label (value ``"true"``) that adds a ClusterRole's rules to ``custom_role``."""
 
     @property
     def token_prefix(self) -> str:
@@ -69,6 +96,9 @@ def names(federation: str) -> MemberNames:
         service_account=base,
         cluster_role=f"fleetflow:{federation}:member",
         role=f"{base}-tokens",
+        custom_role=f"fleetflow:{federation}:member-custom",
+        secrets_role=f"{base}-secrets",
+        aggregate_label=f"{AGGREGATE_LABEL_PREFIX}{federation}",
     )
 
 
@@ -76,12 +106,44 @@ def _labels(federation: str) -> dict[str, str]:
     return {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation}
 
 
+_RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def _subject(federation: str) -> list[dict[str, str]]:
+    n = names(federation)
+    return [{"kind": "ServiceAccount", "name": n.service_account, "namespace": n.namespace}]
+
+
+def _cluster_binding(name: str, federation: str) -> Manifest:
+    return {
+        "apiVersion": _RBAC,
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": _labels(federation)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": _subject(federation),
+    }
+
+
 def member_manifests(federation: str) -> list[Manifest]:
-    """Namespace, service account, cluster role + binding, token role + binding, in order."""
+    """Namespace, service account, cluster role + binding, the aggregated custom-resource
+    cluster role + binding, token role + binding, in order."""
     n, labels = names(federation), _labels(federation)
     ns, sa = n.namespace, n.service_account
-    subject = [{"kind": "ServiceAccount", "name": sa, "namespace": ns}]
-    rbac = "rbac.authorization.k8s.io/v1"
+    subject = _subject(federation)
+    rbac = _RBAC
+    custom = [
+        {
+            # No rules of its own: the aggregation controller fills them from the ClusterRoles a
+            # member admin labels, and an apply that sent rules would fight it.
+            "apiVersion": rbac,
+            "kind": "ClusterRole",
+            "metadata": {"name": n.custom_role, "labels": labels},
+            "aggregationRule": {
+                "clusterRoleSelectors": [{"matchLabels": {n.aggregate_label: "true"}}]
+            },
+        },
+        _cluster_binding(n.custom_role, federation),
+    ]
     return [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
         {
@@ -106,6 +168,7 @@ def member_manifests(federation: str) -> list[Manifest]:
             },
             "subjects": subject,
         },
+        *custom,
         {
             "apiVersion": rbac,
             "kind": "Role",
@@ -120,6 +183,30 @@ def member_manifests(federation: str) -> list[Manifest]:
             "subjects": subject,
         },
     ]
+
+
+def secret_manifests(federation: str, namespaces: list[str]) -> list[Manifest]:
+    """A Role on Secrets and its RoleBinding to the member's service account, in each of
+    ``namespaces`` (the ones the member was joined for), in order."""
+    n, labels = names(federation), _labels(federation)
+    found: list[Manifest] = []
+    for namespace in sorted(set(namespaces)):
+        meta = {"name": n.secrets_role, "namespace": namespace, "labels": labels}
+        found += [
+            {"apiVersion": _RBAC, "kind": "Role", "metadata": meta, "rules": SECRET_RULES},
+            {
+                "apiVersion": _RBAC,
+                "kind": "RoleBinding",
+                "metadata": dict(meta),
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": n.secrets_role,
+                },
+                "subjects": _subject(federation),
+            },
+        ]
+    return found
 
 
 def token_secret(federation: str, generation: int) -> Manifest:

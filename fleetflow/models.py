@@ -136,6 +136,12 @@ class JoinRequest(Request):
     zone: str | None = Field(default=None, description="e.g. us-east-1a")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement")
     ingress_address: str | None = Field(default=None, description="Where its traffic lands")
+    namespaces: list[DnsLabel] = Field(
+        default_factory=list,
+        description="Namespaces whose Secrets the federation may propagate to this member: each "
+        "gets a Role on Secrets for the member's token (created if absent). The token never "
+        "gets Secrets anywhere else; a rejoin with another list moves the Roles",
+    )
     dry_run: bool = Field(default=False, description="List what would change; write nothing")
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "FederatedObject",
     "FederatedObjectSpec",
     "FederatedObjectStatus",
+    "FederatedObjects",
+    "InvalidObject",
     "MemberObjectStatus",
     "MemberState",
     "ObjectOverride",
@@ -229,6 +231,71 @@ class FederatedObject(BaseModel):
         if hold:
             meta["finalizers"] = [FINALIZER]
         return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta}
+
+
+class InvalidObject(BaseModel):
+    """A FederatedObject the host holds but fleetflow cannot use: why, in one line. Its member
+    objects stay as they are until it is fixed."""
+
+    name: str
+    namespace: str
+    generation: int = 0
+    error: str
+    reported: bool = False
+    """Its status already says so (no need to write it again)."""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def status_patch(self) -> dict[str, Any]:
+        """The condition that says why, and nothing about the members: what they hold is not
+        known for an object fleetflow cannot read."""
+        condition = Condition(type="Planned", status="False", reason="Invalid", message=self.error)
+        return {
+            "apiVersion": API_VERSION,
+            "kind": KIND,
+            "metadata": {"name": self.name, "namespace": self.namespace},
+            "status": {"observedGeneration": self.generation, "conditions": [condition.wire()]},
+        }
+
+
+class FederatedObjects(BaseModel):
+    """The host's FederatedObjects: those fleetflow can use, and the invalid ones, each with
+    its reason (one bad object never hides the others)."""
+
+    valid: list[FederatedObject] = Field(default_factory=list)
+    invalid: list[InvalidObject] = Field(default_factory=list)
+
+    @classmethod
+    def read(cls, found: list[dict[str, Any]]) -> FederatedObjects:
+        result = cls()
+        for obj in found:
+            try:
+                result.valid.append(FederatedObject.from_object(obj))
+            except InvalidRequest as exc:
+                meta = obj.get("metadata") or {}
+                generation = int(meta.get("generation") or 0)
+                status = obj.get("status") or {}
+                said = [
+                    c
+                    for c in status.get("conditions") or []
+                    if c.get("type") == "Planned" and c.get("message") == str(exc)
+                ]
+                result.invalid.append(
+                    InvalidObject(
+                        name=str(meta.get("name")),
+                        namespace=str(meta.get("namespace")),
+                        generation=generation,
+                        error=str(exc),
+                        reported=bool(said) and status.get("observedGeneration") == generation,
+                    )
+                )
+        return result
+
+    def kinds(self) -> list[tuple[str, str]]:
+        """(apiVersion, kind) of every valid template, sorted, once each."""
+        return sorted({(fo.api_version, fo.kind) for fo in self.valid})
 
 
 def group_of(api_version: str) -> str:

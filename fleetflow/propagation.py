@@ -253,7 +253,8 @@ def workload_deps(fd: FederatedDeployment, plan: WorkloadPlan) -> WorkloadDeps:
         replicas = {}
     else:
         replicas = plan.replicas
-    return WorkloadDeps(key=fd.key, refs=references(fd.spec.template), replicas=replicas)
+    refs = references({**fd.spec.template, "kind": fd.kind})
+    return WorkloadDeps(key=fd.key, kind=fd.kind, refs=refs, replicas=replicas)
 
 
 class ObjectPlacement(BaseModel):

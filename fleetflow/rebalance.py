@@ -18,8 +18,9 @@ from fleetflow.placement import Candidate, plan_replicas
 
 
 class Observed(BaseModel):
-    """One of our Deployments as a member runs it."""
+    """One of our workloads (a Deployment or a StatefulSet) as a member runs it."""
 
+    kind: str = "Deployment"
     replicas: int
     ready: int = 0
     spec_hash: str = ""

@@ -38,6 +38,8 @@ class MemberSpec(WireModel):
     ingress_address: str | None = Field(default=None, alias="ingressAddress")
     service_account: str | None = Field(default=None, alias="serviceAccount")
     fenced: bool | None = None
+    namespaces: list[str] | None = None
+    """Namespaces the member was joined for: the only ones its token may write Secrets in."""
 
 
 class Allocatable(WireModel):
@@ -86,6 +88,7 @@ class MemberCluster(BaseModel):
         zone: str | None = None,
         labels: dict[str, str] | None = None,
         ingress_address: str | None = None,
+        namespaces: list[str] | None = None,
     ) -> MemberCluster:
         """The entry join registers: the member's labels, plus ours and its topology labels, on
         the object, so that label selectors over members work with ``kubectl`` too."""
@@ -108,6 +111,7 @@ class MemberCluster(BaseModel):
                 labels=labels,
                 ingress_address=ingress_address,
                 service_account=service_account,
+                namespaces=sorted(set(namespaces)) if namespaces else None,
             ),
         )
 
@@ -154,6 +158,11 @@ class MemberCluster(BaseModel):
     @property
     def fenced(self) -> bool:
         return bool(self.spec.fenced)
+
+    @property
+    def namespaces(self) -> list[str]:
+        """Namespaces the member was joined for (Secrets may go there only)."""
+        return list(self.spec.namespaces or [])
 
     def registered_elsewhere(self, federation: str, api_url: str) -> str | None:
         """Why this name cannot be joined for ``api_url`` in ``federation``, or None when the

@@ -1,23 +1,34 @@
-"""The local stack behind ``fleetflow up``: a Prefect server on SQLite, a process work pool with
-a worker, and the test bed. Processes are started detached and tracked by pid files under
-``<home>/run`` (``$FLEETFLOW_HOME`` by default) so that ``fleetflow down`` stops exactly what
-``up`` started.
+"""The local stack behind ``fleetflow up``: a Prefect server (on SQLite, or on PostgreSQL), a
+process work pool with a worker, and the test bed. Processes are started detached and tracked by
+pid files under ``<home>/run`` (``$FLEETFLOW_HOME`` by default) so that ``fleetflow down`` stops
+exactly what ``up`` started.
+
+A server of several API processes (``api_workers`` > 1) is Prefect's multi-worker mode: it needs
+PostgreSQL, and Redis for the events, the causal ordering, the concurrency leases and the
+background tasks that the processes share (with Prefect's in-memory defaults an event sent to one
+process would never reach the services of another). In that mode the API processes run no
+services, so the stack starts them as a process of their own (``services``).
 
 This module runs the ``prefect`` command; it does not import Prefect (the core stays free of it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 
 from fleetflow.errors import FleetflowError, StackError, WaitTimeout
@@ -31,22 +42,153 @@ DEFAULT_PORT = 4200
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# Prefect's own names for its database URL; the first is the one Prefect documents.
+DATABASE_SETTINGS = (
+    "PREFECT_API_DATABASE_CONNECTION_URL",
+    "PREFECT_SERVER_DATABASE_CONNECTION_URL",
+)
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+CONNECT_TIMEOUT = 5.0
+
+
 def _home() -> Path:
     return settings().home
+
+
+def mask(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: the only form that is printed."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return SplitResult(parts.scheme, f"{name}:***@{host}", *parts[2:]).geturl()
+
+
+@dataclass(frozen=True)
+class Database:
+    """A PostgreSQL database for Prefect's server, as ``postgresql://USER:PASSWORD@HOST:PORT/DB``
+    (``postgresql+asyncpg://``, Prefect's own spelling, is taken too). Its ``str`` is masked."""
+
+    url: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in POSTGRES_SCHEMES or not parts.hostname:
+            raise StackError(
+                f"--database must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/"
+                f"DATABASE), not {mask(self.url)!r}"
+            )
+
+    def __str__(self) -> str:
+        return mask(self.url)
+
+    def __repr__(self) -> str:
+        return f"Database({str(self)!r})"
+
+    @property
+    def _rest(self) -> str:
+        return self.url.partition("://")[2]
+
+    @property
+    def prefect_url(self) -> str:
+        """The URL in the form Prefect's server wants: SQLAlchemy with the asyncpg driver."""
+        return f"postgresql+asyncpg://{self._rest}"
+
+    def check(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Log in once, so that a wrong host, password or database name is one line now and
+        not a server that dies at start."""
+
+        async def login() -> None:
+            connection = await asyncpg.connect(f"postgresql://{self._rest}", timeout=timeout)
+            await connection.close()
+
+        try:
+            asyncio.run(login())
+        # OSError covers refused, unresolvable and timed out; asyncpg's, a refused login or a
+        # database that does not exist.
+        except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            password = urlsplit(self.url).password
+            reason = str(exc) or type(exc).__name__
+            if password:
+                for secret in (password, unquote(password)):  # as given, and as asyncpg read it
+                    reason = reason.replace(secret, "***")
+            raise StackError(f"cannot use PostgreSQL at {self}: {reason}") from None
+
+    @classmethod
+    def from_environment(cls) -> Database | None:
+        """The PostgreSQL database Prefect's own setting names, if it names one (a SQLite URL
+        there is left to Prefect)."""
+        for name in DATABASE_SETTINGS:
+            url = os.environ.get(name)
+            if url and urlsplit(url).scheme in POSTGRES_SCHEMES:
+                return cls(url)
+        return None
 
 
 @dataclass(frozen=True)
 class Stack:
     """The Prefect API the stack's processes talk to, and the home that keeps their state (pid
     files, logs, the server's SQLite). ``fleetflow up`` serves the API itself on 127.0.0.1; a
-    test points a worker at its own server and home."""
+    test points a worker at its own server and home. With a ``database`` the server keeps its
+    state in PostgreSQL instead; ``api_workers`` > 1 also needs ``redis`` (a ``redis://`` URL)."""
 
     api_url: str = f"http://127.0.0.1:{DEFAULT_PORT}/api"
     home: Path = field(default_factory=_home)
+    database: Database | None = None
+    api_workers: int = 1
+    redis: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.api_workers < 1:
+            raise StackError(f"--api-workers must be at least 1, not {self.api_workers}")
+        if self.api_workers == 1:
+            if self.redis is not None:
+                raise StackError("--redis is for a server of several processes: --api-workers N")
+            return
+        if self.database is None:
+            raise StackError("--api-workers > 1 needs PostgreSQL: pass --database")
+        if self.redis is None or urlsplit(self.redis).scheme not in ("redis", "rediss"):
+            raise StackError("--api-workers > 1 needs Redis: pass --redis redis://HOST:PORT/DB")
+        if importlib.util.find_spec("prefect_redis") is None:
+            raise StackError("--api-workers > 1 needs the prefect-redis package: `make install`")
 
     @classmethod
-    def local(cls, port: int = DEFAULT_PORT) -> Stack:
-        return cls(api_url=f"http://127.0.0.1:{port}/api")
+    def local(
+        cls,
+        port: int = DEFAULT_PORT,
+        database: str | None = None,
+        api_workers: int = 1,
+        redis: str | None = None,
+    ) -> Stack:
+        """The stack ``fleetflow up`` serves on 127.0.0.1: on the given PostgreSQL, else on the
+        one Prefect's own setting names, else on SQLite under the home."""
+        return cls(
+            api_url=f"http://127.0.0.1:{port}/api",
+            database=Database(database) if database else Database.from_environment(),
+            api_workers=api_workers,
+            redis=redis,
+        )
+
+    def check(self) -> None:
+        """Reach the database and Redis before anything starts; each failure is one line."""
+        if self.database is not None:
+            self.database.check()
+        if self.redis is not None:
+            parts = urlsplit(self.redis)
+            try:
+                socket.create_connection(
+                    (parts.hostname or "127.0.0.1", parts.port or 6379), timeout=CONNECT_TIMEOUT
+                ).close()
+            except OSError as exc:
+                raise StackError(f"cannot reach Redis at {mask(self.redis)}: {exc}") from None
+
+    @property
+    def storage(self) -> str:
+        """Where the server keeps its state, as printed (never with a password)."""
+        if self.database is None:
+            return f"SQLite in {self.prefect_home}"
+        return f"PostgreSQL at {self.database}"
 
     @property
     def host(self) -> str:
@@ -72,6 +214,8 @@ class Stack:
             name: value
             for name, value in os.environ.items()
             if not (name.startswith("PREFECT_LOGGING_") and name.endswith("LEVEL"))
+            # Only the server needs the database's password; runs must not inherit it.
+            and name not in DATABASE_SETTINGS
         }
         return dict(
             inherited,
@@ -85,6 +229,26 @@ class Stack:
             # An air-gapped install must not log "Failed to send telemetry" every few minutes.
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
         )
+
+    def server_env(self) -> dict[str, str]:
+        """Environment for the server's processes: :meth:`env`, the database, and for several
+        API processes the Redis-backed parts of Prefect they must share."""
+        env = self.env()
+        if self.database is not None:
+            env[DATABASE_SETTINGS[0]] = self.database.prefect_url
+        if self.api_workers > 1 and self.redis is not None:
+            env.update(
+                PREFECT_MESSAGING_BROKER="prefect_redis.messaging",
+                PREFECT_MESSAGING_CACHE="prefect_redis.messaging",
+                PREFECT_SERVER_EVENTS_CAUSAL_ORDERING="prefect_redis.ordering",
+                PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE="prefect_redis.lease_storage",
+                PREFECT_REDIS_MESSAGING_URL=self.redis,
+                PREFECT_SERVER_DOCKET_URL=self.redis,
+                # start_server does both once, before the API processes start.
+                PREFECT_API_DATABASE_MIGRATE_ON_START="false",
+                PREFECT_API_BLOCKS_REGISTER_ON_START="false",
+            )
+        return env
 
     def run_dir(self) -> Path:
         path = self.home / "run"
@@ -112,13 +276,13 @@ def _alive(stack: Stack, name: str) -> int | None:
     return pid
 
 
-def _spawn(stack: Stack, name: str, args: list[str]) -> int:
+def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str] | None = None) -> int:
     log = stack.log_path(name)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             args,
-            env=stack.env(),
+            env=env or stack.env(),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -129,19 +293,37 @@ def _spawn(stack: Stack, name: str, args: list[str]) -> int:
     return proc.pid
 
 
-def _prefect_command(stack: Stack, *args: str) -> None:
-    """Run one ``prefect`` command against the stack; a failure is one line with its output."""
+def _run(args: list[str], what: str, env: dict[str, str]) -> None:
     done = subprocess.run(
-        [_prefect(), *args],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        cwd=PROJECT_ROOT,
+        args, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT
     )
     if done.returncode:
         last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
-        raise StackError(f"`prefect {' '.join(args)}` failed: {last[0]}")
+        raise StackError(f"{what} failed: {last[0]}")
+
+
+def _prefect_command(stack: Stack, *args: str) -> None:
+    """Run one ``prefect`` command against the stack; a failure is one line with its output."""
+    _run([_prefect(), *args], f"`prefect {' '.join(args)}`", stack.env())
+
+
+# What every API process does as it starts: migrate the database, register Prefect's block
+# types. Several processes doing it at once on a new database race (duplicate keys) and uvicorn
+# stops the whole server, so a server of several processes has it done once, before, with these
+# steps off in the processes. Prefect has a command for the first step only.
+PREPARE_DATABASE = """
+import asyncio
+from prefect.server.database import provide_database_interface
+from prefect.server.models.block_registration import run_block_auto_registration
+
+async def prepare():
+    db = provide_database_interface()
+    await db.create_db()
+    async with await db.session() as session:
+        await run_block_auto_registration(session=session)
+
+asyncio.run(prepare())
+"""
 
 
 def healthy(stack: Stack) -> bool:
@@ -175,6 +357,8 @@ def start(stack: Stack, progress: Progress = print) -> list[str]:
     if start_server(stack, progress):
         started.append("server")
     try:
+        if start_services(stack, progress):
+            started.append("services")
         register_blocks(stack)
         ensure_work_pool(stack, progress)
         deploy(stack, progress)
@@ -195,17 +379,32 @@ def start_server(stack: Stack, progress: Progress = print) -> bool:
         raise StackError(
             f"another Prefect server already answers on {stack.ui_url}: stop it or pass --port"
         )
-    progress(f"starting the Prefect server at {stack.ui_url} (SQLite in {stack.prefect_home})")
-    _spawn(
-        stack,
-        "server",
-        [_prefect(), "server", "start", "--host", stack.host, "--port", str(stack.port)],
-    )
+    processes = f", {stack.api_workers} API processes" if stack.api_workers > 1 else ""
+    progress(f"starting the Prefect server at {stack.ui_url} ({stack.storage}{processes})")
+    args = [_prefect(), "server", "start", "--host", stack.host, "--port", str(stack.port)]
+    if stack.api_workers > 1:
+        args += ["--workers", str(stack.api_workers)]
+        progress("migrating the database")
+        _run([sys.executable, "-c", PREPARE_DATABASE], "migrating the database", stack.server_env())
+    _spawn(stack, "server", args, stack.server_env())
     try:
         _wait_healthy(stack)
     except FleetflowError:
         stop(stack, "server", progress)
         raise
+    return True
+
+
+def start_services(stack: Stack, progress: Progress = print) -> bool:
+    """Prefect's services (scheduler, automations, event and task-run recorders...) as a process
+    of their own, for a server whose API processes run none; otherwise the server runs them."""
+    if stack.api_workers == 1:
+        return False
+    if _alive(stack, "services"):
+        progress("Prefect services already running")
+        return False
+    progress("starting the Prefect services (scheduler, automations, recorders)")
+    _spawn(stack, "services", [_prefect(), "server", "services", "start"], stack.server_env())
     return True
 
 
@@ -242,6 +441,9 @@ def register_blocks(stack: Stack) -> None:
 
 
 def _group_alive(pid: int) -> bool:
+    # A process started by this one stays in its group as a zombie until reaped here.
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
     try:
         os.killpg(pid, 0)
     except ProcessLookupError:

@@ -1,32 +1,60 @@
 """What a rebalance writes, where, and in what order. Pure.
 
-Make-before-break: growth, new and changed Deployments are written first (``ups``); once they
-are Ready, shrinking and removal follow (``downs``). A Deployment already as planned gets no
+Make-before-break: growth, new and changed workloads are written first (``ups``); once they
+are Ready, shrinking and removal follow (``downs``). A workload already as planned gets no
 request at all. Deleted workloads leave their members in the first phase: nothing is waiting
 on them.
+
+FederatedObjects ride the same two phases, one task per member in each: in the first, what
+the workloads need (ServiceAccounts, Secrets, ConfigMaps, claims, Services) is written before
+the workloads, and what needs them (Ingresses, Jobs) after; in the second, after the
+workloads' own scale-downs and removals, objects no longer placed there are removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
 from fleetflow.controlplane import Manifest
+from fleetflow.errors import InvalidRequest
 from fleetflow.federated import (
     ANNOTATION_HASH,
     ClusterPlacement,
     FederatedDeployment,
     FederatedDeploymentStatus,
-    member_deployment,
+)
+from fleetflow.models import Action
+from fleetflow.objects import (
+    FederatedObject,
+    FederatedObjectStatus,
+    MemberObjectStatus,
+    MemberState,
+    group_of,
+    member_object,
+)
+from fleetflow.propagation import (
+    DependencyGraph,
+    Desired,
+    MemberPass,
+    ObjectKey,
+    Placements,
+    deletion_blocked_by,
+    dependency_graph,
+    member_statuses,
+    member_workload,
+    placed_on,
+    to_hold,
+    workload_deps,
 )
 from fleetflow.rebalance import MemberView, WorkloadPlan
 from fleetflow.wire import Condition
 
 
 class MemberWrites(BaseModel):
-    """One member's share of a phase: Deployments to apply, workloads (namespace/name) to
-    remove."""
+    """One member's share of a phase: workloads (Deployments, StatefulSets) to apply, workloads
+    (namespace/name, of the kind the member runs) to remove."""
 
     apply: list[Manifest] = Field(default_factory=list)
     remove: list[str] = Field(default_factory=list)
@@ -63,7 +91,7 @@ def write_plan(
         for member, replicas in plan.replicas.items():
             if member not in reachable:
                 continue
-            manifest = member_deployment(fd, member, replicas, federation)
+            manifest = member_workload(fd.kind, fd, member, replicas, federation)
             live = members[member].deployments.get(fd.key)
             digest = manifest["metadata"]["annotations"][ANNOTATION_HASH]
             if live is not None and live.spec_hash == digest and live.replicas == replicas:
@@ -172,3 +200,271 @@ def ready_keys(plans: dict[str, WorkloadPlan], members: list[str]) -> dict[str, 
         m: sorted(k for k, p in plans.items() if not p.error and p.replicas.get(m, 0) > 0)
         for m in members
     }
+
+
+# --- federated objects: one propagation engine -----------------------------------------------
+
+
+class MemberWork(BaseModel):
+    """What one member's propagation task gets: everything decided without asking the member.
+    The task asks the member which of ``kinds`` it serves, lists its objects of those kinds
+    that carry this federation's labels, and runs ``member_pass``."""
+
+    desired: list[Desired] = Field(default_factory=list)
+    kinds: list[tuple[str, str]] = Field(default_factory=list)
+    """(apiVersion, kind) of every FederatedObject: what to discover and list."""
+    hold: list[str] = Field(default_factory=list)
+    deleting: list[str] = Field(default_factory=list)
+    """FederatedObjects deleted without orphan: their claims may go too."""
+    sources: list[str] = Field(default_factory=list)
+    """Every FederatedObject this run read (namespace/name). A member object whose source is
+    not one of them is left alone: a run limited to one namespace must not take what belongs
+    to the others, and an object whose FederatedObject was deleted with orphan stays."""
+    secret_namespaces: list[str] = Field(default_factory=list)
+    """The namespaces the member was joined for: the only ones its token may read Secrets in."""
+
+    @property
+    def empty(self) -> bool:
+        return not self.kinds
+
+
+class Removal(BaseModel):
+    """An object to delete from a member in the second phase."""
+
+    key: ObjectKey
+    api_version: str
+    source: str
+
+
+class FailedWrite(BaseModel):
+    key: ObjectKey
+    source: str
+    message: str
+
+
+class MemberPropagation(BaseModel):
+    """What one member's first phase decided and did."""
+
+    member: str
+    passed: MemberPass
+    removals: list[Removal] = Field(default_factory=list)
+    failed: list[FailedWrite] = Field(default_factory=list)
+    actions: list[Action] = Field(default_factory=list)
+
+    def notes(self) -> list[str]:
+        """One line per object the member refused, and per object left alone."""
+        refused = [f"{self.member}: {f.key} failed: {f.message}" for f in self.failed]
+        left = [
+            f"{self.member}: {s.state.value if s.state else s.outcome.value}: {s.message}"
+            for s in self.passed.kept
+            if s.message
+        ]
+        return [*refused, *left]
+
+
+class ObjectsPlan(BaseModel):
+    """Where every FederatedObject goes, and each reachable member's share."""
+
+    placements: Placements = Field(default_factory=Placements)
+    work: dict[str, MemberWork] = Field(default_factory=dict)
+    errors: dict[str, str] = Field(default_factory=dict)
+    """By FederatedObject: why it cannot be propagated (placement, an override); its member
+    objects stay as they are."""
+    refused: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """By FederatedObject, then member: a write refused before any request (a Secret for a
+    namespace the member was not joined for)."""
+    graph: DependencyGraph = Field(default_factory=DependencyGraph)
+
+
+def not_joined(member: str, namespace: str) -> str:
+    return (
+        f"{member} was not joined for namespace {namespace}, and Secrets go only into joined "
+        f"namespaces: rejoin {member} with namespaces including {namespace}"
+    )
+
+
+def plan_objects(
+    objects: list[FederatedObject],
+    invalid: list[str],
+    workloads: Iterable[FederatedDeployment],
+    plans: dict[str, WorkloadPlan],
+    members: dict[str, MemberView],
+    joined: dict[str, list[str]],
+    federation: str,
+) -> ObjectsPlan:
+    """Every FederatedObject's members and manifests, before anything is written: an override
+    that does not apply puts its object in error (its member objects stay as they are), and a
+    Secret for a namespace a member was not joined for is refused there. ``invalid``: keys of
+    FederatedObjects that could not be read (held too); ``joined``: each member's joined
+    namespaces."""
+    deps = [workload_deps(fd, plans[fd.key]) for fd in workloads if fd.key in plans]
+    placements = placed_on(objects, deps, members)
+    result = ObjectsPlan(placements=placements, graph=dependency_graph(deps, objects, placements))
+    result.errors = {k: p.error for k, p in placements.objects.items() if p.error}
+    reachable = sorted(m for m, v in members.items() if v.reachable)
+    wanted: dict[str, list[Desired]] = {m: [] for m in reachable}
+    for fo in sorted(objects, key=lambda o: o.key):
+        if fo.key in result.errors or fo.deleting:
+            continue
+        secret = fo.kind == "Secret" and group_of(fo.api_version) == ""
+        mine: dict[str, Desired] = {}
+        try:
+            for member in placements.objects[fo.key].members:
+                if member not in wanted:
+                    continue
+                if secret and fo.namespace not in joined.get(member, []):
+                    result.refused.setdefault(fo.key, {})[member] = not_joined(member, fo.namespace)
+                    continue
+                manifest = member_object(fo, member, federation)
+                mine[member] = Desired(source=fo.key, manifest=manifest, adopt=fo.spec.adopt)
+        except InvalidRequest as exc:
+            result.errors[fo.key] = str(exc)
+            result.refused.pop(fo.key, None)
+            continue
+        for member, desired in mine.items():
+            wanted[member].append(desired)
+    hold = sorted({*to_hold(objects, placements), *result.errors, *invalid})
+    deleting = sorted(fo.key for fo in objects if fo.deleting and not fo.orphan)
+    kinds = sorted({(fo.api_version, fo.kind) for fo in objects})
+    if kinds:
+        result.work = {
+            m: MemberWork(
+                desired=wanted[m],
+                kinds=kinds,
+                hold=hold,
+                deleting=deleting,
+                sources=sorted({*(fo.key for fo in objects), *invalid}),
+                secret_namespaces=sorted(joined.get(m, [])),
+            )
+            for m in reachable
+        }
+    return result
+
+
+def claims_kept(passed: MemberPass, deleting: Iterable[str]) -> MemberPass:
+    """``passed`` without the removal of a PersistentVolumeClaim that merely stopped being
+    placed: deleting a claim can delete its data, so a claim goes only with its
+    FederatedObject."""
+    gone = set(deleting)
+    remove = [
+        s
+        for s in passed.remove
+        if (s.key.group, s.key.kind) != ("", "PersistentVolumeClaim") or s.source in gone
+    ]
+    return passed.model_copy(update={"remove": remove})
+
+
+def object_statuses(
+    objects: Iterable[FederatedObject],
+    plan: ObjectsPlan,
+    results: Iterable[MemberPropagation],
+    *,
+    unreachable: Iterable[str],
+    failed_members: Mapping[str, str],
+) -> list[FederatedObject]:
+    """The FederatedObjects whose status changes, with their new status. ``failed_members``:
+    members whose first phase failed as a whole, with why. A member on which the object stays
+    as desired keeps ``Applied`` rather than turning ``Unchanged``: a status that changes on
+    every run would be a write on every run."""
+    results = list(results)
+    failed = {(r.member, f.key): f.message for r in results for f in r.failed}
+    found = member_statuses(
+        [r.passed for r in results], plan.placements, unreachable=unreachable, failed=failed
+    )
+    by_object: dict[str, dict[str, MemberObjectStatus]] = {
+        k: {s.name: s for s in v} for k, v in found.items()
+    }
+    for key, refused in plan.refused.items():
+        for member, message in refused.items():
+            by_object.setdefault(key, {})[member] = MemberObjectStatus(
+                name=member, state=MemberState.FAILED, message=message
+            )
+    for member, message in failed_members.items():
+        for key in plan.placements.on(member):
+            by_object.setdefault(key, {})[member] = MemberObjectStatus(
+                name=member, state=MemberState.FAILED, message=message
+            )
+    reachable = [m for m, r in plan.work.items()]
+    changed = []
+    for fo in objects:
+        if fo.deleting:
+            status = _deleting_status(fo, reachable)
+        elif fo.key in plan.errors:
+            condition = Condition(
+                type="Planned", status="False", reason="Invalid", message=plan.errors[fo.key]
+            )
+            status = fo.status.model_copy(
+                update={"observed_generation": fo.generation, "conditions": [condition]}
+            )
+        else:
+            old = {c.name: c for c in fo.status.clusters}
+            clusters = []
+            for name, entry in sorted(by_object.get(fo.key, {}).items()):
+                before = old.get(name)
+                if (
+                    entry.state is MemberState.UNCHANGED
+                    and before is not None
+                    and before.state is MemberState.APPLIED
+                ):
+                    entry = before
+                clusters.append(entry)
+            follows = plan.placements.objects[fo.key].follows
+            message = f"follows {', '.join(follows)}" if follows else ""
+            condition = Condition(type="Planned", status="True", reason="Placed", message=message)
+            status = FederatedObjectStatus(
+                observed_generation=fo.generation, clusters=clusters, conditions=[condition]
+            )
+        if status is not None and status != fo.status:
+            changed.append(fo.model_copy(update={"status": status}))
+    return changed
+
+
+def _deleting_status(fo: FederatedObject, reachable: list[str]) -> FederatedObjectStatus | None:
+    """A deleted object's members that may still hold it, and why its deletion waits; None
+    when nothing holds it (the finalizer goes, and with it the object)."""
+    blocked = deletion_blocked_by(fo, reachable)
+    if fo.orphan or not blocked:
+        return None
+    condition = Condition(
+        type="Deleting",
+        status="True",
+        reason="WaitingForMembers",
+        message=f"unreachable members may still hold it: {', '.join(blocked)}",
+    )
+    clusters = [c for c in fo.status.clusters if c.name in blocked]
+    return fo.status.model_copy(update={"clusters": clusters, "conditions": [condition]})
+
+
+def objects_to_protect(objects: Iterable[FederatedObject]) -> list[FederatedObject]:
+    """FederatedObjects that need our finalizer before anything is propagated for them."""
+    return [fo for fo in objects if not fo.deleting and not fo.protected]
+
+
+def objects_to_release(
+    objects: Iterable[FederatedObject],
+    plan: ObjectsPlan,
+    *,
+    cleaned: bool,
+    failed_sources: Iterable[str],
+    failed_members: Iterable[str],
+) -> list[FederatedObject]:
+    """Deleted FederatedObjects whose members are clean: ``cleaned`` (the second phase ran),
+    none of their removals failed, no member's pass failed, no unreachable member may still
+    hold them. One deleted with orphan is let go at once."""
+    failed = set(failed_sources)
+    reachable = list(plan.work)
+    return [
+        fo
+        for fo in objects
+        if fo.deleting
+        and fo.protected
+        and (
+            fo.orphan
+            or (
+                cleaned
+                and fo.key not in failed
+                and not list(failed_members)
+                and not deletion_blocked_by(fo, reachable)
+            )
+        )
+    ]

@@ -2,9 +2,11 @@
 
 Runbook: check the member answers and its version is within skew of the host, and that it is
 not a member of another federation; create in the member a namespace, a service account and a
-least-privilege role; obtain the service account's token; prove the token works and is
-limited; save a credentials block holding that token (never the admin credentials); register the
-member in the host; add it to the Federation block.
+least-privilege role, and a Role on Secrets in each namespace it is joined for (creating those
+namespaces if absent; moving the Roles when a rejoin names other namespaces); obtain the
+service account's token; prove the token works and is limited; save a credentials block
+holding that token (never the admin credentials); register the member (and the namespaces it
+is joined for) in the host; add it to the Federation block.
 
 Nothing is written to the host or to Prefect until the member side is done and verified, so a
 join that fails midway leaves the registry and blocks as they were, and a rerun resumes: every
@@ -18,7 +20,13 @@ from prefect import flow
 from fleetflow.blocks import KubeCluster
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
-from fleetflow.membership import join_problem, member_block_name, member_manifests, names
+from fleetflow.membership import (
+    join_problem,
+    member_block_name,
+    member_manifests,
+    names,
+    secret_manifests,
+)
 from fleetflow.models import Action, JoinRequest, Report
 from fleetflow.registry import MemberCluster
 from fleetflow.tasks.clusters import (
@@ -29,9 +37,10 @@ from fleetflow.tasks.clusters import (
     server_version,
 )
 from fleetflow.tasks.host import member_entry, record_joined
-from fleetflow.tasks.manifests import apply_manifests
+from fleetflow.tasks.manifests import apply_manifests, delete_manifests
 from fleetflow.tasks.member import (
     endpoint,
+    ensure_namespaces,
     federations_of,
     issue_token,
     verify_limited,
@@ -48,13 +57,14 @@ def join_cluster(request: JoinRequest) -> Report:
     admin = load_cluster(request.admin_block)
     api_url, ca_data = endpoint(admin)
     member_version = server_version(admin)
+    existing = member_entry(host, federation.namespace, request.member)
     problem = join_problem(
         request.member,
         federation.name,
         host_version=server_version(host),
         member_version=member_version,
         federations=federations_of(admin),
-        existing=member_entry(host, federation.namespace, request.member),
+        existing=existing,
         api_url=api_url,
     )
     if problem:
@@ -64,9 +74,15 @@ def join_cluster(request: JoinRequest) -> Report:
     where = names(federation.name)
     wait_namespace_not_terminating(admin, where.namespace)
     actions: list[Action] = apply_manifests(admin, member_manifests(federation.name), dry_run)
+    namespaces = sorted(set(request.namespaces))
+    actions += ensure_namespaces(admin, namespaces, dry_run)
+    actions += apply_manifests(admin, secret_manifests(federation.name, namespaces), dry_run)
+    dropped = sorted(set(existing.namespaces if existing else []) - set(namespaces))
+    if dropped and not dry_run:
+        actions += delete_manifests(admin, secret_manifests(federation.name, dropped))
     issued = issue_token(admin, federation.name, dry_run=dry_run)
     actions.append(issued.action(cluster_name(admin)))
-    verify_limited(issued.credentials(block_name, api_url, ca_data))
+    verify_limited(issued.credentials(block_name, api_url, ca_data), namespaces)
     member_block = KubeCluster(
         api_url=api_url,
         ca_data=ca_data,
@@ -87,6 +103,7 @@ def join_cluster(request: JoinRequest) -> Report:
         zone=request.zone,
         labels=request.labels,
         ingress_address=request.ingress_address,
+        namespaces=namespaces,
     )
     actions += apply_manifests(host, [entry.manifest()], dry_run)
     record_joined(host, entry, member_version, dry_run)

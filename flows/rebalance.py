@@ -1,12 +1,17 @@
-"""Rebalance replicas of the federated workloads across the members.
+"""Rebalance replicas of the federated workloads across the members, and propagate the
+federated objects (ConfigMaps, Secrets, Services, custom resources...) with them.
 
-Runbook: read the federated workloads and the member registry from the host; probe every member
-(nodes, pods, our Deployments) and update its health with hysteresis (unless the health watcher
-runs: then its health is the registry's, as the watcher wrote it); plan each workload; publish
-the plan; make sure each workload's deletion will clean its members (a finalizer); then,
-make-before-break, create and scale up first, wait until those members are Ready, and only then
-scale down and remove; let deleted workloads go once their members are clean; record health and
-per-member desired and ready counts in the host. A run that finds nothing to change writes
+Runbook: read the federated workloads and objects and the member registry from the host; probe
+every member (nodes, pods, our workloads) and update its health with hysteresis (unless the
+health watcher runs: then its health is the registry's, as the watcher wrote it); plan each
+workload, then where each federated object goes (its own placement, or following the workloads
+that use it) and what each member gets; publish the plan and the dependency graph; make sure
+each deletion will clean the members (a finalizer); then, make-before-break, one task per
+member writes what the workloads need, creates and scales up the workloads, and writes what
+needs them; wait until those members are Ready, and only then, one task per member, scale down
+and remove workloads, then the objects no longer needed there; let deleted workloads and
+objects go once their members are clean; record health, per-member desired and ready counts,
+and each object's state per member in the host. A run that finds nothing to change writes
 nothing, and a dry run only says what it would write.
 """
 
@@ -18,22 +23,35 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fleetflow.errors import PlacementError, UnknownName
+from fleetflow.errors import InvalidRequest, PlacementError, UnknownName
 from fleetflow.flows.report import finished, publish_plan
+from fleetflow.flows.status_report import publish_status
 from fleetflow.health import Health
 from fleetflow.models import RebalanceRequest, Report
 from fleetflow.probes import assess
 from fleetflow.rebalance import plan_workload
 from fleetflow.settings import settings
+from fleetflow.status import status_rows
 from fleetflow.tasks.clusters import find_cluster, load_cluster, load_federation
 from fleetflow.tasks.health import read_watch_lease
-from fleetflow.tasks.host import list_members, list_workloads, set_finalizers, write_statuses
-from fleetflow.tasks.rebalance import probe_members, wait_members_ready, write_members
+from fleetflow.tasks.host import (
+    list_federated_objects,
+    list_members,
+    list_workloads,
+    set_finalizers,
+    write_statuses,
+)
+from fleetflow.tasks.propagate import finish_members, propagate_members
+from fleetflow.tasks.rebalance import probe_members, wait_members_ready
 from fleetflow.tasks.traffic import apply_endpoints, list_endpoints
 from fleetflow.traffic import endpoints
 from fleetflow.watch import watcher_holds
 from fleetflow.writes import (
     held_back,
+    object_statuses,
+    objects_to_protect,
+    objects_to_release,
+    plan_objects,
     to_protect,
     to_release,
     with_readiness,
@@ -55,6 +73,7 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     if request.name and not workloads:
         where = f" in namespace {request.namespace}" if request.namespace else ""
         raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
+    objects = list_federated_objects(host, request.namespace)
     registry = list_members(host, federation.namespace, federation.name)
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
     seen = probe_members(blocks, federation.name)
@@ -65,23 +84,68 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
         get_run_logger().info(line)
 
     plans = {fd.key: plan_workload(fd, found.members, request.max_moves) for fd in workloads}
-    publish_plan(plans, dry_run)
+    joined = {m.name: m.namespaces for m in registry}
+    invalid = [o.key for o in objects.invalid]
+    placed = plan_objects(
+        objects.valid, invalid, workloads, plans, found.members, joined, federation.name
+    )
+    publish_plan(plans, dry_run, placed.graph.markdown())
     writes = write_plan(workloads, plans, found.members, federation.name)
-    protected = set_finalizers(host, to_protect(workloads), hold=True, dry_run=dry_run)
-    ups = write_members(blocks, writes.ups, found.members, dry_run)
+    protected = [
+        *set_finalizers(host, to_protect(workloads), hold=True, dry_run=dry_run),
+        *set_finalizers(host, objects_to_protect(objects.valid), hold=True, dry_run=dry_run),
+    ]
+    ups = propagate_members(
+        blocks, federation.name, placed.work, writes.ups, found.members, dry_run
+    )
     applied = {m: w.applied_keys() for m, w in writes.ups.items()}
     readiness = wait_members_ready(blocks, applied, request.wait_timeout, dry_run)
     plans = with_readiness(plans, readiness)
     holds = held_back(readiness, request.wait_timeout)
-    downs = write_members(blocks, {} if holds else writes.downs, found.members, dry_run)
-    released = set_finalizers(
-        host,
-        to_release(workloads, plans, {*ups.failed, *downs.failed}),
-        hold=False,
-        dry_run=dry_run,
+    removals = {m: r.removals for m, r in ups.results.items()}
+    downs = finish_members(
+        blocks, {} if holds else writes.downs, {} if holds else removals, found.members, dry_run
     )
+    released = [
+        *set_finalizers(
+            host,
+            to_release(workloads, plans, {*ups.failed, *downs.failed}),
+            hold=False,
+            dry_run=dry_run,
+        ),
+        *set_finalizers(
+            host,
+            objects_to_release(
+                objects.valid,
+                placed,
+                cleaned=not holds,
+                failed_sources={*ups.failed_sources(), *downs.failed_sources()},
+                failed_members={*ups.failed, *downs.failed},
+            ),
+            hold=False,
+            dry_run=dry_run,
+        ),
+    ]
+    unreachable = sorted(m for m, v in found.members.items() if not v.reachable)
+    object_changes = object_statuses(
+        objects.valid,
+        placed,
+        [*ups.results.values(), *downs.results.values()],
+        unreachable=unreachable,
+        failed_members=ups.failed,
+    )
+    reported = [o for o in objects.invalid if not o.reported]
     statuses = [s for fd in workloads if (s := workload_status(fd, plans[fd.key]))]
-    written = write_statuses(host, [*found.changed, *statuses], dry_run)
+    written = write_statuses(host, [*found.changed, *statuses, *object_changes, *reported], dry_run)
+    if not dry_run:  # a dry run writes no status: the artifact would show states that are not so
+        publish_status(
+            status_rows(
+                workloads,
+                objects.valid,
+                unreadable=objects.invalid,
+                updated=[*statuses, *object_changes],
+            )
+        )
     ingress = {m.name: m.spec.ingress_address for m in registry}
     dns, unexposed = endpoints(
         workloads, plans, found.members, ingress, federation.dns_zone, federation.name
@@ -89,12 +153,14 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     switched = apply_endpoints(host, dns, list_endpoints(host, federation.name), dry_run)
 
     errors = [p.error for p in plans.values() if p.error]
+    object_errors = [*(o.error for o in objects.invalid), *placed.errors.values()]
     report = Report(
         procedure=f"rebalance {federation.name}",
         dry_run=dry_run,
         actions=[*protected, *ups.actions, *downs.actions, *released, *switched],
         notes=[
-            f"{len(workloads)} workloads over {len(found.members)} members",
+            f"{len(workloads)} workloads and {len(objects.valid)} federated objects over "
+            f"{len(found.members)} members",
             *(["members' health as the health watcher recorded it"] if watched else []),
             *(
                 f"{m}: {v.health.health.value}"
@@ -104,11 +170,17 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
             *ups.notes(),
             *holds,
             *downs.notes(),
+            *(line for r in ups.results.values() for line in r.notes()),
+            *(line for r in downs.results.values() for line in r.notes()),
+            *(m.line() for m in placed.placements.missing),
             f"{written} status updates in the host",
             *errors,
+            *object_errors,
             *unexposed,
         ],
     )
+    if object_errors and not dry_run:
+        raise InvalidRequest("; ".join([*errors, *object_errors]))
     if errors and not dry_run:
         raise PlacementError("; ".join(errors))
     return finished(report, report.summary())

@@ -35,9 +35,10 @@ def publish(report: Report, key: str) -> Report:
     return finished(report, report.summary())
 
 
-def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool) -> None:
+def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "") -> None:
     """The rebalance plan as a table (workload, cluster, current, desired, ready, reason) and a
-    markdown summary."""
+    markdown summary, with ``graph``: what each workload needs and who provides it (names
+    only, never an object's content)."""
     rows = [
         {
             "workload": key,
@@ -71,6 +72,8 @@ def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool) -> None:
         f"- invalid placements: {len(errors)}",
         *(f"  - {e}" for e in errors),
     ]
+    if graph:
+        lines += ["", "### Dependencies", "", graph]
     create_markdown_artifact(markdown="\n".join(lines), key="rebalance-summary")
 
 

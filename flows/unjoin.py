@@ -1,8 +1,10 @@
 """Remove a member from a federation.
 
 Runbook: find the member in the host's registry; if it answers, delete what the federation
-propagated to it (unless asked to keep it) and revoke its access: with admin credentials remove
-the service account, roles and namespace, otherwise delete its token Secrets so the tokens stop
+propagated to it (unless asked to keep it; PersistentVolumeClaims are always kept) and revoke
+its access: with admin credentials remove the service account, roles, the Secrets Roles of the
+namespaces it was joined for (not those namespaces: they are the application's) and its own
+namespace, otherwise delete its token Secrets so the tokens stop
 working; then remove the registration, the credentials block and its place in the Federation
 block. A member that cannot be reached is only removed with ``force``, and the report lists what
 was left behind in it. Its replicas are then owed to the other members (rebalance acts on that).
@@ -14,7 +16,13 @@ from prefect import flow
 
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
-from fleetflow.membership import left_behind, member_block_name, member_manifests, unjoin_problem
+from fleetflow.membership import (
+    left_behind,
+    member_block_name,
+    member_manifests,
+    secret_manifests,
+    unjoin_problem,
+)
 from fleetflow.models import Action, Report, UnjoinRequest
 from fleetflow.tasks.clusters import (
     delete_cluster_block,
@@ -23,7 +31,7 @@ from fleetflow.tasks.clusters import (
     load_federation,
     save_block,
 )
-from fleetflow.tasks.host import member_entry
+from fleetflow.tasks.host import list_federated_objects, member_entry
 from fleetflow.tasks.manifests import delete_manifests
 from fleetflow.tasks.member import delete_propagated, revoke_tokens, unreachable_reason
 
@@ -55,21 +63,24 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
 
     actions: list[Action] = []
     notes: list[str] = []
+    joined_for = entry.namespaces if entry else []
+    granted = [*member_manifests(federation.name), *secret_manifests(federation.name, joined_for)]
     if member is not None and reason is None:
         if not request.keep_workloads:
-            actions += delete_propagated(member, federation.name)
+            kinds = list_federated_objects(host, None).kinds()
+            actions += delete_propagated(member, federation.name, joined_for, kinds)
         if request.admin_block:
             admin = load_cluster(request.admin_block)
-            actions += delete_manifests(admin, member_manifests(federation.name))
+            actions += delete_manifests(admin, granted)
         else:
             actions += revoke_tokens(member, federation.name, request.member)
-            actions += left_behind(request.member, member_manifests(federation.name))
+            actions += left_behind(request.member, granted)
             notes.append(
                 "tokens revoked; give admin_block to remove the service account, "
                 "roles and namespace too"
             )
     else:
-        actions += left_behind(request.member, member_manifests(federation.name))
+        actions += left_behind(request.member, granted)
         notes.append(
             f"member unreachable ({reason}): its service account, roles, tokens and "
             "workloads are still in it; unjoin again with admin_block once it is back, "

@@ -14,6 +14,8 @@ from fleetflow.errors import ResourceNotFound
 from fleetflow.federated import FederatedDeployment
 from fleetflow.kube import apply, get, list_objects
 from fleetflow.models import Action, Verb
+from fleetflow.objects import KIND as OBJECT_KIND
+from fleetflow.objects import FederatedObject, FederatedObjects, InvalidObject
 from fleetflow.polling import poll_until
 from fleetflow.registry import MemberCluster, joined_status
 from fleetflow.settings import settings
@@ -90,6 +92,13 @@ def list_workloads(
 
 
 @task(**CLUSTER_TASK)
+def list_federated_objects(host: KubeCluster, namespace: str | None) -> FederatedObjects:
+    """The FederatedObjects (of ``namespace``, or all); an invalid one is reported with its
+    reason, never a crash."""
+    return FederatedObjects.read(list_objects(client(host), API_VERSION, OBJECT_KIND, namespace))
+
+
+@task(**CLUSTER_TASK)
 def record_joined(block: KubeCluster, member: MemberCluster, version: str, dry_run: bool) -> None:
     """Record the member's version on its registry entry (a new one starts Healthy); nothing
     is sent when nothing changes."""
@@ -109,7 +118,9 @@ def record_joined(block: KubeCluster, member: MemberCluster, version: str, dry_r
 
 @task(**CLUSTER_TASK)
 def write_statuses(
-    host: KubeCluster, changed: list[MemberCluster | FederatedDeployment], dry_run: bool
+    host: KubeCluster,
+    changed: list[MemberCluster | FederatedDeployment | FederatedObject | InvalidObject],
+    dry_run: bool,
 ) -> int:
     """Write the status of each object given (the caller sends only those that changed)."""
     if not dry_run:
@@ -121,9 +132,13 @@ def write_statuses(
 
 @task(**CLUSTER_TASK)
 def set_finalizers(
-    host: KubeCluster, workloads: list[FederatedDeployment], *, hold: bool, dry_run: bool
+    host: KubeCluster,
+    workloads: list[FederatedDeployment] | list[FederatedObject],
+    *,
+    hold: bool,
+    dry_run: bool,
 ) -> list[Action]:
-    """Add (``hold``) or drop fleetflow's finalizer on each workload."""
+    """Add (``hold``) or drop fleetflow's finalizer on each workload or federated object."""
     api, actions = client(host), []
     for fd in workloads:
         if not dry_run:
@@ -131,7 +146,8 @@ def set_finalizers(
                 apply(api, fd.finalizer_patch(hold=hold), manager=FINALIZER_MANAGER)
             except ResourceNotFound:
                 continue  # deleted meanwhile: nothing left to hold
-        kind, verb = "FederatedDeployment finalizer", Verb.CREATE if hold else Verb.DELETE
+        kind = f"{type(fd).__name__} finalizer"
+        verb = Verb.CREATE if hold else Verb.DELETE
         actions.append(
             Action(
                 cluster=cluster_name(host),

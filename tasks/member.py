@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,18 @@ from pydantic import SecretStr
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import LABEL_FEDERATION
-from fleetflow.errors import ClusterError, ClusterUnauthorized, MembershipError, ResourceNotFound
-from fleetflow.kube import ClusterCredentials, api_client, delete
+from fleetflow.errors import (
+    ClusterError,
+    ClusterForbidden,
+    ClusterUnauthorized,
+    MembershipError,
+    ResourceConflict,
+    ResourceNotFound,
+)
+from fleetflow.kube import ClusterCredentials, api_client, delete, list_objects
 from fleetflow.membership import IssuedToken, names, token_secret
 from fleetflow.models import Action, Verb
+from fleetflow.objects import LABEL_OBJECT
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client, cluster_name
@@ -132,7 +141,10 @@ def revoke_tokens(
 CHECKS: list[tuple[dict[str, str], bool]] = [
     ({"group": "apps", "resource": "deployments", "verb": "list"}, True),
     ({"group": "", "resource": "nodes", "verb": "list"}, True),
+    ({"group": "", "resource": "configmaps", "verb": "create"}, True),
     ({"group": "", "resource": "secrets", "verb": "get", "namespace": "kube-system"}, False),
+    ({"group": "", "resource": "secrets", "verb": "list"}, False),  # cluster-wide
+    ({"group": "", "resource": "serviceaccounts", "subresource": "token", "verb": "create"}, False),
     (
         {"group": "rbac.authorization.k8s.io", "resource": "clusterrolebindings", "verb": "create"},
         False,
@@ -142,15 +154,26 @@ CHECKS: list[tuple[dict[str, str], bool]] = [
 """What a member token must and must not be allowed to do."""
 
 
+def checks(namespaces: list[str]) -> list[tuple[dict[str, str], bool]]:
+    """``CHECKS``, and Secrets writable in each namespace the member is joined for."""
+    joined = [
+        ({"group": "", "resource": "secrets", "verb": "create", "namespace": ns}, True)
+        for ns in namespaces
+    ]
+    return [*CHECKS, *joined]
+
+
 @task(**CLUSTER_TASK)
-def verify_limited(credentials: ClusterCredentials | None) -> None:
+def verify_limited(
+    credentials: ClusterCredentials | None, namespaces: list[str] | None = None
+) -> None:
     """Prove the token works and is least-privilege, by asking the member's authorizer. None:
     a dry run that issued no token, so there is nothing to prove yet."""
     if credentials is None:
         return
     auth = k8s.AuthorizationV1Api(api_client(credentials))
     wrong = []
-    for attributes, expected in CHECKS:
+    for attributes, expected in checks(namespaces or []):
         review = auth.create_self_subject_access_review(
             {"spec": {"resourceAttributes": attributes}}
         )
@@ -173,32 +196,73 @@ def unreachable_reason(block: KubeCluster) -> str | None:
     return None
 
 
-PROPAGATED_KINDS = (("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"))
+PROPAGATED_KINDS = (
+    ("networking.k8s.io/v1", "Ingress"),
+    ("batch/v1", "Job"),
+    ("apps/v1", "StatefulSet"),
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("v1", "ServiceAccount"),
+)
+"""What unjoin removes when asked to, in removal order: workloads before what they use.
+PersistentVolumeClaims are never in it (their data stays); Secrets are listed per joined
+namespace, the only ones the member's token may read."""
 
 
 @task(**CLUSTER_TASK)
-def delete_propagated(block: KubeCluster, federation: str) -> list[Action]:
-    """Delete the workloads the federation propagated to this member (PVCs are kept: data)."""
+def delete_propagated(
+    block: KubeCluster,
+    federation: str,
+    namespaces: list[str] | None = None,
+    kinds: list[tuple[str, str]] | None = None,
+) -> list[Action]:
+    """Delete what the federation propagated to this member: its workloads and federated
+    objects of the built-in kinds and of ``kinds`` (the federation's custom resources), Secrets
+    in ``namespaces``. PVCs are kept: data."""
     api, actions = client(block), []
-    apps = k8s.AppsV1Api(api)
     selector = f"{LABEL_FEDERATION}={federation}"
-    listed = {
-        "Deployment": apps.list_deployment_for_all_namespaces(label_selector=selector).items,
-        "StatefulSet": apps.list_stateful_set_for_all_namespaces(label_selector=selector).items,
-    }
-    for api_version, kind in PROPAGATED_KINDS:
-        for obj in listed[kind]:
-            meta = obj.metadata
-            gone = delete(api, api_version, kind, meta.name, meta.namespace)
-            actions.append(
-                Action(
-                    cluster=cluster_name(block),
-                    kind=kind,
-                    name=meta.name,
-                    namespace=meta.namespace,
-                    verb=Verb.DELETE if gone else Verb.ABSENT,
-                )
+    listed: list[tuple[str, str, dict[str, Any]]] = []
+    for api_version, kind in [*(kinds or []), *PROPAGATED_KINDS]:
+        try:
+            found = list_objects(api, api_version, kind, None, selector)
+        except (ResourceNotFound, ClusterForbidden):  # not served, or not granted: none of ours
+            continue
+        listed += [(api_version, kind, o) for o in found]
+    for namespace in namespaces or []:
+        listed += [
+            ("v1", "Secret", o)
+            for o in list_objects(api, "v1", "Secret", namespace, f"{selector},{LABEL_OBJECT}")
+        ]
+    for api_version, kind, obj in listed:
+        meta = obj["metadata"]
+        gone = delete(api, api_version, kind, meta["name"], meta["namespace"])
+        actions.append(
+            Action(
+                cluster=cluster_name(block),
+                kind=kind,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                verb=Verb.DELETE if gone else Verb.ABSENT,
             )
+        )
+    return actions
+
+
+@task(**CLUSTER_TASK)
+def ensure_namespaces(block: KubeCluster, namespaces: list[str], dry_run: bool) -> list[Action]:
+    """Create each namespace that does not exist yet (a namespace that exists is left as it
+    is: it is the application's, not fleetflow's, and unjoin never deletes it)."""
+    api, actions = k8s.CoreV1Api(client(block)), []
+    for namespace in namespaces:
+        if _exists(api, namespace):
+            continue
+        if not dry_run:
+            with contextlib.suppress(ResourceConflict):
+                api.create_namespace({"metadata": {"name": namespace}})
+        actions.append(
+            Action(cluster=cluster_name(block), kind="Namespace", name=namespace, verb=Verb.CREATE)
+        )
     return actions
 
 

@@ -15,7 +15,7 @@ from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.errors import ClusterError, ResourceConflict, ResourceNotFound, WaitTimeout
 from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD
 from fleetflow.kube import apply, delete, list_objects
-from fleetflow.kube.workloads import deployment_ready
+from fleetflow.kube.workloads import workload_ready
 from fleetflow.models import Action, Verb
 from fleetflow.polling import poll_until
 from fleetflow.rebalance import MemberObservation, MemberView, Observed
@@ -23,10 +23,22 @@ from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import MEMBER_TASK, PRIVATE
 from fleetflow.writes import MemberWrites, Readiness
 
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+def list_workloads(api: Any, selector: str) -> list[dict[str, Any]]:
+    """Our Deployments and StatefulSets in a member, each with its kind filled in (a list's
+    items come without it)."""
+    found = []
+    for kind in WORKLOAD_KINDS:
+        for item in list_objects(api, "apps/v1", kind, None, selector):
+            found.append({**item, "apiVersion": "apps/v1", "kind": kind})
+    return found
+
 
 @task(**PRIVATE)
 def observe_member(block: KubeCluster | None, name: str, federation: str) -> MemberObservation:
-    """One probe: nodes, pods (for free capacity) and our Deployments. Never raises for an
+    """One probe: nodes, pods (for free capacity) and our workloads. Never raises for an
     unreachable member: a failed probe is an input to the health model, not an error."""
     if block is None:
         return MemberObservation(name=name, reachable=False, error="no credentials block")
@@ -34,13 +46,14 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
         api = client(block)
         nodes = list_objects(api, "v1", "Node")
         pods = list_objects(api, "v1", "Pod")
-        ours = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_FEDERATION}={federation}")
+        ours = list_workloads(api, f"{LABEL_FEDERATION}={federation}")
     except ClusterError as exc:
         return MemberObservation(name=name, reachable=False, error=str(exc))
     deployments = {}
     for d in ours:
         meta, status = d["metadata"], d.get("status") or {}
         deployments[f"{meta['namespace']}/{meta['name']}"] = Observed(
+            kind=d["kind"],
             replicas=d["spec"].get("replicas", 0),
             ready=min(status.get("readyReplicas", 0), d["spec"].get("replicas", 0)),
             spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_HASH, ""),
@@ -58,30 +71,44 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
 
 @task(**MEMBER_TASK)
 def write_member(
-    block: KubeCluster, member: str, writes: MemberWrites, existing: list[str], dry_run: bool
+    block: KubeCluster,
+    member: str,
+    writes: MemberWrites,
+    existing: dict[str, str],
+    dry_run: bool,
 ) -> list[Action]:
-    """Apply the Deployments that changed and delete the ones no longer placed here (with
-    ``dry_run``, only say so); ``existing`` (namespace/name) tells a create from an update."""
-    api, actions = client(block), []
+    """Apply the workloads that changed and delete the ones no longer placed here (with
+    ``dry_run``, only say so); ``existing`` (namespace/name -> kind) tells a create from an
+    update, and which kind to delete."""
+    return write_workloads(client(block), member, writes, existing, dry_run)
+
+
+def write_workloads(
+    api: Any, member: str, writes: MemberWrites, existing: dict[str, str], dry_run: bool
+) -> list[Action]:
+    """``write_member``'s work, for tasks that do more in the same member."""
+    actions = []
     for manifest in writes.apply:
         meta = manifest["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
         if not dry_run:
-            _apply_in_namespace(api, manifest)
+            apply_in_namespace(api, manifest)
         verb = Verb.UPDATE if key in existing else Verb.CREATE
-        actions.append(_action(member, meta["namespace"], meta["name"], verb))
+        actions.append(_action(member, manifest["kind"], meta["namespace"], meta["name"], verb))
     for key in writes.remove:
         namespace, name = key.split("/", 1)
-        if dry_run or delete(api, "apps/v1", "Deployment", name, namespace):
-            actions.append(_action(member, namespace, name, Verb.DELETE))
+        kind = existing.get(key, "Deployment")
+        if dry_run or delete(api, "apps/v1", kind, name, namespace):
+            actions.append(_action(member, kind, namespace, name, Verb.DELETE))
     return actions
 
 
-def _action(member: str, namespace: str, name: str, verb: Verb) -> Action:
-    return Action(cluster=member, kind="Deployment", name=name, namespace=namespace, verb=verb)
+def _action(member: str, kind: str, namespace: str, name: str, verb: Verb) -> Action:
+    return Action(cluster=member, kind=kind, name=name, namespace=namespace, verb=verb)
 
 
-def _apply_in_namespace(api: Any, manifest: dict[str, Any]) -> None:
+def apply_in_namespace(api: Any, manifest: dict[str, Any]) -> None:
+    """Server-side apply, creating the namespace first when it is missing on the member."""
     try:
         apply(api, manifest)
     except ResourceNotFound:  # the first workload in this namespace
@@ -96,18 +123,18 @@ def _apply_in_namespace(api: Any, manifest: dict[str, Any]) -> None:
 def wait_member_ready(
     block: KubeCluster, keys: list[str], timeout: float, dry_run: bool
 ) -> Readiness:
-    """Wait until these Deployments are ready, or the deadline; report what was seen last. A
+    """Wait until these workloads are ready, or the deadline; report what was seen last. A
     dry run changed nothing, so there is nothing to wait for."""
     if dry_run:
         return Readiness()
     api = client(block)
 
     def look() -> Readiness:
-        live = list_objects(api, "apps/v1", "Deployment", None, LABEL_WORKLOAD)
+        live = list_workloads(api, LABEL_WORKLOAD)
         seen = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in live}
         return Readiness(
             ready={k: (d.get("status") or {}).get("readyReplicas", 0) for k, d in seen.items()},
-            pending=[k for k in keys if k not in seen or not deployment_ready(seen[k])],
+            pending=[k for k in keys if k not in seen or not workload_ready(seen[k])],
         )
 
     try:
@@ -116,7 +143,7 @@ def wait_member_ready(
             lambda r: not r.pending,
             timeout=timeout,
             interval=0.5,
-            waiting_for=f"Deployments Ready in {block._block_document_name}",
+            waiting_for=f"workloads Ready in {block._block_document_name}",
         )
     except WaitTimeout as exc:  # not Ready in time: the caller holds the scale-downs back
         return exc.last if isinstance(exc.last, Readiness) else Readiness(pending=keys)
@@ -152,7 +179,7 @@ def write_members(
         [blocks[m] for m in todo],
         todo,
         [writes[m] for m in todo],
-        [list(members[m].deployments) for m in todo],
+        [existing_workloads(members[m]) for m in todo],
         unmapped(dry_run),
     )
     results = MemberResults()
@@ -163,6 +190,11 @@ def write_members(
         else:
             results.actions += outcome
     return results
+
+
+def existing_workloads(member: MemberView) -> dict[str, str]:
+    """The workloads a member runs for the federation: namespace/name -> kind."""
+    return {k: o.kind for k, o in member.deployments.items()}
 
 
 def wait_members_ready(

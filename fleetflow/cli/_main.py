@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from fleetflow.cli import drill, flows, plan, stack, testbed
+from fleetflow.cli import drill, flows, plan, stack, status, testbed
 from fleetflow.cli.console import error
 from fleetflow.cli.options import Handler
 from fleetflow.errors import FleetflowError
@@ -29,6 +29,7 @@ def parser() -> argparse.ArgumentParser:
     flows.add_commands(sub)
     drill.add_commands(sub)
     plan.add_commands(sub)
+    status.add_commands(sub)
     testbed.add_commands(sub)
     return root
 

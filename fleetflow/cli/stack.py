@@ -99,8 +99,9 @@ def _start_watcher() -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from fleetflow.cli.runs import prefect_api
 
-    stack = local_stack.Stack.local(args.port)
+    stack = local_stack.Stack.local(args.port, args.database, args.api_workers, args.redis)
     spec = spec_from(args)
+    stack.check()
     if build.cached_versions() is None:
         say("building the test-bed binaries (a cold build takes several minutes)")
         build.build(progress=say)
@@ -116,7 +117,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             local_stack.stop(stack, name, progress=say)
         raise
     say(
-        f"\nfleetflow is up.\n  Prefect UI:   {stack.ui_url}\n  Work pool:    "
+        f"\nfleetflow is up.\n  Prefect UI:   {stack.ui_url}\n  Database:     {stack.storage}"
+        "\n  Work pool:    "
         f"{local_stack.WORK_POOL} (one process worker)\n  Clusters:     "
         f"{', '.join(spec.cluster_names())} (host: {spec.host})\n\nTry next:\n"
         "  fleetflow testbed status          # the clusters, their versions and nodes\n"
@@ -136,7 +138,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     stack = local_stack.Stack()
-    for name in ("worker", "server"):
+    for name in ("worker", "services", "server"):
         local_stack.stop(stack, name, progress=say)
     bed.down(progress=say)
     say("fleetflow is down")
@@ -148,7 +150,8 @@ def add_commands(sub: Subparsers) -> None:
         "up",
         help="start a local Prefect server, a worker and the test bed",
         description="Start everything on this machine: a Prefect server on "
-        "SQLite under $FLEETFLOW_HOME (default ~/.fleetflow), a process work pool "
+        "SQLite under $FLEETFLOW_HOME (default ~/.fleetflow) or on PostgreSQL (--database, or "
+        "Prefect's PREFECT_API_DATABASE_CONNECTION_URL), a process work pool "
         "with one worker, and the test bed of real clusters; save a credentials "
         "block per cluster and bootstrap a `demo` federation joining every member. Running it "
         "again changes nothing.",
@@ -158,6 +161,26 @@ def add_commands(sub: Subparsers) -> None:
         type=int,
         default=local_stack.DEFAULT_PORT,
         help=f"Prefect server port (default {local_stack.DEFAULT_PORT})",
+    )
+    up.add_argument(
+        "--database",
+        metavar="URL",
+        help="run the Prefect server on this PostgreSQL database "
+        "(postgresql://USER:PASSWORD@HOST:PORT/DATABASE; it must exist); checked before anything "
+        "starts",
+    )
+    up.add_argument(
+        "--api-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the API from N processes (default 1); more than one needs --database and "
+        "--redis, and runs Prefect's services as a process of their own",
+    )
+    up.add_argument(
+        "--redis",
+        metavar="URL",
+        help="the Redis that several API processes share (redis://HOST:PORT/DB)",
     )
     add_layout_options(up)
     up.set_defaults(handler=cmd_up)

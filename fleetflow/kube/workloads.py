@@ -1,4 +1,5 @@
-"""When a Deployment is Ready, and a watch that waits for it with a deadline."""
+"""When a Deployment (or StatefulSet) is Ready, and a watch that waits for a Deployment with a
+deadline."""
 
 from __future__ import annotations
 
@@ -24,6 +25,26 @@ def deployment_ready(obj: dict[str, Any]) -> bool:
         and status.get("readyReplicas", 0) == want
         and status.get("replicas", 0) == want
     )
+
+
+def statefulset_ready(obj: dict[str, Any]) -> bool:
+    """Ready: the controller has seen the latest spec, and every replica is ready and runs the
+    current revision."""
+    spec, status = obj.get("spec", {}), obj.get("status") or {}
+    want = spec.get("replicas", 1)
+    return bool(
+        status.get("observedGeneration", 0) >= obj["metadata"].get("generation", 0)
+        and status.get("readyReplicas", 0) == want
+        and status.get("replicas", 0) == want
+        and status.get("updatedReplicas", 0) == want
+    )
+
+
+def workload_ready(obj: dict[str, Any]) -> bool:
+    """Ready, as its kind defines it."""
+    if obj.get("kind") == "StatefulSet":
+        return statefulset_ready(obj)
+    return deployment_ready(obj)
 
 
 def wait_deployment_ready(

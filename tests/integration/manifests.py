@@ -38,3 +38,55 @@ def deployment(
             },
         },
     }
+
+
+def federated_object(
+    namespace: str,
+    template: dict[str, Any],
+    *,
+    name: str | None = None,
+    placement: dict[str, Any] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    adopt: bool = False,
+) -> dict[str, Any]:
+    """A FederatedObject carrying ``template`` (named after it unless ``name``); without a
+    placement it follows the workloads that reference it."""
+    spec: dict[str, Any] = {"template": template}
+    if placement is not None:
+        spec["placement"] = placement
+    if overrides:
+        spec["overrides"] = overrides
+    if adopt:
+        spec["adopt"] = True
+    return {
+        "apiVersion": "fleetflow.io/v1alpha1",
+        "kind": "FederatedObject",
+        "metadata": {"name": name or template["metadata"]["name"], "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def config_map(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+
+
+def service(name: str, app: str, *, headless: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": {"app": app}, "ports": [{"port": 80}]}
+    if headless:
+        spec["clusterIP"] = "None"
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+def ingress(name: str, service_name: str) -> dict[str, Any]:
+    backend = {"service": {"name": service_name, "port": {"number": 80}}}
+    rule = {"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name},
+        "spec": {"rules": [rule]},
+    }

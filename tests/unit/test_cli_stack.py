@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
-from fleetflow.stack import Stack
+from fleetflow import cli
+from fleetflow.stack import Database, Stack, mask
 
 
 def test_the_stack_runs_with_info_logs_whatever_the_callers_level(
@@ -40,3 +42,135 @@ def test_the_local_stack_defaults_to_fleetflow_home(
     monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
     assert Stack.local(4321) == Stack(api_url="http://127.0.0.1:4321/api", home=tmp_path)
     assert Stack().port == 4200
+
+
+def test_a_postgresql_url_is_given_to_the_server_alone_and_never_printed(tmp_path: Path) -> None:
+    url = "postgresql://prefect:s3cret@db.example:5432/prefect"
+    stack = Stack(api_url="http://127.0.0.1:4555/api", home=tmp_path, database=Database(url))
+    server = stack.server_env()
+    assert server["PREFECT_API_DATABASE_CONNECTION_URL"] == (
+        "postgresql+asyncpg://prefect:s3cret@db.example:5432/prefect"
+    )
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in stack.env()  # the worker, the runs
+    assert stack.storage == "PostgreSQL at postgresql://prefect:***@db.example:5432/prefect"
+    assert "s3cret" not in f"{stack!r} {stack.database} {stack.database!r}"
+    assert "PREFECT_MESSAGING_BROKER" not in server  # one process: Prefect's defaults
+
+
+def test_the_stack_stays_on_sqlite_by_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", raising=False)
+    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
+    stack = Stack.local(4321)
+    assert stack.database is None
+    assert stack.storage == f"SQLite in {tmp_path / 'prefect'}"
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in stack.server_env()
+
+
+def test_prefects_own_database_setting_is_honoured_and_kept_from_the_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://p:pw@127.0.0.1:5/prefect"
+    )
+    stack = Stack.local(4321)
+    assert str(stack.database) == "postgresql+asyncpg://p:***@127.0.0.1:5/prefect"
+    assert "PREFECT_API_DATABASE_CONNECTION_URL" not in stack.env()
+    assert stack.server_env()["PREFECT_API_DATABASE_CONNECTION_URL"] == (
+        "postgresql+asyncpg://p:pw@127.0.0.1:5/prefect"
+    )
+
+
+def test_several_api_processes_share_prefects_redis_backed_parts(tmp_path: Path) -> None:
+    stack = Stack(
+        home=tmp_path,
+        database=Database("postgresql://p:pw@127.0.0.1:5/prefect"),
+        api_workers=2,
+        redis="redis://127.0.0.1:6/0",
+    )
+    server = stack.server_env()
+    # What `prefect server start --workers 2` refuses to start without (not in-memory).
+    assert server["PREFECT_MESSAGING_BROKER"] == "prefect_redis.messaging"
+    assert server["PREFECT_MESSAGING_CACHE"] == "prefect_redis.messaging"
+    assert server["PREFECT_SERVER_EVENTS_CAUSAL_ORDERING"] == "prefect_redis.ordering"
+    assert server["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
+    assert server["PREFECT_REDIS_MESSAGING_URL"] == "redis://127.0.0.1:6/0"
+    assert server["PREFECT_SERVER_DOCKET_URL"] == "redis://127.0.0.1:6/0"
+    assert "PREFECT_MESSAGING_BROKER" not in stack.env()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--database", "mysql://root:hunter2@db/prefect"],
+            "error: --database must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/"
+            "DATABASE), not 'mysql://root:***@db/prefect'",
+        ),
+        (
+            ["--database", "sqlite:///tmp/prefect.db"],
+            "error: --database must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/"
+            "DATABASE), not 'sqlite:///tmp/prefect.db'",
+        ),
+        (
+            ["--api-workers", "2"],
+            "error: --api-workers > 1 needs PostgreSQL: pass --database",
+        ),
+        (
+            ["--api-workers", "2", "--database", "postgresql://u:hunter2@127.0.0.1/db"],
+            "error: --api-workers > 1 needs Redis: pass --redis redis://HOST:PORT/DB",
+        ),
+        (
+            ["--redis", "redis://127.0.0.1:6379/0"],
+            "error: --redis is for a server of several processes: --api-workers N",
+        ),
+        (["--api-workers", "0"], "error: --api-workers must be at least 1, not 0"),
+    ],
+)
+def test_a_bad_database_option_is_one_line_and_starts_nothing(
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
+    assert cli.main(["up", "--port", "4555", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n"
+    assert "hunter2" not in captured.out + captured.err
+    assert list(tmp_path.iterdir()) == []  # no pid file, no log, no test bed
+
+
+def test_an_unreachable_database_is_one_line_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
+    with socket.socket() as bound:  # a port that is held but never listens: refused at once
+        bound.bind(("127.0.0.1", 0))
+        port = bound.getsockname()[1]
+        url = f"postgresql://fleetflow:hunter2@127.0.0.1:{port}/prefect"
+        assert cli.main(["up", "--port", "4555", "--database", url]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(
+        f"error: cannot use PostgreSQL at postgresql://fleetflow:***@127.0.0.1:{port}/prefect: "
+    )
+    assert len(captured.err.splitlines()) == 1, captured.err
+    assert "hunter2" not in captured.out + captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("postgresql://u:pw@h:1/d", "postgresql://u:***@h:1/d"),
+        ("postgresql://u:p@ss@h/d", "postgresql://u:***@h/d"),
+        ("postgresql://u@h/d", "postgresql://u@h/d"),
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("postgresql://h/d?sslmode=require", "postgresql://h/d?sslmode=require"),
+    ],
+)
+def test_a_url_is_printed_without_its_password(url: str, masked: str) -> None:
+    assert mask(url) == masked

@@ -20,6 +20,7 @@ from fleetflow.membership import (
     join_problem,
     member_manifests,
     names,
+    secret_manifests,
     skew_problem,
     token_secret,
     unjoin_problem,
@@ -40,6 +41,7 @@ def test_control_plane_installs_namespace_crds_then_rbac_in_order() -> None:
     assert crds == [
         "memberclusters.fleetflow.io",
         "federateddeployments.fleetflow.io",
+        "federatedobjects.fleetflow.io",
         "federationoperations.fleetflow.io",
         DNS_CRD_NAME,
     ]
@@ -76,6 +78,36 @@ def test_member_role_is_least_privilege() -> None:
     ]
     role = next(m for m in member_manifests("prod") if m["kind"] == "Role")
     assert role["metadata"]["namespace"] == "fleetflow-prod"
+    # Never the token subresource: minting tokens for any service account is owning them.
+    assert "serviceaccounts/token" not in resources
+
+
+def test_secrets_only_through_roles_in_the_joined_namespaces() -> None:
+    manifests = secret_manifests("prod", ["shop", "billing", "shop"])
+    assert [(m["kind"], m["metadata"]["namespace"]) for m in manifests] == [
+        ("Role", "billing"),
+        ("RoleBinding", "billing"),
+        ("Role", "shop"),
+        ("RoleBinding", "shop"),
+    ]
+    assert all(m["kind"] in ("Role", "RoleBinding") for m in manifests)
+    assert manifests[0]["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+        }
+    ]
+    assert manifests[1]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "fleetflow-prod", "namespace": "fleetflow-prod"}
+    ]
+    assert secret_manifests("prod", []) == []
+    # Custom resources: an aggregated ClusterRole that grants nothing until an admin labels one.
+    custom = [m for m in member_manifests("prod") if m["kind"] == "ClusterRole"][1]
+    assert "rules" not in custom
+    assert custom["aggregationRule"] == {
+        "clusterRoleSelectors": [{"matchLabels": {"fleetflow.io/aggregate-to-member-prod": "true"}}]
+    }
 
 
 def test_member_objects_are_labelled_and_named_per_federation() -> None:
@@ -83,6 +115,8 @@ def test_member_objects_are_labelled_and_named_per_federation() -> None:
     assert [m["kind"] for m in manifests] == [
         "Namespace",
         "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
         "ClusterRole",
         "ClusterRoleBinding",
         "Role",

@@ -16,18 +16,26 @@ from fleetflow.federated import (
     member_deployment,
 )
 from fleetflow.health import Health, HealthPolicy, HealthState
+from fleetflow.objects import FederatedObjectStatus, MemberObjectStatus, MemberState
 from fleetflow.probes import assess
+from fleetflow.propagation import MemberPass, ObjectKey, Outcome, Step
 from fleetflow.rebalance import MemberObservation, MemberView, Observed, WorkloadPlan, plan_workload
 from fleetflow.registry import MemberCluster
 from fleetflow.writes import (
+    MemberPropagation,
     Readiness,
+    claims_kept,
     held_back,
+    object_statuses,
+    objects_to_release,
+    plan_objects,
     to_protect,
     to_release,
     with_readiness,
     workload_status,
     write_plan,
 )
+from tests.unit.test_propagation_pure import federated
 from tests.unit.test_rebalance_pure import fd
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -185,3 +193,111 @@ def test_probes_move_health_with_hysteresis_and_write_only_changes() -> None:
     assert twice.changed[0].status.nodes_ready == 3  # an unreachable member keeps what was seen
     assert twice.changed[0].status.allocatable is not None
     assert assess([member("b")], {}, policy, NOW).members["b"].reachable is False
+
+
+# --- federated objects ------------------------------------------------------------------------
+
+
+def _uses(secret: str, config: str) -> FederatedDeployment:
+    """``fd()`` whose pods read a Secret and a ConfigMap."""
+    workload = fd()
+    pod = workload.spec.template["spec"]["template"]["spec"]
+    pod["containers"][0]["envFrom"] = [{"secretRef": {"name": secret}}]
+    pod["volumes"] = [{"name": "c", "configMap": {"name": config}}]
+    return workload
+
+
+def test_dependencies_follow_the_plan_and_secrets_only_where_joined() -> None:
+    workload = _uses("web-secret", "web-config")
+    plan = WorkloadPlan(key="shop/web", replicas={"eu": 2, "us": 1, "us2": 0})
+    objects = [
+        federated("Secret", "web-secret", body={"stringData": {"p": "x"}}),
+        federated("ConfigMap", "web-config"),
+    ]
+    members = {m: MemberView(name=m) for m in MEMBERS}
+    placed = plan_objects(
+        objects, [], [workload], {"shop/web": plan}, members, {"eu": ["shop"]}, "prod"
+    )
+    on = {m: [d.source for d in w.desired] for m, w in placed.work.items()}
+    assert on == {
+        "eu": ["shop/web-config", "shop/web-secret"],
+        "us": ["shop/web-config"],
+        "us2": [],
+    }
+    assert list(placed.refused) == ["shop/web-secret"]
+    assert "rejoin us with namespaces including shop" in placed.refused["shop/web-secret"]["us"]
+    assert all(w.kinds == [("v1", "ConfigMap"), ("v1", "Secret")] for w in placed.work.values())
+    assert "web-secret" in placed.graph.markdown() and "p" not in placed.graph.markdown().split()
+
+
+def test_an_override_that_does_not_apply_holds_the_object_everywhere() -> None:
+    bad = federated(
+        "ConfigMap",
+        "cfg",
+        placement={},
+        overrides=[{"clusterName": "us", "jsonPatch": [{"op": "remove", "path": "/data/nope"}]}],
+    )
+    members = {m: MemberView(name=m) for m in MEMBERS}
+    placed = plan_objects([bad], ["shop/broken"], [], {}, members, {}, "prod")
+    assert "override for us" in placed.errors["shop/cfg"]
+    assert all(not w.desired for w in placed.work.values())
+    assert set(placed.work["eu"].hold) == {"shop/cfg", "shop/broken"}
+    changed = object_statuses([bad], placed, [], unreachable=[], failed_members={})
+    assert changed[0].status.conditions[0].reason == "Invalid"
+
+
+def test_a_claim_that_stops_being_placed_is_kept_and_goes_with_its_object() -> None:
+    claim = ObjectKey(group="", kind="PersistentVolumeClaim", namespace="shop", name="data")
+    config = ObjectKey(group="", kind="ConfigMap", namespace="shop", name="cfg")
+    passed = MemberPass(
+        member="eu",
+        remove=[
+            Step(key=claim, source="shop/data", outcome=Outcome.REMOVE),
+            Step(key=config, source="shop/cfg", outcome=Outcome.REMOVE),
+        ],
+    )
+    assert [s.key for s in claims_kept(passed, []).remove] == [config]
+    assert [s.key for s in claims_kept(passed, ["shop/data"]).remove] == [claim, config]
+
+
+def test_statuses_keep_applied_and_a_deletion_waits_for_unreachable_members() -> None:
+    cfg = federated("ConfigMap", "cfg", placement={})
+    members = {m: MemberView(name=m, reachable=m != "us2") for m in MEMBERS}
+    placed = plan_objects([cfg], [], [], {}, members, {}, "prod")
+    step = Step(
+        key=ObjectKey(group="", kind="ConfigMap", namespace="shop", name="cfg"),
+        source="shop/cfg",
+        outcome=Outcome.UNCHANGED,
+    )
+    results = [
+        MemberPropagation(member="eu", passed=MemberPass(member="eu", kept=[step])),
+        MemberPropagation(member="us", passed=MemberPass(member="us", kept=[step])),
+    ]
+    applied = FederatedObjectStatus(
+        clusters=[MemberObjectStatus(name="eu", state=MemberState.APPLIED)]
+    )
+    cfg = cfg.model_copy(update={"status": applied})
+    (changed,) = object_statuses([cfg], placed, results, unreachable=["us2"], failed_members={})
+    assert [(c.name, c.state) for c in changed.status.clusters] == [
+        ("eu", MemberState.APPLIED),  # as desired since the last write: no status churn
+        ("us", MemberState.UNCHANGED),
+        ("us2", MemberState.UNREACHABLE),
+    ]
+    gone = changed.model_copy(update={"deleting": True, "finalizers": [FINALIZER]})
+    placed = plan_objects([gone], [], [], {}, members, {}, "prod")
+    (held,) = object_statuses([gone], placed, [], unreachable=["us2"], failed_members={})
+    assert (
+        held.status.conditions[0].type == "Deleting" and "us2" in held.status.conditions[0].message
+    )
+    assert (
+        objects_to_release([held], placed, cleaned=True, failed_sources=[], failed_members=[]) == []
+    )
+    members["us2"] = MemberView(name="us2")
+    placed = plan_objects([held], [], [], {}, members, {}, "prod")
+    assert objects_to_release(
+        [held], placed, cleaned=True, failed_sources=[], failed_members=[]
+    ) == [held]
+    assert (
+        objects_to_release([held], placed, cleaned=False, failed_sources=[], failed_members=[])
+        == []
+    )
