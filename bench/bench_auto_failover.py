@@ -69,7 +69,10 @@ def main() -> None:
         host = api_client(bed.credentials(spec.host))
         k8s.CoreV1Api(host).create_namespace({"metadata": {"name": "bench"}})
         for i in range(WORKLOADS):
-            apply(host, federated_deployment(f"w{i}", "bench", 3, hostname=f"w{i}", cpu="10m"))
+            apply(
+                host,
+                federated_deployment(FEDERATION, f"w{i}", "bench", 3, hostname=f"w{i}", cpu="10m"),
+            )
         rebalance_replicas(RebalanceRequest(federation=FEDERATION, namespace="bench"))
         enable_automation(stack.api_url)
         with get_client(sync_client=True) as client:

@@ -32,7 +32,7 @@ WORKLOADS = 50
 
 
 def workload(i: int) -> dict[str, object]:
-    return federated_deployment(f"w{i}", "bench", 3, hostname=f"w{i}", cpu="10m")
+    return federated_deployment("bench", f"w{i}", "bench", 3, hostname=f"w{i}", cpu="10m")
 
 
 def main() -> None:

@@ -106,7 +106,7 @@ def measure(spec: TestbedSpec) -> dict[str, float]:
     host = api_client(bed.credentials(spec.host))  # the workloads, once the CRDs are there
     with contextlib.suppress(ResourceConflict):
         k8s.CoreV1Api(host).create_namespace({"metadata": {"name": demo.NAMESPACE}})
-    for workload in demo.demo_workloads([m.name for m in spec.members]):
+    for workload in demo.demo_workloads([m.name for m in spec.members], DEMO_FEDERATION):
         apply(host, workload)
     bootstrap = {"federation": DEMO_FEDERATION, "host_cluster": spec.host, "dry_run": True}
     rebalance = {"federation": DEMO_FEDERATION, "dry_run": True}

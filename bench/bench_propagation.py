@@ -23,7 +23,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
 from fleetflow.blocks.testbed import save_testbed_blocks
-from fleetflow.controlplane import API_VERSION
+from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
 from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -49,7 +49,11 @@ def federated_object(template: dict[str, Any], follow: bool) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "FederatedObject",
-        "metadata": {"name": template["metadata"]["name"], "namespace": NAMESPACE},
+        "metadata": {
+            "name": template["metadata"]["name"],
+            "namespace": NAMESPACE,
+            "labels": {LABEL_FEDERATION: "bench"},
+        },
         "spec": spec,
     }
 
@@ -105,7 +109,7 @@ def objects() -> list[dict[str, Any]]:
 
 
 def workload(i: int) -> dict[str, Any]:
-    fd = federated_deployment(f"w{i}", NAMESPACE, 3, cpu="10m")
+    fd = federated_deployment("bench", f"w{i}", NAMESPACE, 3, cpu="10m")
     pod = fd["spec"]["template"]["spec"]["template"]["spec"]
     pod["volumes"] = [{"name": "config", "configMap": {"name": f"w{i}-config"}}]
     pod["containers"][0]["envFrom"] = [{"secretRef": {"name": f"w{i}-secret"}}]

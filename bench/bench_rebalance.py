@@ -35,7 +35,7 @@ WORKLOADS = int(os.environ.get("FLEETFLOW_BENCH_WORKLOADS", "300"))
 
 
 def workload(i: int) -> dict[str, object]:
-    return federated_deployment(f"w{i}", "bench", 3 + i % 4, cpu="10m")
+    return federated_deployment("bench", f"w{i}", "bench", 3 + i % 4, cpu="10m")
 
 
 def task_runs_since(started: str) -> int:

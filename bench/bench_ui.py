@@ -96,7 +96,9 @@ def main() -> None:
                 # One more replica each time: every run has something to write.
                 apply(
                     host,
-                    federated_deployment("web", NAMESPACE, 4 + i, placement={"weights": weights}),
+                    federated_deployment(
+                        FEDERATION, "web", NAMESPACE, 4 + i, placement={"weights": weights}
+                    ),
                 )
                 screens = Screens(out / f"run-{i + 1}")
                 with (

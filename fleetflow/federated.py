@@ -25,6 +25,18 @@ ANNOTATION_ORPHAN = "fleetflow.io/orphan"
 members."""
 
 
+def federation_selector(federation: str) -> str:
+    """The FederatedDeployments and FederatedObjects a federation acts on: those labelled
+    ``fleetflow.io/federation: <federation>``. A host may serve several federations, and each
+    holds finalizers and writes statuses on what it propagates, so nothing is shared by
+    default: an unlabelled object is propagated by none (the rebalance report counts them)."""
+    return f"{LABEL_FEDERATION}={federation}"
+
+
+UNASSIGNED = f"!{LABEL_FEDERATION}"
+"""A label selector for the federated objects and workloads no federation acts on."""
+
+
 class _Spec(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 

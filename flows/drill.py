@@ -50,7 +50,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
     registry = list_members(host, federation.namespace, federation.name)
     target = evacuation(registry, request.region, [])
     check_injectable(request.mode, target.members)
-    workloads = [fd for fd in list_workloads(host, None, None, {}) if not fd.deleting]
+    workloads = [fd for fd in list_workloads(host, federation.name) if not fd.deleting]
     names = sorted(expected_answers(list(list_endpoints(host, federation.name).values())))
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
     seen = probe_members(blocks, federation.name)

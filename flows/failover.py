@@ -5,7 +5,9 @@ the region before the next begins, so a rerun after a crash resumes where it sto
 repeats a finished phase):
 1. fence the region: no flow places replicas there any more;
 2. plan every workload over the survivors, capacity-aware (what does not fit is reported);
-3. scale the survivors up; 4. wait until their replicas are Ready (bounded by the deadline);
+3. scale the survivors up, after writing what their new replicas need (the federated
+   objects that follow the workloads);
+4. wait until their replicas are Ready (bounded by the deadline);
 5. switch traffic: each exposed workload's DNSEndpoint lists only members with Ready replicas
    (and, with the federation's DNS server known, wait until the server answers so);
 6. scale the evacuated members down where they can be reached; report those that could not be;
@@ -34,13 +36,14 @@ from fleetflow.operations import Operation, Phase, finished, started, step_done
 from fleetflow.probes import assess
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import find_cluster, load_cluster, load_federation
-from fleetflow.tasks.host import list_members, list_workloads
+from fleetflow.tasks.host import list_federated_objects, list_members, list_workloads
 from fleetflow.tasks.leases import holding
 from fleetflow.tasks.operations import read_operation, save_operation
+from fleetflow.tasks.propagate import propagate_members
 from fleetflow.tasks.rebalance import probe_members, wait_members_ready, write_members
 from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, set_fenced, wait_answers
 from fleetflow.traffic import endpoints, expected_answers
-from fleetflow.writes import held_back, ready_keys, with_readiness, write_plan
+from fleetflow.writes import held_back, plan_objects, ready_keys, with_readiness, write_plan
 
 
 def _now() -> datetime:
@@ -70,12 +73,20 @@ def regional_failover(request: FailoverRequest) -> Report:
         report.notes.append(f"already evacuated at {op.status.finished_at}: nothing to change")
         return publish(report, key=f"failover-{federation.name}")
 
-    workloads = list_workloads(host, None, None, {})
+    workloads = list_workloads(host, federation.name)
+    objects = list_federated_objects(host, federation.name)
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
     seen = probe_members(blocks, federation.name)
     members = assess(registry, seen, federation.health_policy(), _now()).members
     plan = plan_failover(workloads, members, target.members)
     views = fence(members, target.members)
+    # What the survivors' new replicas need (ConfigMaps, Secrets...) goes with them; what the
+    # region no longer needs stays until a rebalance after the failover takes it away.
+    joined = {m.name: m.namespaces for m in registry}
+    invalid = [o.key for o in objects.invalid]
+    needs = plan_objects(
+        objects.valid, invalid, workloads, plan.plans, views, joined, federation.name
+    ).work
     ingress = {m.name: m.spec.ingress_address for m in registry}
     zone, name = federation.dns_zone, federation.name
     _, unexposed = endpoints(workloads, as_if_ready(plan.plans), views, ingress, zone, name)
@@ -89,7 +100,7 @@ def regional_failover(request: FailoverRequest) -> Report:
         report.dry_run = True
         report.actions = [
             *set_fenced(host, region, fenced=True, dry_run=True),
-            *write_members(blocks, writes.ups, members, True).actions,
+            *propagate_members(blocks, name, needs, writes.ups, members, True).actions,
             *apply_endpoints(host, dns, list_endpoints(host, federation.name), True),
             *write_members(blocks, writes.downs, members, True).actions,
         ]
@@ -116,7 +127,7 @@ def regional_failover(request: FailoverRequest) -> Report:
             )
             op = save_operation(host, step_done(op, "fenced", _now()))
         if not op.done("scaled-up"):
-            ups = write_members(blocks, {m: w for m, w in writes.ups.items()}, members, False)
+            ups = propagate_members(blocks, name, needs, writes.ups, members, False)
             actions += ups.actions
             if ups.failed:
                 raise PartialFailure("; ".join(ups.notes()) + "; rerun to resume the failover")

@@ -23,6 +23,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.errors import InvalidRequest, PlacementError, UnknownName
 from fleetflow.flows.report import finished, publish_plan
 from fleetflow.flows.status_report import publish_status
@@ -37,6 +38,7 @@ from fleetflow.tasks.health import read_watch_lease
 from fleetflow.tasks.host import (
     list_federated_objects,
     list_members,
+    list_unassigned,
     list_workloads,
     set_finalizers,
     write_statuses,
@@ -69,11 +71,14 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     dry_run = request.dry_run
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    workloads = list_workloads(host, request.namespace, request.name, request.labels)
+    workloads = list_workloads(
+        host, federation.name, request.namespace, request.name, request.labels
+    )
     if request.name and not workloads:
         where = f" in namespace {request.namespace}" if request.namespace else ""
         raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
-    objects = list_federated_objects(host, request.namespace)
+    objects = list_federated_objects(host, federation.name, request.namespace)
+    unassigned = list_unassigned(host, request.namespace)
     registry = list_members(host, federation.namespace, federation.name)
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
     seen = probe_members(blocks, federation.name)
@@ -177,6 +182,16 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
             *errors,
             *object_errors,
             *unexposed,
+            *(
+                [
+                    f"{len(unassigned)} federated workloads and objects name no federation, so "
+                    f"none propagates them (label them {LABEL_FEDERATION}=<federation>): "
+                    + ", ".join(unassigned[:5])
+                    + (" ..." if len(unassigned) > 5 else "")
+                ]
+                if unassigned
+                else []
+            ),
         ],
     )
     if object_errors and not dry_run:

@@ -67,7 +67,7 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     granted = [*member_manifests(federation.name), *secret_manifests(federation.name, joined_for)]
     if member is not None and reason is None:
         if not request.keep_workloads:
-            kinds = list_federated_objects(host, None).kinds()
+            kinds = list_federated_objects(host, federation.name).kinds()
             actions += delete_propagated(member, federation.name, joined_for, kinds)
         if request.admin_block:
             admin = load_cluster(request.admin_block)

@@ -11,7 +11,7 @@ from prefect import task
 from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ResourceNotFound
-from fleetflow.federated import FederatedDeployment
+from fleetflow.federated import UNASSIGNED, FederatedDeployment, federation_selector
 from fleetflow.kube import apply, get, list_objects
 from fleetflow.models import Action, Verb
 from fleetflow.objects import KIND as OBJECT_KIND
@@ -83,19 +83,43 @@ def list_members(host: KubeCluster, namespace: str, federation: str) -> list[Mem
 
 @task(**CLUSTER_TASK)
 def list_workloads(
-    host: KubeCluster, namespace: str | None, name: str | None, labels: dict[str, str]
+    host: KubeCluster,
+    federation: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> list[FederatedDeployment]:
-    selector = ",".join(f"{k}={v}" for k, v in labels.items()) or None
-    found = list_objects(client(host), API_VERSION, "FederatedDeployment", namespace, selector)
+    """The federation's FederatedDeployments (of ``namespace``, or all)."""
+    wanted = [federation_selector(federation), *(f"{k}={v}" for k, v in (labels or {}).items())]
+    found = list_objects(
+        client(host), API_VERSION, "FederatedDeployment", namespace, ",".join(wanted)
+    )
     workloads = [FederatedDeployment.from_object(o) for o in found]
     return [w for w in workloads if name is None or w.name == name]
 
 
 @task(**CLUSTER_TASK)
-def list_federated_objects(host: KubeCluster, namespace: str | None) -> FederatedObjects:
-    """The FederatedObjects (of ``namespace``, or all); an invalid one is reported with its
-    reason, never a crash."""
-    return FederatedObjects.read(list_objects(client(host), API_VERSION, OBJECT_KIND, namespace))
+def list_federated_objects(
+    host: KubeCluster, federation: str, namespace: str | None = None
+) -> FederatedObjects:
+    """The federation's FederatedObjects (of ``namespace``, or all); an invalid one is reported
+    with its reason, never a crash."""
+    found = list_objects(
+        client(host), API_VERSION, OBJECT_KIND, namespace, federation_selector(federation)
+    )
+    return FederatedObjects.read(found)
+
+
+@task(**CLUSTER_TASK)
+def list_unassigned(host: KubeCluster, namespace: str | None) -> list[str]:
+    """FederatedDeployments and FederatedObjects that name no federation: none propagates
+    them, and the report says so, since an object that silently does nothing is a trap."""
+    api = client(host)
+    return sorted(
+        f"{kind} {o['metadata']['namespace']}/{o['metadata']['name']}"
+        for kind in ("FederatedDeployment", OBJECT_KIND)
+        for o in list_objects(api, API_VERSION, kind, namespace, UNASSIGNED)
+    )
 
 
 @task(**CLUSTER_TASK)

@@ -59,7 +59,7 @@ def _demo_federation(spec: TestbedSpec) -> None:
     host = api_client(bed.credentials(spec.host))
     with contextlib.suppress(ResourceConflict):
         k8s.CoreV1Api(host).create_namespace({"metadata": {"name": demo.NAMESPACE}})
-    for workload in demo.demo_workloads([m.name for m in spec.members]):
+    for workload in demo.demo_workloads([m.name for m in spec.members], DEMO_FEDERATION):
         apply(host, workload)
     say(
         f"federation {DEMO_FEDERATION!r}: host {spec.host}, members "

@@ -14,6 +14,7 @@ from fleetflow.cli.console import prefect_console, say
 from fleetflow.cli.options import Subparsers, add_request_options, request_from
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import InvalidRequest, ResourceNotFound
+from fleetflow.federated import federation_selector
 from fleetflow.kube import ClusterApiClient, list_objects
 from fleetflow.models import DnsLabel, FederationBlock, Request
 from fleetflow.status import OBJECT, STATE_HELP, WORKLOAD, host_rows, rows_json, text_table
@@ -36,18 +37,20 @@ class HostListing(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def read_host(api: ClusterApiClient, namespace: str | None) -> HostListing:
-    """List both kinds in ``namespace`` (None: all). A host bootstrapped before
-    FederatedObject existed has no such kind: its workloads alone, and a note that says so."""
+def read_host(api: ClusterApiClient, federation: str, namespace: str | None) -> HostListing:
+    """List the federation's objects of both kinds in ``namespace`` (None: all). A host
+    bootstrapped before FederatedObject existed has no such kind: its workloads alone, and a
+    note that says so."""
+    selector = federation_selector(federation)
     try:
-        workloads = list_objects(api, API_VERSION, WORKLOAD, namespace)
+        workloads = list_objects(api, API_VERSION, WORKLOAD, namespace, selector)
     except ResourceNotFound:
         raise InvalidRequest(
             f"the host {api.cluster!r} has no {WORKLOAD} kind: install the federation's "
             "control plane first (`fleetflow bootstrap`)"
         ) from None
     try:
-        objects = list_objects(api, API_VERSION, OBJECT, namespace)
+        objects = list_objects(api, API_VERSION, OBJECT, namespace, selector)
     except ResourceNotFound:
         note = (
             f"the host {api.cluster!r} has no {OBJECT} kind yet (bootstrapped by an older "
@@ -70,7 +73,7 @@ def status(args: argparse.Namespace) -> int:
         check_blocks(request)
         federation = load_federation(request.federation)
         host = load_cluster(federation.host_cluster)
-    listing = read_host(host.api_client(), request.namespace)
+    listing = read_host(host.api_client(), federation.name, request.namespace)
     rows = host_rows(listing.workloads, listing.objects)
     if args.json:
         say(rows_json(rows))

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fleetflow.controlplane import API_VERSION, Manifest
+from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, Manifest
 
 NAMESPACE = "shop"
 
 
 def federated_deployment(
+    federation: str,
     name: str,
     namespace: str,
     replicas: int,
@@ -24,7 +25,7 @@ def federated_deployment(
     image: str = "nginx:1.27",
 ) -> Manifest:
     """A FederatedDeployment of one container requesting ``cpu`` and ``memory`` (kwok runs it),
-    exposed in DNS as ``hostname`` when given, with a 5 s TTL."""
+    exposed in DNS as ``hostname`` when given, with a 5 s TTL; ``federation`` propagates it."""
     labels = {"app": name}
     spec: dict[str, Any] = {
         "replicas": replicas,
@@ -55,12 +56,16 @@ def federated_deployment(
     return {
         "apiVersion": API_VERSION,
         "kind": "FederatedDeployment",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_FEDERATION: federation},
+        },
         "spec": spec,
     }
 
 
-def demo_workloads(members: list[str]) -> list[Manifest]:
+def demo_workloads(members: list[str], federation: str) -> list[Manifest]:
     """Three workloads over the members: a web front end weighted towards the first member and
     exposed in DNS, an API spread evenly and exposed, and a worker with an image override on
     the last member."""
@@ -68,7 +73,9 @@ def demo_workloads(members: list[str]) -> list[Manifest]:
     weights = {first: 2, **{m: 1 for m in members[1:]}}
     override = [{"clusterName": last, "image": "nginx:1.27-alpine"}]
     return [
-        federated_deployment("web", NAMESPACE, 6, placement={"weights": weights}, hostname="web"),
-        federated_deployment("api", NAMESPACE, 4, hostname="api"),
-        federated_deployment("worker", NAMESPACE, 3, overrides=override),
+        federated_deployment(
+            federation, "web", NAMESPACE, 6, placement={"weights": weights}, hostname="web"
+        ),
+        federated_deployment(federation, "api", NAMESPACE, 4, hostname="api"),
+        federated_deployment(federation, "worker", NAMESPACE, 3, overrides=override),
     ]

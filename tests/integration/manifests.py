@@ -41,6 +41,7 @@ def deployment(
 
 
 def federated_object(
+    federation: str,
     namespace: str,
     template: dict[str, Any],
     *,
@@ -61,7 +62,11 @@ def federated_object(
     return {
         "apiVersion": "fleetflow.io/v1alpha1",
         "kind": "FederatedObject",
-        "metadata": {"name": name or template["metadata"]["name"], "namespace": namespace},
+        "metadata": {
+            "name": name or template["metadata"]["name"],
+            "namespace": namespace,
+            "labels": {"fleetflow.io/federation": federation},
+        },
         "spec": spec,
     }
 

@@ -73,7 +73,9 @@ def test_a_rebalance_started_from_the_ui_form_completes_with_its_logs_and_plan(
     a, b, c = (m.name for m in testbed.members)
     apply(
         client_for(testbed.host),
-        federated_deployment("web", namespace, 4, placement={"weights": {a: 2, b: 1, c: 1}}),
+        federated_deployment(
+            joined, "web", namespace, 4, placement={"weights": {a: 2, b: 1, c: 1}}
+        ),
     )
     # As under `fleetflow up`, a worker is already waiting when the person clicks.
     start_worker(deployed, progress=quiet)

@@ -51,6 +51,7 @@ from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for, fleetflow, quiet
+from tests.integration.manifests import config_map, federated_object
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +68,12 @@ def dns_server(testbed: TestbedSpec) -> str:
     return f"127.0.0.1:{testbed.dns_ports().dns}"
 
 
-def exposed(namespace: str, name: str, replicas: int, testbed: TestbedSpec) -> dict[str, Any]:
-    return federated_deployment(name, namespace, replicas, hostname=f"{name}-{namespace}")
+def exposed(
+    federation: str, namespace: str, name: str, replicas: int, testbed: TestbedSpec
+) -> dict[str, Any]:
+    return federated_deployment(
+        federation, name, namespace, replicas, hostname=f"{name}-{namespace}"
+    )
 
 
 def answer(testbed: TestbedSpec, name: str, namespace: str) -> list[str]:
@@ -111,7 +116,7 @@ def test_failover_and_failback_of_a_region_move_replicas_and_dns(
     a, b, c = (m.name for m in testbed.members)  # a, b in us-east; c in eu-west
     host = client_for(testbed.host)
     for name in ("web", "api"):
-        apply(host, exposed(namespace, name, 6, testbed))
+        apply(host, exposed(fleet, namespace, name, 6, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     everyone = ingress(testbed, a, b, c)
     poll_until(
@@ -171,12 +176,51 @@ def test_failover_and_failback_of_a_region_move_replicas_and_dns(
     assert "fenced" not in get(host, API_VERSION, "MemberCluster", c, f"{fleet}-system")["spec"]
 
 
+def test_a_failover_takes_what_the_moved_replicas_need_along(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)  # c is eu-west
+    host = client_for(testbed.host)
+    weights = {a: 1, b: 1, c: 100}  # its one replica on c, and somewhere else without c
+    solo = federated_deployment(fleet, "solo", namespace, 1, placement={"weights": weights})
+    pod = solo["spec"]["template"]["spec"]["template"]["spec"]
+    pod["volumes"] = [{"name": "config", "configMap": {"name": "solo-config"}}]
+    apply(host, solo)
+    apply(host, federated_object(fleet, namespace, config_map("solo-config", {"mode": "prod"})))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+
+    def running() -> list[str]:
+        return [
+            m
+            for m in (a, b, c)
+            for d in list_objects(client_for(m), "apps/v1", "Deployment", namespace)
+            if d["metadata"]["name"] == "solo" and d["spec"]["replicas"] > 0
+        ]
+
+    def configured() -> list[str]:
+        return [
+            m
+            for m in (a, b, c)
+            for o in list_objects(client_for(m), "v1", "ConfigMap", namespace)
+            if o["metadata"]["name"] == "solo-config"
+        ]
+
+    assert running() == configured() == [c]
+
+    regional_failover(FailoverRequest(federation=fleet, region="eu-west"))
+    survivor = running()
+    assert len(survivor) == 1 and survivor[0] in (a, b), survivor
+    # The survivor got the ConfigMap its new replica mounts; the fenced region keeps its copy
+    # until a rebalance after the failover removes it (never during the failover).
+    assert configured() == sorted([*survivor, c], key=[a, b, c].index)
+
+
 def test_a_stopped_region_fails_over_to_the_survivors(
     fleet: str, testbed: TestbedSpec, namespace: str
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, exposed(namespace, "web", 6, testbed))
+    apply(host, exposed(fleet, namespace, "web", 6, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     try:
         for member in (a, b):
@@ -246,7 +290,7 @@ def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
     monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "5")  # the killed run's lease lapses sooner
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, exposed(namespace, "web", 30, testbed))
+    apply(host, exposed(fleet, namespace, "web", 30, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     ns = f"{fleet}-system"
 
@@ -300,7 +344,7 @@ def test_two_failovers_of_one_federation_never_run_together(
     fleet: str, testbed: TestbedSpec, namespace: str
 ) -> None:
     host = client_for(testbed.host)
-    apply(host, exposed(namespace, "web", 3, testbed))
+    apply(host, exposed(fleet, namespace, "web", 3, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     ns = f"{fleet}-system"
     running = KubeCluster.load(testbed.host)
@@ -324,7 +368,7 @@ def test_bad_failover_requests_are_clear_errors_and_change_nothing(
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, exposed(namespace, "web", 3, testbed))
+    apply(host, exposed(fleet, namespace, "web", 3, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     with pytest.raises(UnknownName, match="no member is in region 'mars'; regions: eu-west, us"):
         regional_failover(FailoverRequest(federation=fleet, region="mars"))
@@ -352,7 +396,7 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
 ) -> None:
     host = client_for(testbed.host)
     for name in ("web", "api"):
-        apply(host, exposed(namespace, name, 3, testbed))
+        apply(host, exposed(fleet, namespace, name, 3, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     start_worker(deployed, progress=quiet)
     key = f"drill-{uuid.uuid4().hex[:8]}"

@@ -125,9 +125,9 @@ def member_writes() -> dict[tuple[str, str], int]:
     return {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}
 
 
-def web(ns: str, replicas: int, clusters: list[str]) -> dict[str, Any]:
+def web(federation: str, ns: str, replicas: int, clusters: list[str]) -> dict[str, Any]:
     """A workload whose pods read a ConfigMap (a volume) and a Secret (env)."""
-    fd = federated_deployment("web", ns, replicas, placement={"clusters": clusters})
+    fd = federated_deployment(federation, "web", ns, replicas, placement={"clusters": clusters})
     pod = fd["spec"]["template"]["spec"]["template"]["spec"]
     pod["volumes"] = [{"name": "config", "configMap": {"name": "web-config"}}]
     pod["containers"][0]["envFrom"] = [{"secretRef": {"name": "web-secret"}}]
@@ -143,12 +143,18 @@ def test_dependencies_go_where_the_workload_goes_in_order_and_move_with_it(
     ns = fed.namespaces[0]
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, web(ns, 2, [a, b]))
-    apply(host, federated_object(ns, config_map("web-config", {"mode": "prod"})))
-    apply(host, federated_object(ns, secret("web-secret", {"password": "s3cret"})))
+    apply(host, web(fed.name, ns, 2, [a, b]))
+    apply(host, federated_object(fed.name, ns, config_map("web-config", {"mode": "prod"})))
+    apply(host, federated_object(fed.name, ns, secret("web-secret", {"password": "s3cret"})))
     on_a_b = {"clusters": [a, b]}
-    apply(host, federated_object(ns, service("web", "web"), name="web-service", placement=on_a_b))
-    apply(host, federated_object(ns, ingress("web", "web"), name="web-ingress", placement=on_a_b))
+    apply(
+        host,
+        federated_object(fed.name, ns, service("web", "web"), name="web-service", placement=on_a_b),
+    )
+    apply(
+        host,
+        federated_object(fed.name, ns, ingress("web", "web"), name="web-ingress", placement=on_a_b),
+    )
     REQUESTS.clear()
     dry = rebalance(fed, ns, dry_run=True)  # lists every write, makes none
     assert {k: n for k, n in REQUESTS.items() if k[1] != "GET"} == {}
@@ -195,7 +201,7 @@ def test_dependencies_go_where_the_workload_goes_in_order_and_move_with_it(
 
     # The workload moves from a, b to b, c: its ConfigMap and Secret move with it; the
     # Service and Ingress have a placement of their own and stay.
-    apply(host, web(ns, 2, [b, c]))
+    apply(host, web(fed.name, ns, 2, [b, c]))
     moved = rebalance(fed, ns)
     for kind, name in (("ConfigMap", "web-config"), ("Secret", "web-secret")):
         assert holders(testbed, "v1", kind, name, ns) == [b, c], kind
@@ -211,7 +217,7 @@ def test_a_statefulset_spreads_and_scales_down_without_deleting_claims(
     ns = fed.namespaces[1]
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    fd = federated_deployment("db", ns, 6, placement={"clusters": [a, b]})
+    fd = federated_deployment(fed.name, "db", ns, 6, placement={"clusters": [a, b]})
     fd["spec"]["kind"] = "StatefulSet"
     spec = fd["spec"]["template"]["spec"]
     spec["serviceName"] = "db"
@@ -226,7 +232,9 @@ def test_a_statefulset_spreads_and_scales_down_without_deleting_claims(
         }
     ]
     apply(host, fd)
-    apply(host, federated_object(ns, service("db", "db", headless=True)))  # follows serviceName
+    apply(
+        host, federated_object(fed.name, ns, service("db", "db", headless=True))
+    )  # follows serviceName
     rebalance(fed, ns, wait_timeout=1)
     for member in (a, b):
         sts = find(member, "apps/v1", "StatefulSet", "db", ns)
@@ -366,7 +374,7 @@ def test_a_custom_resource_goes_where_its_crd_is_and_is_reported_where_not(
             "spec": {"teeth": 12},
         }
         host = client_for(testbed.host)
-        apply(host, federated_object(ns, widget, placement={"clusters": [a, b, c]}))
+        apply(host, federated_object(fed.name, ns, widget, placement={"clusters": [a, b, c]}))
         rebalance(fed, ns)
         for member in (a, b):
             assert find(member, f"{group}/v1", "Widget", "gear", ns)["spec"] == {"teeth": 12}
@@ -408,7 +416,9 @@ def test_an_unmanaged_object_is_left_alone_and_a_hand_edit_is_put_back(
     everywhere = {"clusters": [a, b, c]}
     apply(
         host,
-        federated_object(ns, config_map("settings", {"owner": "fleetflow"}), placement=everywhere),
+        federated_object(
+            fed.name, ns, config_map("settings", {"owner": "fleetflow"}), placement=everywhere
+        ),
     )
     rebalance(fed, ns)
     assert find(c, "v1", "ConfigMap", "settings", ns)["data"] == {"owner": "someone else"}
@@ -433,8 +443,10 @@ def test_deleting_a_federated_object_cleans_every_member_unless_orphaned(
     members = [m.name for m in testbed.members]
     host = client_for(testbed.host)
     everywhere = {"clusters": members}
-    apply(host, federated_object(ns, config_map("gone", {"k": "v"}), placement=everywhere))
-    kept = federated_object(ns, config_map("kept", {"k": "v"}), placement=everywhere)
+    apply(
+        host, federated_object(fed.name, ns, config_map("gone", {"k": "v"}), placement=everywhere)
+    )
+    kept = federated_object(fed.name, ns, config_map("kept", {"k": "v"}), placement=everywhere)
     kept["metadata"]["annotations"] = {ANNOTATION_ORPHAN: "true"}
     apply(host, kept)
     rebalance(fed, ns)
@@ -477,7 +489,9 @@ def test_secrets_only_in_joined_namespaces(fed: Fed, testbed: TestbedSpec) -> No
     host = client_for(testbed.host)
     apply(
         host,
-        federated_object(fed.outside, secret("token", {"t": "x"}), placement={"clusters": [a]}),
+        federated_object(
+            fed.name, fed.outside, secret("token", {"t": "x"}), placement={"clusters": [a]}
+        ),
     )
     REQUESTS.clear()
     rebalance(fed, fed.outside)
@@ -493,8 +507,11 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(fed: Fed, testbed: Testb
     a = testbed.members[0].name
     host = client_for(testbed.host)
     cluster_scoped = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "evil"}}
-    apply(host, federated_object(ns, cluster_scoped, name="ns", placement={"clusters": [a]}))
+    apply(
+        host, federated_object(fed.name, ns, cluster_scoped, name="ns", placement={"clusters": [a]})
+    )
     bad_patch = federated_object(
+        fed.name,
         ns,
         config_map("patched", {"k": "v"}),
         placement={"clusters": [a]},
@@ -504,7 +521,10 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(fed: Fed, testbed: Testb
     )
     apply(host, bad_patch)
     nameless = federated_object(
-        ns, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ""}}, name="nameless"
+        fed.name,
+        ns,
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ""}},
+        name="nameless",
     )
     apply(host, nameless)
     REQUESTS.clear()
@@ -535,8 +555,8 @@ def test_unjoin_removes_what_join_granted_and_what_was_propagated(
     c = testbed.members[-1].name
     host = client_for(testbed.host)
     on_c = {"clusters": [c]}
-    apply(host, federated_object(ns, config_map("app", {"k": "v"}), placement=on_c))
-    apply(host, federated_object(ns, secret("app-secret", {"k": "v"}), placement=on_c))
+    apply(host, federated_object(fed.name, ns, config_map("app", {"k": "v"}), placement=on_c))
+    apply(host, federated_object(fed.name, ns, secret("app-secret", {"k": "v"}), placement=on_c))
     rebalance(fed, ns)
     assert find(c, "v1", "Secret", "app-secret", ns) is not None
     unjoin_cluster(

@@ -28,10 +28,14 @@ pytestmark = pytest.mark.integration
 
 
 def workload(
-    namespace: str, replicas: int, weights: dict[str, int] | None = None, **placement: Any
+    federation: str,
+    namespace: str,
+    replicas: int,
+    weights: dict[str, int] | None = None,
+    **placement: Any,
 ) -> dict[str, Any]:
     return federated_deployment(
-        "web", namespace, replicas, placement={"weights": weights or {}, **placement}
+        federation, "web", namespace, replicas, placement={"weights": weights or {}, **placement}
     )
 
 
@@ -58,7 +62,7 @@ def test_weights_and_totals_converge_and_a_noop_writes_nothing(
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, workload(namespace, 8, {a: 2, b: 1, c: 1}))
+    apply(host, workload(joined, namespace, 8, {a: 2, b: 1, c: 1}))
     rebalance(joined, namespace)
     assert spread(testbed, namespace) == {a: (4, 4), b: (2, 2), c: (2, 2)}
     status = get(host, API_VERSION, "FederatedDeployment", "web", namespace)["status"]
@@ -68,7 +72,7 @@ def test_weights_and_totals_converge_and_a_noop_writes_nothing(
         c: (2, 2),
     }
 
-    apply(host, workload(namespace, 12, {a: 1, b: 1, c: 2}))
+    apply(host, workload(joined, namespace, 12, {a: 1, b: 1, c: 2}))
     rebalance(joined, namespace)
     assert spread(testbed, namespace) == {a: (3, 3), b: (3, 3), c: (6, 6)}
 
@@ -104,7 +108,7 @@ def test_override_lands_only_where_it_should(
     joined: str, testbed: TestbedSpec, namespace: str
 ) -> None:
     eu = next(m.name for m in testbed.members if m.region == "eu-west")
-    fd = workload(namespace, 3)
+    fd = workload(joined, namespace, 3)
     fd["spec"]["overrides"] = [{"clusterName": eu, "image": "nginx:1.27-eu"}]
     apply(client_for(testbed.host), fd)
     rebalance(joined, namespace)
@@ -118,7 +122,7 @@ def test_override_lands_only_where_it_should(
 def test_dry_run_plans_and_writes_nothing(
     joined: str, testbed: TestbedSpec, namespace: str
 ) -> None:
-    apply(client_for(testbed.host), workload(namespace, 3))
+    apply(client_for(testbed.host), workload(joined, namespace, 3))
     REQUESTS.clear()
     report = rebalance(joined, namespace, dry_run=True)
     assert report.dry_run
@@ -131,14 +135,17 @@ def test_deselected_member_loses_the_workload(
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, workload(namespace, 4))
+    apply(host, workload(joined, namespace, 4))
     rebalance(joined, namespace)
     assert set(spread(testbed, namespace)) == {a, b, c}
-    apply(host, workload(namespace, 4, clusters=[a, b]))
+    apply(host, workload(joined, namespace, 4, clusters=[a, b]))
     rebalance(joined, namespace)
     assert spread(testbed, namespace) == {a: (2, 2), b: (2, 2)}
     by_region = workload(
-        namespace, 4, clusterSelector={"matchLabels": {"topology.kubernetes.io/region": "eu-west"}}
+        joined,
+        namespace,
+        4,
+        clusterSelector={"matchLabels": {"topology.kubernetes.io/region": "eu-west"}},
     )
     apply(host, by_region)
     rebalance(joined, namespace)
@@ -159,7 +166,7 @@ def test_deselected_member_loses_the_workload(
 def test_bad_placement_is_a_clear_error_and_changes_nothing(
     joined: str, testbed: TestbedSpec, namespace: str, placement: dict[str, Any], message: str
 ) -> None:
-    fd = workload(namespace, 3)
+    fd = workload(joined, namespace, 3)
     fd["spec"]["placement"] = placement
     apply(client_for(testbed.host), fd)
     REQUESTS.clear()
@@ -179,7 +186,7 @@ def test_failover_past_the_threshold_and_rate_limited_failback(
     joined: str, testbed: TestbedSpec, namespace: str
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
-    apply(client_for(testbed.host), copy.deepcopy(workload(namespace, 9)))
+    apply(client_for(testbed.host), copy.deepcopy(workload(joined, namespace, 9)))
     rebalance(joined, namespace, max_moves=1)
     assert spread(testbed, namespace) == {a: (3, 3), b: (3, 3), c: (3, 3)}
     try:
@@ -213,7 +220,7 @@ def test_capacity_mode_spreads_by_free_room_and_never_overfills(
     filler = client_for(a)  # someone else's workload takes most of a's CPU
     apply(filler, deployment(namespace, "filler", 4, image="busybox", cpu="4"))
     wait_deployment_ready(filler, namespace, "filler", timeout=60)
-    fd = workload(namespace, 10, mode="Capacity")
+    fd = workload(joined, namespace, 10, mode="Capacity")
     fd["spec"]["template"]["spec"]["template"]["spec"]["containers"][0]["resources"] = {
         "requests": {"cpu": "2"}
     }
@@ -268,7 +275,7 @@ def test_deleting_a_federated_workload_removes_its_deployments_from_every_member
 ) -> None:
     members = [m.name for m in testbed.members]
     host = client_for(testbed.host)
-    apply(host, workload(namespace, 3))
+    apply(host, workload(joined, namespace, 3))
     rebalance(joined, namespace)
     assert set(spread(testbed, namespace)) == set(members)
     assert (
@@ -288,7 +295,7 @@ def test_an_orphaning_delete_leaves_the_deployments_running(
     joined: str, testbed: TestbedSpec, namespace: str
 ) -> None:
     host = client_for(testbed.host)
-    fd = workload(namespace, 3)
+    fd = workload(joined, namespace, 3)
     fd["metadata"]["annotations"] = {ANNOTATION_ORPHAN: "true"}
     apply(host, fd)
     rebalance(joined, namespace)
@@ -303,7 +310,7 @@ def test_a_member_unreachable_at_deletion_is_cleaned_when_it_is_back(
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, workload(namespace, 3))
+    apply(host, workload(joined, namespace, 3))
     rebalance(joined, namespace)
     try:
         bed.fault(c, bed.Fault.STOP_CLUSTER, progress=lambda m: None)

@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import (
 )
 from pydantic import SecretStr
 
-from fleetflow.controlplane import API_VERSION, federated_deployment_crd
+from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, federated_deployment_crd
 from fleetflow.errors import ResourceNotFound
 from fleetflow.federated import ClusterPlacement, FederatedDeployment, FederatedDeploymentStatus
 from fleetflow.flows.status_report import publish_status
@@ -47,21 +47,29 @@ def has_object_kind(host: ClusterApiClient) -> bool:
     return True
 
 
-def federated_object(namespace: str, name: str, template: dict[str, Any]) -> dict[str, Any]:
+def federated_object(
+    federation: str, namespace: str, name: str, template: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "FederatedObject",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {LABEL_FEDERATION: federation},
+        },
         "spec": {"template": template},
     }
 
 
-def put_workloads(host: ClusterApiClient, namespace: str, members: list[str]) -> None:
+def put_workloads(
+    host: ClusterApiClient, federation: str, namespace: str, members: list[str]
+) -> None:
     """``web`` with a status as a rebalance leaves it (one replica unplaced), ``api`` with
     none yet."""
     a, b, c = members
-    apply(host, federated_deployment("web", namespace, 6))
-    apply(host, federated_deployment("api", namespace, 1))
+    apply(host, federated_deployment(federation, "web", namespace, 6))
+    apply(host, federated_deployment(federation, "api", namespace, 1))
     web = FederatedDeployment.from_object(
         get(host, API_VERSION, "FederatedDeployment", "web", namespace)
     )
@@ -78,7 +86,9 @@ def put_workloads(host: ClusterApiClient, namespace: str, members: list[str]) ->
     apply(host, web.model_copy(update={"status": status}).status_patch(), subresource="status")
 
 
-def put_objects(host: ClusterApiClient, namespace: str, members: list[str]) -> None:
+def put_objects(
+    host: ClusterApiClient, federation: str, namespace: str, members: list[str]
+) -> None:
     """A ConfigMap in three states, a Secret (whose data must never be shown) and a template
     the host accepts but fleetflow cannot federate (a cluster-scoped kind)."""
     a, b, c = members
@@ -90,9 +100,9 @@ def put_objects(host: ClusterApiClient, namespace: str, members: list[str]) -> N
         "stringData": {"password": "hunter2-do-not-print"},
     }
     cluster_scoped = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nope"}}
-    apply(host, federated_object(namespace, "web-config", config))
-    apply(host, federated_object(namespace, "db", secret))
-    apply(host, federated_object(namespace, "wrong", cluster_scoped))
+    apply(host, federated_object(federation, namespace, "web-config", config))
+    apply(host, federated_object(federation, namespace, "db", secret))
+    apply(host, federated_object(federation, namespace, "wrong", cluster_scoped))
     fo = FederatedObject.from_object(
         get(host, API_VERSION, "FederatedObject", "web-config", namespace)
     )
@@ -116,9 +126,9 @@ def test_status_shows_each_workload_and_object_on_each_member(
     assert sorted(members) == [c, a, b]  # the order rows come in: members by name
     host = client_for(testbed.host)
     objects = has_object_kind(host)
-    put_workloads(host, namespace, members)
+    put_workloads(host, federation, namespace, members)
     if objects:
-        put_objects(host, namespace, members)
+        put_objects(host, federation, namespace, members)
 
     shown = fleetflow("status", "--federation", federation, "--json", home=tmp_path)
     assert shown.returncode == 0, shown.stderr
@@ -248,7 +258,7 @@ def test_a_host_bootstrapped_before_federated_objects_shows_its_workloads_and_a_
             timeout=60,
             waiting_for=f"the FederatedDeployment CRD Established in {old_host}",
         )
-        apply(api, federated_deployment("web", "default", 2))
+        apply(api, federated_deployment(name, "web", "default", 2))
         shown = fleetflow("status", "--federation", name, home=tmp_path)
         assert shown.returncode == 0, shown.stderr
         lines = shown.stdout.splitlines()
@@ -276,7 +286,7 @@ def test_a_run_publishes_the_same_tables_as_the_federation_status_artifact(
     client: SyncPrefectClient,
 ) -> None:
     host = client_for(testbed.host)
-    put_workloads(host, namespace, members)
+    put_workloads(host, federation, namespace, members)
     workloads = [
         FederatedDeployment.from_object(o)
         for o in list_objects(host, API_VERSION, "FederatedDeployment", namespace)
