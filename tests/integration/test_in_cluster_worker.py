@@ -326,8 +326,8 @@ def worker_process(
         yield pool, log
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
+        try:  # a worker that has worked takes over 20 s to exit; its run is over by now
+            process.wait(timeout=2)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
