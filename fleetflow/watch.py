@@ -61,7 +61,7 @@ class Probe(BaseModel):
     nodes_total: int = 0
     allocatable: Resources | None = None  # of the Ready nodes
     workloads: int = 0
-    """The federation's Deployments on the member."""
+    """The federation's Deployments and StatefulSets on the member."""
     workloads_ready: int = 0
     """Of those, how many have every replica Ready."""
     seconds: float = 0.0

@@ -23,12 +23,13 @@ from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.errors import ClusterError, ClusterForbidden, FleetflowError, ResourceNotFound
 from fleetflow.kube import api_client, get, list_objects
 from fleetflow.kube.probe import readyz
-from fleetflow.kube.workloads import deployment_ready
+from fleetflow.kube.workloads import workload_ready
 from fleetflow.lease import LEASE_API, Lease
 from fleetflow.polling import poll_until
 from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 from fleetflow.tasks.leases import try_acquire
+from fleetflow.tasks.rebalance import list_workloads
 from fleetflow.watch import REGION_EVENTS, HealthEvent, Probe, watch_lease_name
 
 REGION_MEMORY = timedelta(days=7)
@@ -38,8 +39,8 @@ REGION_MEMORY = timedelta(days=7)
 @task(**PRIVATE)
 def probe_member(block: KubeCluster | None, name: str, federation: str, timeout: float) -> Probe:
     """One health probe with the member's own credentials and a short timeout: ``/readyz``,
-    then its nodes and the federation's Deployments. Never raises: a failed probe is an input to
-    the health model, not an error."""
+    then its nodes and the federation's Deployments and StatefulSets. Never raises: a failed
+    probe is an input to the health model, not an error."""
     if block is None:
         return Probe(name=name, error="no credentials block")
     try:
@@ -49,7 +50,7 @@ def probe_member(block: KubeCluster | None, name: str, federation: str, timeout:
             return Probe(name=name, error=ready.detail, seconds=ready.seconds)
         api = api_client(credentials)
         nodes = list_objects(api, "v1", "Node")
-        ours = list_objects(api, "apps/v1", "Deployment", None, f"{LABEL_FEDERATION}={federation}")
+        ours = list_workloads(api, f"{LABEL_FEDERATION}={federation}")
     except FleetflowError as exc:
         return Probe(name=name, error=str(exc))
     return Probe(
@@ -59,7 +60,7 @@ def probe_member(block: KubeCluster | None, name: str, federation: str, timeout:
         nodes_total=len(nodes),
         allocatable=free(nodes, []),
         workloads=len(ours),
-        workloads_ready=sum(1 for d in ours if deployment_ready(d)),
+        workloads_ready=sum(1 for w in ours if workload_ready(w)),
         seconds=ready.seconds,
     )
 

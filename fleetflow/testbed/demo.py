@@ -1,4 +1,4 @@
-"""FederatedDeployments for the test bed: the ``demo`` federation's samples (so that rebalance,
+"""Federated workloads for the test bed: the ``demo`` federation's samples (so that rebalance,
 failover and drills show real moves on first use), and the one builder that tests and benchmarks
 use too. Pure manifests."""
 
@@ -66,16 +66,41 @@ def federated_deployment(
 
 
 def demo_workloads(members: list[str], federation: str) -> list[Manifest]:
-    """Three workloads over the members: a web front end weighted towards the first member and
-    exposed in DNS, an API spread evenly and exposed, and a worker with an image override on
-    the last member."""
+    """Three workloads over the members, and what the web front end needs: a web front end
+    weighted towards the first member, exposed in DNS, reading a ConfigMap that follows it
+    (with another value on the last member); an API spread evenly and exposed; and a worker
+    with an image override on the last member."""
     first, last = members[0], members[-1]
     weights = {first: 2, **{m: 1 for m in members[1:]}}
     override = [{"clusterName": last, "image": "nginx:1.27-alpine"}]
+    web = federated_deployment(
+        federation, "web", NAMESPACE, 6, placement={"weights": weights}, hostname="web"
+    )
+    pod = web["spec"]["template"]["spec"]["template"]["spec"]
+    pod["volumes"] = [{"name": "config", "configMap": {"name": "web-config"}}]
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "web-config"},
+        "data": {"greeting": "hello"},
+    }
+    web_config = {
+        "apiVersion": API_VERSION,
+        "kind": "FederatedObject",
+        "metadata": {
+            "name": "web-config",
+            "namespace": NAMESPACE,
+            "labels": {LABEL_FEDERATION: federation},
+        },
+        # No placement: it goes wherever web runs, before web, and leaves after it.
+        "spec": {
+            "template": config,
+            "overrides": [{"clusterName": last, "mergePatch": {"data": {"greeting": "hej"}}}],
+        },
+    }
     return [
-        federated_deployment(
-            federation, "web", NAMESPACE, 6, placement={"weights": weights}, hostname="web"
-        ),
+        web_config,
+        web,
         federated_deployment(federation, "api", NAMESPACE, 4, hostname="api"),
         federated_deployment(federation, "worker", NAMESPACE, 3, overrides=override),
     ]
