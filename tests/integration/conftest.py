@@ -52,11 +52,18 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedSpec]:
 
 @pytest.fixture(scope="session")
 def prefect_server() -> Iterator[None]:
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
     # The server phones home unless told not to; this machine has no internet to phone.
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    with prefect_test_harness(server_startup_timeout=120):
+    # A flow run's heartbeat thread sleeps in one-second steps and every flow called here waits
+    # for it to end: about a second per call, minutes over the suite. Heartbeats let the server
+    # mark a crashed run; no test here asks that of it.
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
         yield
 
 
@@ -97,41 +104,59 @@ def admin_blocks(prefect_server: None, testbed: TestbedSpec) -> list[str]:
     return testbed.cluster_names()
 
 
-@pytest.fixture
-def federation(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
-    """A bootstrapped federation of its own (host namespace ``<name>-system``), removed after."""
+@contextlib.contextmanager
+def a_federation(testbed: TestbedSpec, *, join: bool) -> Iterator[str]:
+    """A bootstrapped federation of its own (host namespace ``<name>-system``), with every
+    test-bed member joined in its region when ``join``; removed after."""
     from fleetflow.blocks import Federation, KubeCluster
     from fleetflow.flows.bootstrap import bootstrap_control_plane
-    from fleetflow.models import BootstrapRequest
+    from fleetflow.flows.join import join_cluster
+    from fleetflow.models import BootstrapRequest, JoinRequest
 
     name = f"f{uuid.uuid4().hex[:8]}"
     bootstrap_control_plane(
         BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
     )
-    yield name
-    for member in testbed.members:
+    try:
+        for m in testbed.members if join else []:
+            join_cluster(
+                JoinRequest(federation=name, member=m.name, admin_block=m.name, region=m.region)
+            )
+        yield name
+    finally:
+        for member in testbed.members:
+            with contextlib.suppress(ClusterError):
+                remove_member_objects(member.name, name)
         with contextlib.suppress(ClusterError):
-            remove_member_objects(member.name, name)
-    with contextlib.suppress(ClusterError):
-        k8s.CoreV1Api(client_for(testbed.host)).delete_namespace(f"{name}-system")
-    for member in testbed.members:
+            k8s.CoreV1Api(client_for(testbed.host)).delete_namespace(f"{name}-system")
+        for member in testbed.members:
+            with contextlib.suppress(ValueError):
+                KubeCluster.delete(f"{name}-{member.name}")
         with contextlib.suppress(ValueError):
-            KubeCluster.delete(f"{name}-{member.name}")
-    with contextlib.suppress(ValueError):
-        Federation.delete(name)
+            Federation.delete(name)
 
 
 @pytest.fixture
-def joined(federation: str, testbed: TestbedSpec) -> str:
-    """The federation with every test-bed member joined, each in its region."""
-    from fleetflow.flows.join import join_cluster
-    from fleetflow.models import JoinRequest
+def federation(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    """A bootstrapped federation of its own, no member joined yet."""
+    with a_federation(testbed, join=False) as name:
+        yield name
 
-    for m in testbed.members:
-        join_cluster(
-            JoinRequest(federation=federation, member=m.name, admin_block=m.name, region=m.region)
-        )
-    return federation
+
+@pytest.fixture
+def joined(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    """A federation of its own with every test-bed member joined, each in its region: for a
+    test that stops clusters, fences members or otherwise changes what the next test sees."""
+    with a_federation(testbed, join=True) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def calm(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    """One joined federation shared by a module's tests that only place workloads, each in a
+    namespace of its own (bootstrap and three joins take about 12 s, a test's own work less)."""
+    with a_federation(testbed, join=True) as name:
+        yield name
 
 
 def remove_member_objects(cluster: str, federation: str) -> None:
