@@ -42,6 +42,7 @@ def main() -> None:
     )
     bed.up(spec, progress=lambda m: None)
     try:
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no internet to phone
         with prefect_test_harness(server_startup_timeout=120):
             save_testbed_blocks(spec)
             federate_testbed(spec, "bench")

@@ -46,6 +46,7 @@ def main() -> None:
     bed.up(spec, progress=lambda m: None)
     logging.getLogger("prefect").setLevel(logging.WARNING)
     try:
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no internet to phone
         with prefect_test_harness(server_startup_timeout=120):
             save_testbed_blocks(spec)
             started = time.monotonic()

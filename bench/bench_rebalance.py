@@ -69,6 +69,7 @@ def main() -> None:
     )
     bed.up(spec, progress=lambda m: None)
     try:
+        os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"  # no internet to phone
         with prefect_test_harness(server_startup_timeout=120):
             save_testbed_blocks(spec)
             bootstrap_control_plane(BootstrapRequest(federation="bench", host_cluster=spec.host))
