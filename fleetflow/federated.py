@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,17 +111,19 @@ class FederatedDeploymentStatus(WireModel):
     conditions: list[Condition] = Field(default_factory=list)
 
 
-class FederatedDeployment(BaseModel):
-    """A FederatedDeployment as read from the host."""
+class HostObject(BaseModel):
+    """What every federated kind in the host has: its name, its deletion, and the finalizer
+    that holds the deletion until its members are clean. A kind adds its spec and status."""
+
+    HOST_KIND: ClassVar[str]
 
     name: str
     namespace: str
     generation: int = 0
-    spec: FederatedDeploymentSpec
-    status: FederatedDeploymentStatus = Field(default_factory=FederatedDeploymentStatus)
     finalizers: list[str] = Field(default_factory=list)
     deleting: bool = False
     orphan: bool = False
+    status: WireModel
 
     @property
     def key(self) -> str:
@@ -132,31 +134,26 @@ class FederatedDeployment(BaseModel):
         """Its deletion waits for fleetflow to clean the members."""
         return FINALIZER in self.finalizers
 
-    @property
-    def kind(self) -> WorkloadKind:
-        """What each member runs."""
-        return self.spec.kind
-
-    @classmethod
-    def from_object(cls, obj: dict[str, Any]) -> FederatedDeployment:
-        meta = obj["metadata"]
-        return cls.model_validate(
-            {
-                "name": meta["name"],
-                "namespace": meta["namespace"],
-                "generation": meta.get("generation", 0),
-                "spec": obj.get("spec") or {},
-                "status": obj.get("status") or {},
-                "finalizers": meta.get("finalizers") or [],
-                "deleting": bool(meta.get("deletionTimestamp")),
-                "orphan": (meta.get("annotations") or {}).get(ANNOTATION_ORPHAN) == "true",
-            }
-        )
+    @staticmethod
+    def fields_of(obj: dict[str, Any]) -> dict[str, Any]:
+        """The model's fields from the object as the host returns it (``KeyError`` without a
+        name or namespace)."""
+        meta = obj.get("metadata") or {}
+        return {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "generation": meta.get("generation", 0),
+            "spec": obj.get("spec") or {},
+            "status": obj.get("status") or {},
+            "finalizers": meta.get("finalizers") or [],
+            "deleting": bool(meta.get("deletionTimestamp")),
+            "orphan": (meta.get("annotations") or {}).get(ANNOTATION_ORPHAN) == "true",
+        }
 
     def status_patch(self) -> dict[str, Any]:
         return {
             "apiVersion": API_VERSION,
-            "kind": "FederatedDeployment",
+            "kind": self.HOST_KIND,
             "metadata": {"name": self.name, "namespace": self.namespace},
             "status": self.status.wire(),
         }
@@ -168,7 +165,25 @@ class FederatedDeployment(BaseModel):
         meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if hold:
             meta["finalizers"] = [FINALIZER]
-        return {"apiVersion": API_VERSION, "kind": "FederatedDeployment", "metadata": meta}
+        return {"apiVersion": API_VERSION, "kind": self.HOST_KIND, "metadata": meta}
+
+
+class FederatedDeployment(HostObject):
+    """A FederatedDeployment as read from the host."""
+
+    HOST_KIND: ClassVar[str] = "FederatedDeployment"
+
+    spec: FederatedDeploymentSpec
+    status: FederatedDeploymentStatus = Field(default_factory=FederatedDeploymentStatus)
+
+    @property
+    def kind(self) -> WorkloadKind:
+        """What each member runs."""
+        return self.spec.kind
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> FederatedDeployment:
+        return cls.model_validate(cls.fields_of(obj))
 
     def per_replica(self) -> Resources:
         """What one replica reserves on a node, from the template's pod spec."""

@@ -30,13 +30,20 @@ from __future__ import annotations
 import base64
 import copy
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleetflow.controlplane import API_VERSION, GROUP, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
 from fleetflow.errors import InvalidRequest
-from fleetflow.federated import ANNOTATION_HASH, ANNOTATION_ORPHAN, FINALIZER, Placement, spec_hash
+from fleetflow.federated import (
+    ANNOTATION_HASH,
+    ANNOTATION_ORPHAN,
+    FINALIZER,
+    HostObject,
+    Placement,
+    spec_hash,
+)
 from fleetflow.patches import PatchOp, json_patch, merge_patch
 from fleetflow.wire import Condition, WireModel
 
@@ -153,26 +160,13 @@ class FederatedObjectStatus(WireModel):
     conditions: list[Condition] = Field(default_factory=list)
 
 
-class FederatedObject(BaseModel):
+class FederatedObject(HostObject):
     """A FederatedObject as read from the host, its template checked."""
 
-    name: str
-    namespace: str
-    generation: int = 0
+    HOST_KIND: ClassVar[str] = KIND
+
     spec: FederatedObjectSpec
     status: FederatedObjectStatus = Field(default_factory=FederatedObjectStatus)
-    finalizers: list[str] = Field(default_factory=list)
-    deleting: bool = False
-    orphan: bool = False
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    @property
-    def protected(self) -> bool:
-        """Its deletion waits for fleetflow to clean the members."""
-        return FINALIZER in self.finalizers
 
     @property
     def api_version(self) -> str:
@@ -193,18 +187,7 @@ class FederatedObject(BaseModel):
         meta = obj.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
         try:
-            fo = cls.model_validate(
-                {
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "generation": meta.get("generation", 0),
-                    "spec": obj.get("spec") or {},
-                    "status": obj.get("status") or {},
-                    "finalizers": meta.get("finalizers") or [],
-                    "deleting": bool(meta.get("deletionTimestamp")),
-                    "orphan": (meta.get("annotations") or {}).get(ANNOTATION_ORPHAN) == "true",
-                }
-            )
+            fo = cls.model_validate(cls.fields_of(obj))
         except KeyError as exc:
             raise InvalidRequest(f"{KIND} {key}: metadata.{exc.args[0]} is missing") from None
         except ValidationError as exc:
@@ -216,21 +199,6 @@ class FederatedObject(BaseModel):
         if problem:
             raise InvalidRequest(f"{KIND} {key}: spec.template {problem}")
         return fo
-
-    def status_patch(self) -> dict[str, Any]:
-        return {
-            "apiVersion": API_VERSION,
-            "kind": KIND,
-            "metadata": {"name": self.name, "namespace": self.namespace},
-            "status": self.status.wire(),
-        }
-
-    def finalizer_patch(self, *, hold: bool) -> dict[str, Any]:
-        """A server-side apply owning only our finalizer entry (as ``FederatedDeployment``'s)."""
-        meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if hold:
-            meta["finalizers"] = [FINALIZER]
-        return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta}
 
 
 class InvalidObject(BaseModel):
