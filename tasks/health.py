@@ -29,7 +29,7 @@ from fleetflow.polling import poll_until
 from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 from fleetflow.tasks.leases import try_acquire
-from fleetflow.tasks.rebalance import list_workloads
+from fleetflow.tasks.rebalance import member_workloads
 from fleetflow.watch import REGION_EVENTS, HealthEvent, Probe, watch_lease_name
 
 REGION_MEMORY = timedelta(days=7)
@@ -50,7 +50,7 @@ def probe_member(block: KubeCluster | None, name: str, federation: str, timeout:
             return Probe(name=name, error=ready.detail, seconds=ready.seconds)
         api = api_client(credentials)
         nodes = list_objects(api, "v1", "Node")
-        ours = list_workloads(api, f"{LABEL_FEDERATION}={federation}")
+        ours = member_workloads(api, f"{LABEL_FEDERATION}={federation}")
     except FleetflowError as exc:
         return Probe(name=name, error=str(exc))
     return Probe(

@@ -26,7 +26,7 @@ from fleetflow.writes import MemberWrites, Readiness
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
 
-def list_workloads(api: Any, selector: str) -> list[dict[str, Any]]:
+def member_workloads(api: Any, selector: str) -> list[dict[str, Any]]:
     """Our Deployments and StatefulSets in a member, each with its kind filled in (a list's
     items come without it)."""
     found = []
@@ -46,7 +46,7 @@ def observe_member(block: KubeCluster | None, name: str, federation: str) -> Mem
         api = client(block)
         nodes = list_objects(api, "v1", "Node")
         pods = list_objects(api, "v1", "Pod")
-        ours = list_workloads(api, f"{LABEL_FEDERATION}={federation}")
+        ours = member_workloads(api, f"{LABEL_FEDERATION}={federation}")
     except ClusterError as exc:
         return MemberObservation(name=name, reachable=False, error=str(exc))
     deployments = {}
@@ -130,7 +130,7 @@ def wait_member_ready(
     api = client(block)
 
     def look() -> Readiness:
-        live = list_workloads(api, LABEL_WORKLOAD)
+        live = member_workloads(api, LABEL_WORKLOAD)
         seen = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in live}
         return Readiness(
             ready={k: (d.get("status") or {}).get("readyReplicas", 0) for k, d in seen.items()},

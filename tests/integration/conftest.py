@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -105,22 +105,31 @@ def admin_blocks(prefect_server: None, testbed: TestbedSpec) -> list[str]:
 
 
 @contextlib.contextmanager
-def a_federation(testbed: TestbedSpec, *, join: bool) -> Iterator[str]:
+def a_federation(
+    testbed: TestbedSpec, *, join: bool, prefix: str = "f", namespaces: Sequence[str] = ()
+) -> Iterator[str]:
     """A bootstrapped federation of its own (host namespace ``<name>-system``), with every
-    test-bed member joined in its region when ``join``; removed after."""
+    test-bed member joined in its region when ``join`` (for Secrets in ``namespaces``);
+    removed after."""
     from fleetflow.blocks import Federation, KubeCluster
     from fleetflow.flows.bootstrap import bootstrap_control_plane
     from fleetflow.flows.join import join_cluster
     from fleetflow.models import BootstrapRequest, JoinRequest
 
-    name = f"f{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     bootstrap_control_plane(
         BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
     )
     try:
         for m in testbed.members if join else []:
             join_cluster(
-                JoinRequest(federation=name, member=m.name, admin_block=m.name, region=m.region)
+                JoinRequest(
+                    federation=name,
+                    member=m.name,
+                    admin_block=m.name,
+                    region=m.region,
+                    namespaces=list(namespaces),
+                )
             )
         yield name
     finally:

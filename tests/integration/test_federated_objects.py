@@ -18,22 +18,20 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
 from fleetflow.errors import ClusterError, ClusterForbidden, InvalidRequest, ResourceNotFound
 from fleetflow.federated import ANNOTATION_ORPHAN, FINALIZER
-from fleetflow.flows.bootstrap import bootstrap_control_plane
-from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import apply, delete, get, list_objects
 from fleetflow.kube.client import REQUESTS
 from fleetflow.membership import names
-from fleetflow.models import BootstrapRequest, JoinRequest, RebalanceRequest, Report
+from fleetflow.models import RebalanceRequest, Report
 from fleetflow.objects import LABEL_OBJECT
 from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for, remove_member_objects
+from tests.integration.conftest import a_federation, client_for
 from tests.integration.manifests import (
     config_map,
     federated_object,
@@ -58,37 +56,18 @@ class Fed:
 
 @pytest.fixture(scope="module")
 def fed(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[Fed]:
-    name = f"o{uuid.uuid4().hex[:8]}"
-    spaces = [f"{name}-{i}" for i in range(NAMESPACES + 1)]
+    spaces = [f"o{uuid.uuid4().hex[:8]}-{i}" for i in range(NAMESPACES + 1)]
     for cluster in testbed.cluster_names():
         for ns in spaces:
             k8s.CoreV1Api(client_for(cluster)).create_namespace({"metadata": {"name": ns}})
-    bootstrap_control_plane(
-        BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
-    )
-    for m in testbed.members:
-        join_cluster(
-            JoinRequest(
-                federation=name,
-                member=m.name,
-                admin_block=m.name,
-                region=m.region,
-                namespaces=spaces[:-1],
-            )
-        )
-    yield Fed(name=name, namespaces=spaces[:-1], outside=spaces[-1])
-    for m in testbed.members:
-        with contextlib.suppress(ClusterError):
-            remove_member_objects(m.name, name)
-    for cluster in testbed.cluster_names():
-        for ns in [*spaces, f"{name}-system"]:
-            with contextlib.suppress(ClusterError):
-                k8s.CoreV1Api(client_for(cluster)).delete_namespace(ns)
-    for m in testbed.members:
-        with contextlib.suppress(ValueError):
-            KubeCluster.delete(f"{name}-{m.name}")
-    with contextlib.suppress(ValueError):
-        Federation.delete(name)
+    try:
+        with a_federation(testbed, join=True, prefix="o", namespaces=spaces[:-1]) as name:
+            yield Fed(name=name, namespaces=spaces[:-1], outside=spaces[-1])
+    finally:
+        for cluster in testbed.cluster_names():
+            for ns in spaces:
+                with contextlib.suppress(ClusterError):
+                    k8s.CoreV1Api(client_for(cluster)).delete_namespace(ns)
 
 
 def rebalance(fed: Fed, namespace: str, **options: Any) -> Report:
