@@ -49,6 +49,17 @@ def spread(testbed: TestbedSpec, namespace: str) -> dict[str, tuple[int, int]]:
     return found
 
 
+def settled(testbed: TestbedSpec, namespace: str, expected: dict[str, tuple[int, int]]) -> None:
+    """The spread becomes ``expected`` (removed Deployments take a moment to be gone)."""
+    found = poll_until(
+        lambda: spread(testbed, namespace),
+        lambda seen: seen == expected,
+        timeout=30,
+        waiting_for=f"the spread {expected}",
+    )
+    assert found == expected
+
+
 def rebalance(federation: str, namespace: str, **options: Any) -> Any:
     return rebalance_replicas(
         RebalanceRequest(federation=federation, namespace=namespace, **options)
@@ -136,7 +147,8 @@ def test_deselected_member_loses_the_workload(
     assert set(spread(testbed, namespace)) == {a, b, c}
     apply(host, workload(calm, namespace, 4, clusters=[a, b]))
     rebalance(calm, namespace)
-    assert spread(testbed, namespace) == {a: (2, 2), b: (2, 2)}
+    # A deleted Deployment lingers while its pods terminate: wait for it to go.
+    settled(testbed, namespace, {a: (2, 2), b: (2, 2)})
     by_region = workload(
         calm,
         namespace,
@@ -145,7 +157,7 @@ def test_deselected_member_loses_the_workload(
     )
     apply(host, by_region)
     rebalance(calm, namespace)
-    assert spread(testbed, namespace) == {c: (4, 4)}
+    settled(testbed, namespace, {c: (4, 4)})
 
 
 @pytest.mark.parametrize(
