@@ -1,28 +1,30 @@
 # fleetflow: the two commands that matter are `make up` (the main job) and `make test` (the suite).
-# Everything they need is installed first: a virtualenv pinned by constraints.txt, and the test
-# bed's Kubernetes, etcd and kwok binaries built from the upstream Go modules into a cache
-# outside the repository ($FLEETFLOW_TESTBED_CACHE, default ~/.cache/fleetflow/testbed).
+# Everything they need is installed first: the Debian packages each needs (apt-get as root, sudo
+# otherwise; fleetflow/testbed/packages.py lists them and why), a virtualenv pinned by
+# constraints.txt, and the test bed's Kubernetes, etcd and kwok binaries built from the upstream
+# Go modules into a cache outside the repository ($FLEETFLOW_TESTBED_CACHE, default
+# ~/.cache/fleetflow/testbed).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up down test unit integration lint install testbed bench clean
+.PHONY: up down test unit integration lint install testbed bench clean packages-up packages-test
 
-up: install testbed  ## start the Prefect server, a worker and the test bed
+up: packages-up install testbed  ## start the Prefect server, a worker and the test bed
 	$(BIN)/fleetflow up
 
 down: install  ## stop everything `make up` started
 	$(BIN)/fleetflow down
 
-test: install testbed lint  ## the whole suite: lint, unit and integration tests
+test: packages-test install testbed lint  ## the whole suite: lint, unit and integration tests
 	$(BIN)/pytest
 
 unit: install  ## the fast tier: pure code, no servers
 	$(BIN)/pytest tests/unit
 
-integration: install testbed  ## real clusters and a real Prefect server
+integration: packages-test install testbed  ## real clusters and a real Prefect server
 	$(BIN)/pytest tests/integration
 
 lint: install
@@ -32,6 +34,10 @@ lint: install
 	$(BIN)/lint-imports
 
 install: $(STAMP)
+
+# The system's python3, before the virtualenv exists: the module needs only the standard library.
+packages-up packages-test:
+	@$(PYTHON) -m fleetflow.testbed.packages $(@:packages-%=%)
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v go >/dev/null || { echo "Go 1.26+ is needed to build the test bed: install it first" >&2; exit 1; }

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Most rebalance rounds one failback runs"
     )
     health: HealthPolicy = Field(default_factory=HealthPolicy)
+    memory_reserve: int = Field(
+        default=2048,
+        ge=0,
+        description="MiB of memory a test bed leaves available: `fleetflow up`, `testbed up` and "
+        "the test session refuse to start what would leave less",
+    )
     test_base_port: int = Field(
         default=27400,
         ge=1024,

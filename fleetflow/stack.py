@@ -269,11 +269,16 @@ def _prefect() -> str:
 
 def _alive(stack: Stack, name: str) -> int | None:
     try:
-        pid = int((stack.run_dir() / f"{name}.pid").read_text())
+        pid = int((stack.home / "run" / f"{name}.pid").read_text())
         os.kill(pid, 0)
     except (OSError, ValueError):
         return None
     return pid
+
+
+def running(stack: Stack, name: str) -> bool:
+    """Whether the stack's process ``name`` (server, services, worker) runs."""
+    return _alive(stack, name) is not None
 
 
 def _spawn(stack: Stack, name: str, args: list[str], env: dict[str, str] | None = None) -> int:

@@ -16,7 +16,7 @@ from fleetflow.cli.testbed import add_layout_options, save_blocks, spec_from
 from fleetflow.errors import ResourceConflict
 from fleetflow.kube import api_client, apply
 from fleetflow.models import BootstrapRequest, JoinRequest
-from fleetflow.testbed import bed, build, demo
+from fleetflow.testbed import bed, build, demo, memory
 from fleetflow.testbed.spec import TestbedSpec
 
 DEMO_FEDERATION = "demo"
@@ -102,6 +102,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     stack = local_stack.Stack.local(args.port, args.database, args.api_workers, args.redis)
     spec = spec_from(args)
     stack.check()
+    # The whole need is weighed before the first process starts, the stack's included.
+    starting = not local_stack.running(stack, "server")
+    bed.check_memory(spec, memory.stack_parts(stack.api_workers) if starting else [])
     if build.cached_versions() is None:
         say("building the test-bed binaries (a cold build takes several minutes)")
         build.build(progress=say)
@@ -145,6 +148,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_need() -> list[memory.Part]:
+    return memory.bed_parts(TestbedSpec()) + memory.stack_parts()
+
+
 def add_commands(sub: Subparsers) -> None:
     up = sub.add_parser(
         "up",
@@ -154,7 +161,9 @@ def add_commands(sub: Subparsers) -> None:
         "Prefect's PREFECT_API_DATABASE_CONNECTION_URL), a process work pool "
         "with one worker, and the test bed of real clusters; save a credentials "
         "block per cluster and bootstrap a `demo` federation joining every member. Running it "
-        "again changes nothing.",
+        "again changes nothing. Refuses, before starting a process, what the machine's available "
+        f"memory cannot hold (by default {memory.describe(_default_need())}), with "
+        "FLEETFLOW_MEMORY_RESERVE MiB left free.",
     )
     up.add_argument(
         "--port",

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from fleetflow.cli.console import say
 from fleetflow.cli.options import Subparsers
-from fleetflow.testbed import bed, build
+from fleetflow.testbed import bed, build, memory
 from fleetflow.testbed.spec import MemberSpec, NodeShape, TestbedSpec
 
 
@@ -169,7 +169,10 @@ def add_commands(sub: Subparsers) -> None:
         "127.0.0.1, each member with kwok nodes that carry region/zone labels "
         "and allocatable capacity. Writes a kubeconfig per cluster and, when "
         "PREFECT_API_URL is set, a credentials block per cluster. On a running "
-        "test bed with the same layout it changes nothing.",
+        "test bed with the same layout it changes nothing. Before starting anything it weighs "
+        f"what it would start ({memory.describe(memory.bed_parts(TestbedSpec()))} by default) "
+        "against the memory available and refuses what would leave less than "
+        "FLEETFLOW_MEMORY_RESERVE MiB (default 2048), naming what to stop or the smaller size.",
     )
     add_layout_options(up)
     up.add_argument("--no-blocks", action="store_true", help="do not save credentials blocks")

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,7 +31,7 @@ from fleetflow.kube import ClusterCredentials, api_client, apply
 from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
-from fleetflow.testbed import build, dns
+from fleetflow.testbed import build, dns, memory
 from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests
 
 Progress = Callable[[str], None]
@@ -273,8 +273,37 @@ def _start_dns(spec: TestbedSpec, progress: Progress) -> list[str]:
     return dns.start(spec, _dns_dir(), build.bin_dir(), kubeconfig_path(spec.host), progress)
 
 
-def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSpec:
-    """Start the test bed; on a running test bed with the same layout, change nothing."""
+def check_memory(spec: TestbedSpec, beside: Sequence[memory.Part] = ()) -> None:
+    """Refuse, before any process starts, what this machine's memory cannot hold: the clusters
+    and DNS processes of ``spec`` that are not running yet, and what will run ``beside`` them."""
+    running = processes()
+    clusters = [
+        c for c in spec.cluster_names() if not _components(spec, c) <= set(running.get(c, {}))
+    ]
+    dns_down = not set(dns.PROCESSES) <= set(dns.running(_dns_dir(), build.bin_dir()))
+    need = [*memory.bed_parts(spec, clusters, dns=dns_down), *beside]
+    if not any(p.mib for p in need):
+        return
+    available, reserve = memory.available_mib(), settings().memory_reserve
+    fits = memory.members_that_fit(spec, available - reserve, beside)
+    line = memory.refusal(
+        need,
+        available,
+        reserve,
+        others=[b for b in memory.beds_running() if b.directory != testbed_dir()],
+        fitting_members=fits if fits < len(spec.members) else None,
+    )
+    if line:
+        raise TestbedError(line)
+
+
+def up(
+    spec: TestbedSpec | None = None,
+    progress: Progress = print,
+    beside: Sequence[memory.Part] = (),
+) -> TestbedSpec:
+    """Start the test bed; on a running test bed with the same layout, change nothing. Refuse
+    what the machine's memory cannot hold, with what runs ``beside`` the bed counted in."""
     spec = spec or load_spec() or TestbedSpec()
     running = load_spec()
     if running is not None and running != spec:
@@ -285,6 +314,7 @@ def up(spec: TestbedSpec | None = None, progress: Progress = print) -> TestbedSp
     versions = build.cached_versions()
     if versions is None:
         raise TestbedError("the test-bed binaries are not built: run `fleetflow testbed build`")
+    check_memory(spec, beside)
     existing = _existing_clusters()
     to_create = [c for c in spec.cluster_names() if c not in existing]
     taken = [f"{c} ({spec.port(c)})" for c in to_create if not _port_free(spec.port(c))]

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from fleetflow.errors import TestbedError
 from fleetflow.polling import poll_until
+from fleetflow.testbed import packages
 
 START_TIMEOUT = 30.0
 USER = "fleetflow"
@@ -37,10 +38,8 @@ def _bin(name: str) -> str:
         return found
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=_major, reverse=True)
     if not candidates:
-        raise TestbedError(
-            f"PostgreSQL's {name} is not installed: `apt-get install postgresql` (Debian), "
-            "or put its bin directory on PATH"
-        )
+        packages.require("postgresql")
+        raise TestbedError(f"PostgreSQL's {name} is not installed: put its bin directory on PATH")
     return candidates[0]
 
 
@@ -176,9 +175,8 @@ def postgres(port: int) -> Iterator[LocalPostgres]:
 @contextlib.contextmanager
 def redis(port: int) -> Iterator[str]:
     """A private Redis without persistence; yields its URL."""
-    server = shutil.which("redis-server")
-    if server is None:
-        raise TestbedError("redis-server is not installed: `apt-get install redis-server`")
+    packages.require("redis-server")
+    server = shutil.which("redis-server") or "redis-server"
     _refuse_taken(port, "Redis")
     directory = Path(tempfile.mkdtemp(prefix="fleetflow-redis-"))
     args = [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--dir"]

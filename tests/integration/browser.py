@@ -30,13 +30,14 @@ import httpx
 
 from fleetflow.errors import StackError
 from fleetflow.polling import poll_until
+from fleetflow.testbed import packages
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Locator, Page
     from prefect.client.orchestration import SyncPrefectClient
     from prefect.client.schemas.objects import Log
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(packages.package("chromium").proof)
 # The machine has no internet: without these Chromium keeps calling Google's services (sync,
 # component updates, QUIC probes) and logs every refused connection. --no-sandbox: run as root
 # (CI, containers) Chromium refuses to start with its sandbox.
@@ -67,8 +68,9 @@ uvicorn.run(create_ui_app(ephemeral=False), host="127.0.0.1", port=int(sys.argv[
 
 def missing() -> str | None:
     """Why the browser cannot run here, or None."""
-    if not CHROMIUM.exists():
-        return f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (Debian's package)"
+    chromium = packages.package("chromium")
+    if not packages.installed(chromium):
+        return packages.missing_line(chromium)
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:

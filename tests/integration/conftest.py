@@ -20,11 +20,11 @@ from kubernetes import client as k8s
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_URL
 
-from fleetflow.errors import ClusterError
+from fleetflow.errors import ClusterError, TestbedError
 from fleetflow.kube import ClusterApiClient, api_client
 from fleetflow.settings import settings
 from fleetflow.stack import Stack, deploy, ensure_work_pool, stop
-from fleetflow.testbed import bed, build
+from fleetflow.testbed import bed, build, memory
 from fleetflow.testbed.spec import TestbedSpec
 
 
@@ -40,7 +40,14 @@ def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedSpec]:
     os.environ["FLEETFLOW_HOME"] = str(tmp_path_factory.mktemp("fleetflow-home"))
     spec = TestbedSpec(base_port=settings().test_base_port)
     try:
-        bed.up(spec, progress=lambda m: None)
+        # The session's Prefect server, workers, browser and databases run beside its bed.
+        refused = None
+        try:
+            bed.up(spec, progress=lambda m: None, beside=memory.suite_parts())
+        except TestbedError as exc:
+            refused = str(exc)
+        if refused:
+            pytest.fail(refused, pytrace=False)
         yield spec
     finally:
         bed.down(progress=lambda m: None)

@@ -15,7 +15,7 @@ from kubernetes import client as k8s
 from fleetflow import errors
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
 from fleetflow.errors import ClusterUnreachable
-from fleetflow.testbed import bed
+from fleetflow.testbed import bed, memory
 from fleetflow.testbed.spec import MemberSpec, TestbedSpec
 from tests.integration.conftest import client_for
 
@@ -143,3 +143,55 @@ def test_unknown_cluster_fault_is_a_clear_error(testbed: TestbedSpec) -> None:
     unknown = "unknown test-bed cluster 'nope'; clusters: host"
     with pytest.raises(errors.TestbedError, match=unknown):
         bed.fault("nope", bed.Fault.STOP_CLUSTER)
+
+
+def test_up_of_a_bed_larger_than_the_machine_refuses_before_starting_a_process(
+    testbed: TestbedSpec, fleetflow_home: Path, tmp_path: Path
+) -> None:
+    """Members enough that the bed needs more than the machine's whole memory: one line, exit
+    2, nothing started; the line names the session's running bed as one to stop."""
+    total_mib = int(Path("/proc/meminfo").read_text().split()[1]) // 1024
+    nodes, count = 3, 1
+    while memory.bed_parts(_members(count, nodes))[-2].mib <= total_mib:
+        count, nodes = (count + 1, nodes) if count < 89 else (count, nodes + 10)
+        assert nodes <= 100, "this machine holds the largest test bed fleetflow can start"
+    home = tmp_path / "home"
+    argv = [arg for m in _members(count, nodes).members for arg in ("--member", f"{m.name}:r")]
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fleetflow.cli",
+            "testbed",
+            "up",
+            "--no-blocks",
+            "--base-port",
+            "30000",
+            "--nodes",
+            str(nodes),
+            *argv,
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, FLEETFLOW_HOME=str(home)),
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: not enough memory: this needs about ")
+    assert f" GiB: host host {memory.FOOTPRINT.host / 1024:.1f} GiB, {count} members " in line
+    session = fleetflow_home / "testbed"
+    assert f"stop the test bed in {session} " in line
+    assert f"`FLEETFLOW_HOME={fleetflow_home} fleetflow testbed down`" in line
+    assert time.monotonic() - started < 30
+    assert not (home / "testbed" / "kwok").exists()
+    assert not (home / "testbed" / "state.json").exists()
+    assert all(b.directory != home / "testbed" for b in memory.beds_running())
+
+
+def _members(count: int, nodes: int) -> TestbedSpec:
+    return TestbedSpec(
+        members=[MemberSpec(name=f"m{i}", region="r", nodes=nodes) for i in range(count)]
+    )
