@@ -282,9 +282,10 @@ def check_memory(spec: TestbedSpec, beside: Sequence[memory.Part] = ()) -> None:
     ]
     dns_down = not set(dns.PROCESSES) <= set(dns.running(_dns_dir(), build.bin_dir()))
     need = [*memory.bed_parts(spec, clusters, dns=dns_down), *beside]
-    if not any(p.mib for p in need):
-        return
     available, reserve = memory.available_mib(), settings().memory_reserve
+    if not any(p.mib for p in need) or memory.refusal(need, available, reserve) is None:
+        return
+    # Only a refusal reads the other beds and the size that fits, for its line.
     fits = memory.members_that_fit(spec, available - reserve, beside)
     line = memory.refusal(
         need,
