@@ -517,18 +517,10 @@ def processes() -> dict[str, dict[str, int]]:
 
 def memory_mib() -> dict[str, float]:
     """Resident memory of each cluster's processes, in MiB."""
-    result: dict[str, float] = {}
-    for cluster, pids in processes().items():
-        total = 0
-        for pid in pids.values():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                continue
-        result[cluster] = total / 1024
-    return result
+    return {
+        cluster: sum(memory.rss_kib(str(pid)) for pid in pids.values()) / 1024
+        for cluster, pids in processes().items()
+    }
 
 
 def as_json(rows: list[ClusterStatus]) -> str:

@@ -193,6 +193,7 @@ def cgroup_room_mib(
 
 
 def rss_kib(pid: str) -> int:
+    """A process's resident memory, 0 once it is gone."""
     with contextlib.suppress(OSError, ValueError, IndexError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -200,6 +201,17 @@ def rss_kib(pid: str) -> int:
     return 0
 
 
+_PROGRAMS = frozenset(
+    {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+        "coredns",
+        "external-dns",
+    }
+)
 # kwokctl passes each process paths under <testbed>/kwok/clusters/<name>/; the DNS chain runs
 # from <testbed>/dns/.
 _MARKERS = ("/kwok/clusters/", "/dns/")
@@ -225,6 +237,7 @@ def beds_running(proc: Path = Path("/proc")) -> list[RunningBed]:
 
 
 def bed_directory(args: Sequence[str]) -> Path | None:
+    """The test-bed directory a test-bed process's command line points into, if it is one."""
     if not args or Path(args[0]).name not in _PROGRAMS:
         return None
     for arg in args[1:]:
@@ -234,16 +247,3 @@ def bed_directory(args: Sequence[str]) -> Path | None:
             if sep and head.endswith("/testbed") and os.path.isabs(head):
                 return Path(head)
     return None
-
-
-_PROGRAMS = frozenset(
-    {
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kwok",
-        "coredns",
-        "external-dns",
-    }
-)
