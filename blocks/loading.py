@@ -1,4 +1,8 @@
-"""Load saved blocks by name; a missing one is one clear line that says how to fix it."""
+"""Load saved blocks by name; a missing one is one clear line that says how to fix it.
+
+Flows call these directly rather than as tasks: a block read is one request to Prefect's API,
+and a task run for it would cost more than the read and tell the UI nothing the flow's own
+failure does not."""
 
 from __future__ import annotations
 
@@ -28,6 +32,21 @@ def load_federation(name: str) -> Federation:
             f"no Federation block named {name!r}: bootstrap it first with "
             "`fleetflow bootstrap --federation NAME --host-cluster BLOCK`"
         ) from None
+
+
+def find_cluster(name: str) -> KubeCluster | None:
+    """The KubeCluster block of that name, or None when there is none."""
+    try:
+        return load_cluster(name)
+    except UnknownName:
+        return None
+
+
+def find_federation(name: str) -> Federation | None:
+    try:
+        return load_federation(name)
+    except UnknownName:
+        return None
 
 
 LOADERS = {BlockKind.FEDERATION: load_federation, BlockKind.CLUSTER: load_cluster}

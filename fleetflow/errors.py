@@ -23,6 +23,7 @@ FleetflowError                      retryable?
 │   └── InvalidResource             no   HTTP 422
 ├── WaitTimeout                     no   a condition did not hold by its deadline
 ├── PartialFailure                  no   some items of a run failed; the rest was done
+├── PrefectOverloaded               yes  the Prefect API still answered 503 or 429 after retries
 └── LocalError                      no   this machine: the local stack, test bed, build
     ├── StackError
     ├── TestbedError
@@ -139,6 +140,41 @@ class WaitTimeout(FleetflowError, TimeoutError):
 
 class PartialFailure(FleetflowError):
     """Part of a run failed (some workloads or members); what could be done was done."""
+
+
+class PrefectOverloaded(FleetflowError):
+    """The Prefect server still refused (503, or 429) after the client's retries."""
+
+    retryable = True
+
+    def __init__(self, status: int, method: str, path: str) -> None:
+        self.status, self.method, self.path = status, method, path
+        super().__init__(
+            f"the Prefect server is overloaded: it answered HTTP {status} to {method} {path} "
+            "after retries. On its embedded SQLite this means too many writers at once: run the "
+            "stack on PostgreSQL (`fleetflow up --database postgresql://USER:PASSWORD@HOST:PORT/"
+            "DATABASE`), or start fewer runs at once"
+        )
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.status, self.method, self.path))
+
+
+OVERLOADED_STATUSES = (429, 503)
+
+
+def prefect_overloaded(exc: BaseException) -> PrefectOverloaded | None:
+    """``exc`` as a :class:`PrefectOverloaded` when it is an HTTP error of a busy server (as
+    Prefect's client raises once its own retries are spent), else None."""
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    if status not in OVERLOADED_STATUSES:
+        return None
+    try:
+        request = response.request  # type: ignore[union-attr]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError for a missing request
+        return None
+    return PrefectOverloaded(int(status), str(request.method), str(request.url.path))
 
 
 class LocalError(FleetflowError):

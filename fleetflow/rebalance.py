@@ -8,13 +8,18 @@ when the health model says it is unhealthy; replicas return to a recovered membe
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from fleetflow.capacity import Resources, replicas_that_fit
 from fleetflow.errors import PlacementError
 from fleetflow.federated import FederatedDeployment
 from fleetflow.health import HealthState
+from fleetflow.lease import Lease
+from fleetflow.objects import FederatedObjects
 from fleetflow.placement import Candidate, plan_replicas
+from fleetflow.registry import MemberCluster
 
 
 class Observed(BaseModel):
@@ -208,3 +213,17 @@ def plan_deletion(
     plan.remove_from = sorted(m for m in plan.current if members[m].reachable)
     plan.blocked_by = sorted(m for m in plan.current if not members[m].reachable)
     return plan
+
+
+class HostView(BaseModel):
+    """Everything a rebalance reads from the host, read in one step: what is federated, who the
+    members are, whether the health watcher runs, and the DNS records traffic follows."""
+
+    workloads: list[FederatedDeployment]
+    objects: FederatedObjects
+    unassigned: list[str]
+    """Federated workloads and objects that name no federation (reported, never propagated)."""
+    members: list[MemberCluster]
+    watch_lease: Lease | None
+    endpoints: dict[str, dict[str, Any]]
+    """The federation's DNSEndpoints, by namespace/name."""

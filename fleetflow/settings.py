@@ -71,6 +71,19 @@ class Settings(BaseSettings):
         description="MiB of memory a test bed leaves available: `fleetflow up`, `testbed up` and "
         "the test session refuse to start what would leave less",
     )
+    event_retention_days: float = Field(
+        default=3.0,
+        gt=0,
+        description="Days the local stack's Prefect server keeps events (Prefect's default is 7; "
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD, if set, wins)",
+    )
+    run_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="Days the local stack's Prefect server keeps finished flow runs with their "
+        "task runs, logs and artifacts (Prefect keeps them for ever; "
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD, if set, wins)",
+    )
     test_base_port: int = Field(
         default=27400,
         ge=1024,

@@ -231,9 +231,12 @@ class Stack:
         )
 
     def server_env(self) -> dict[str, str]:
-        """Environment for the server's processes: :meth:`env`, the database, and for several
-        API processes the Redis-backed parts of Prefect they must share."""
+        """Environment for the server's processes: :meth:`env`, the retention of what the
+        server keeps, the database, and for several API processes the Redis-backed parts of
+        Prefect they must share."""
         env = self.env()
+        for name, value in retention().items():
+            env.setdefault(name, value)  # Prefect's own variable, when set, wins
         if self.database is not None:
             env[DATABASE_SETTINGS[0]] = self.database.prefect_url
         if self.api_workers > 1 and self.redis is not None:
@@ -257,6 +260,21 @@ class Stack:
 
     def log_path(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
+
+
+def retention() -> dict[str, str]:
+    """Prefect's settings for how long the server keeps events and finished runs. A stack that
+    runs for weeks must not grow for weeks: Prefect keeps events 7 days and runs for ever."""
+    day = 24 * 3600
+    return {
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": str(int(settings().event_retention_days * day)),
+        # "flow_runs" deletes finished runs older than the period, with their task runs, and
+        # then their orphaned logs and artifacts.
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(
+            int(settings().run_retention_days * day)
+        ),
+    }
 
 
 def _prefect() -> str:
@@ -421,10 +439,60 @@ def ensure_work_pool(stack: Stack, progress: Progress = print) -> None:
     _prefect_command(stack, "work-pool", "create", WORK_POOL, "--type", "process")
 
 
+ORPHANED = (
+    "its process was gone (the worker or the machine stopped while it ran); marked Crashed by "
+    "fleetflow so that its deployment's concurrency slot is free again"
+)
+
+
+def crash_orphans(stack: Stack, progress: Progress = print) -> list[str]:
+    """Mark Crashed the runs of the stack's work pool that are Pending, Running or Cancelling
+    while no process runs them: their worker was stopped (``fleetflow down``) or the machine
+    went down. Prefect would show them running for ever, ``up`` would take an orphaned health
+    watcher for a live one, and a run that held its deployment's concurrency slot (rebalance,
+    failover...) would hold it for ever, so that no later run of that deployment starts. Call
+    it while no worker of the stack runs. Returns the names of the runs it marked."""
+    api = stack.api_url.rstrip("/")
+    query = {
+        "work_pools": {"name": {"any_": [WORK_POOL]}},
+        "flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
+        "limit": 200,
+    }
+    found = httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30)
+    found.raise_for_status()
+    crashed = []
+    for run in found.json():
+        if _process_alive(run.get("infrastructure_pid")):
+            continue
+        state = {"type": "CRASHED", "name": "Crashed", "message": ORPHANED}
+        httpx.post(
+            f"{api}/flow_runs/{run['id']}/set_state",
+            json={"state": state, "force": True},
+            timeout=30,
+        ).raise_for_status()
+        crashed.append(str(run["name"]))
+    if crashed:
+        progress(f"marked Crashed, their process being gone: {', '.join(crashed)}")
+    return crashed
+
+
+def _process_alive(infrastructure_pid: str | None) -> bool:
+    """Whether the process a run's worker recorded (``PID`` or ``HOST:PID``) runs here."""
+    try:
+        pid = int(str(infrastructure_pid).rpartition(":")[2])
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def start_worker(stack: Stack, progress: Progress = print) -> bool:
     if _alive(stack, "worker"):
         progress("worker already running")
         return False
+    crash_orphans(stack, progress)
     progress(f"starting a worker for pool {WORK_POOL!r}")
     _spawn(
         stack,

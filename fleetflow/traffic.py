@@ -104,6 +104,16 @@ def unchanged(desired: Manifest, live: Manifest | None) -> bool:
     return live is not None and (live.get("spec") or {}) == desired["spec"]
 
 
+def to_write(wanted: list[Manifest], live: dict[str, Manifest]) -> list[Manifest]:
+    """The endpoints of ``wanted`` that the host (``live``, by namespace/name) does not hold
+    as wanted."""
+    return [
+        m
+        for m in wanted
+        if not unchanged(m, live.get(f"{m['metadata']['namespace']}/{m['metadata']['name']}"))
+    ]
+
+
 def endpoints(
     workloads: list[FederatedDeployment],
     plans: dict[str, WorkloadPlan],

@@ -48,6 +48,8 @@ LABEL_MEMBER = "fleetflow.member"
 LABEL_REGION = "fleetflow.region"
 
 WATCH_LEASE_PREFIX = "fleetflow-health-"
+HEARTBEAT_SECONDS = 60.0
+"""How often a watcher logs that it is still probing, when nothing changes."""
 
 
 class Probe(BaseModel):
@@ -273,6 +275,15 @@ class WatchReport(BaseModel):
         return (
             f"health of {self.federation}: {len(self.rounds)} rounds of probes, "
             f"{len(self.events)} health changes, {self.writes} registry writes"
+        )
+
+    def heartbeat(self, states: dict[str, HealthState]) -> str:
+        """The log line that says the watcher still probes, and what it sees."""
+        seen = ", ".join(f"{m} {s.health.value}" for m, s in sorted(states.items()))
+        changes = len(self.events)
+        return (
+            f"round {len(self.rounds)}: {seen or 'no members'}; "
+            f"{changes} health change{'s' if changes != 1 else ''} in this run"
         )
 
     def markdown(self) -> str:

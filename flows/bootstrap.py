@@ -11,11 +11,12 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks import Federation
+from fleetflow.blocks.loading import find_federation, load_cluster
 from fleetflow.controlplane import DNS_CRD_NAME, control_plane_manifests, crd_names, host_problem
 from fleetflow.errors import HostTooOld
 from fleetflow.flows.report import publish
 from fleetflow.models import BootstrapRequest, Report
-from fleetflow.tasks.clusters import find_federation, load_cluster, save_block, server_version
+from fleetflow.tasks.clusters import save_block, server_version
 from fleetflow.tasks.host import crd_exists, wait_crds_established
 from fleetflow.tasks.manifests import apply_manifests
 

@@ -18,8 +18,9 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.drill import DrillMode, Mark, Targets, Verdict, judge
-from fleetflow.errors import PartialFailure
+from fleetflow.errors import PartialFailure, prefect_overloaded
 from fleetflow.failover import evacuation
 from fleetflow.flows.failover import regional_failback, regional_failover
 from fleetflow.flows.report import finished
@@ -28,7 +29,6 @@ from fleetflow.models import DrillRequest, FailbackRequest, FailoverRequest
 from fleetflow.operations import Operation, Phase, parse_stamp
 from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
-from fleetflow.tasks.clusters import find_cluster, load_cluster, load_federation
 from fleetflow.tasks.drill import Sampler, check_injectable, heal, inject
 from fleetflow.tasks.health import probe_health
 from fleetflow.tasks.host import list_members, list_workloads
@@ -143,7 +143,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
         floors,
         region,
         Targets(detect=request.detect_target, recover=request.recover_target),
-        failure=str(failure) if failure else None,
+        failure=str(prefect_overloaded(failure) or failure) if failure else None,
     )
     create_markdown_artifact(
         markdown=verdict.markdown(), key="drill-verdict", description=f"drill {request.region}"
@@ -196,7 +196,7 @@ def _wait_operation(
 ) -> Operation:
     """Wait for the automation's run to bring the operation record to ``phase``."""
     op = poll_until(
-        lambda: read_operation(host, namespace, name),
+        lambda: read_operation.fn(host, namespace, name),  # a read every 0.5 s: no task runs
         lambda found: found is not None and found.status.phase is phase,
         timeout=timeout,
         interval=0.5,

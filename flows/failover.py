@@ -27,6 +27,7 @@ from typing import Any
 from prefect import flow, runtime
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import InvalidRequest, PartialFailure, WaitTimeout
 from fleetflow.failover import as_if_ready, evacuation, fence, plan_failover
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -35,7 +36,6 @@ from fleetflow.models import Action, FailbackRequest, FailoverRequest, Rebalance
 from fleetflow.operations import Operation, Phase, finished, started, step_done
 from fleetflow.probes import assess
 from fleetflow.settings import settings
-from fleetflow.tasks.clusters import find_cluster, load_cluster, load_federation
 from fleetflow.tasks.host import list_federated_objects, list_members, list_workloads
 from fleetflow.tasks.leases import holding
 from fleetflow.tasks.operations import read_operation, save_operation

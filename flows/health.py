@@ -39,8 +39,11 @@ Why a chain of bounded runs and a lease, rather than one endless run or a cron j
   status writes). The ``fleetflow.member.unhealthy`` event starts a rebalance at once (a
   deployment trigger in ``deployments/prefect.yaml``): the watcher writes the registry first,
   then emits, so the rebalance it triggers already sees the member Unhealthy.
-- **Cost.** One task run per member per round (the probes), plus one host read; a registry write
-  and an event only on a change. Prefect's event retention bounds what the rounds leave behind.
+- **Cost.** A round is one host read and one probe per member, none of them a task run: what
+  Prefect records of a quiet run is its start, a heartbeat line a minute (the round count and
+  each member's health), its end, and the final message. A change costs a registry write (a
+  task run), a log line and an event. (With a task run per probe, a stack left alone for 3.5
+  hours had grown Prefect's SQLite by 1.39 GB and locked it 52 times.)
 """
 
 from __future__ import annotations
@@ -58,13 +61,13 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import ClusterError
 from fleetflow.flows.report import finished
 from fleetflow.health import HealthState
 from fleetflow.models import WatchRequest
 from fleetflow.registry import MemberCluster
 from fleetflow.settings import settings
-from fleetflow.tasks.clusters import find_cluster, load_cluster, load_federation
 from fleetflow.tasks.health import (
     announce,
     holds_lease,
@@ -75,6 +78,7 @@ from fleetflow.tasks.health import (
 from fleetflow.tasks.host import list_members, write_statuses
 from fleetflow.tasks.leases import holding
 from fleetflow.watch import (
+    HEARTBEAT_SECONDS,
     WatchReport,
     region_down,
     regions_down_from,
@@ -129,10 +133,10 @@ def watch_health(request: WatchRequest) -> WatchReport:
     ):
         states: dict[str, HealthState] = {}  # the members' health as this watcher saw it
         regions_down: set[str] | None = None
-        checked = tick = time.monotonic()
+        checked = tick = beat = time.monotonic()
         while (now := _now()) < deadline:
             with contextlib.suppress(ClusterError):  # the host is down: keep the last registry
-                registry = list_members(host, namespace, federation.name)
+                registry = list_members.fn(host, namespace, federation.name)  # no task run a round
             if regions_down is None:  # as the last holder left them
                 regions_down = _regions_down(federation.name, registry)
             for m in registry:
@@ -154,9 +158,12 @@ def watch_health(request: WatchRequest) -> WatchReport:
                 states, regions_down = found.states, found.regions_down
                 announce(found.events, run_id)
                 report.events += found.events
+            if time.monotonic() - beat >= HEARTBEAT_SECONDS:
+                beat = time.monotonic()
+                logger.info(report.heartbeat(states))
             if time.monotonic() - checked >= request.lease_seconds / 3:
                 checked = time.monotonic()
-                if not holds_lease(host, namespace, lease, me):
+                if not _still_holds(host, namespace, lease, me):
                     report.notes.append("the lease was lost (deleted, or renewals failed); stopped")
                     logger.warning(report.notes[-1])
                     break
@@ -174,6 +181,15 @@ def watch_health(request: WatchRequest) -> WatchReport:
         key=f"health-{federation.name}", markdown=report.markdown(), description="Health watch"
     )
     return finished(report, report.summary())
+
+
+def _still_holds(host: KubeCluster, namespace: str, lease: str, me: str) -> bool:
+    """Whether this watcher still holds its lease; a host that does not answer is no news (the
+    lease lapses if it stays away, and the first check after it answers says so)."""
+    try:
+        return holds_lease(host, namespace, lease, me)
+    except ClusterError:
+        return True
 
 
 def _regions_down(federation: str, registry: list[MemberCluster]) -> set[str]:

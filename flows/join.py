@@ -18,6 +18,7 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.membership import (
@@ -29,13 +30,7 @@ from fleetflow.membership import (
 )
 from fleetflow.models import Action, JoinRequest, Report
 from fleetflow.registry import MemberCluster
-from fleetflow.tasks.clusters import (
-    cluster_name,
-    load_cluster,
-    load_federation,
-    save_block,
-    server_version,
-)
+from fleetflow.tasks.clusters import cluster_name, save_block, server_version
 from fleetflow.tasks.host import member_entry, record_joined
 from fleetflow.tasks.manifests import apply_manifests, delete_manifests
 from fleetflow.tasks.member import (

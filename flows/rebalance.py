@@ -23,30 +23,25 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.errors import InvalidRequest, PlacementError, UnknownName
+from fleetflow.federated import HostObject
 from fleetflow.flows.report import finished, publish_plan
 from fleetflow.flows.status_report import publish_status
 from fleetflow.health import Health
 from fleetflow.models import RebalanceRequest, Report
+from fleetflow.objects import InvalidObject
 from fleetflow.probes import assess
 from fleetflow.rebalance import plan_workload
+from fleetflow.registry import MemberCluster
 from fleetflow.settings import settings
 from fleetflow.status import status_rows
-from fleetflow.tasks.clusters import find_cluster, load_cluster, load_federation
-from fleetflow.tasks.health import read_watch_lease
-from fleetflow.tasks.host import (
-    list_federated_objects,
-    list_members,
-    list_unassigned,
-    list_workloads,
-    set_finalizers,
-    write_statuses,
-)
+from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
 from fleetflow.tasks.propagate import finish_members, propagate_members
 from fleetflow.tasks.rebalance import probe_members, wait_members_ready
-from fleetflow.tasks.traffic import apply_endpoints, list_endpoints
-from fleetflow.traffic import endpoints
+from fleetflow.tasks.traffic import apply_endpoints
+from fleetflow.traffic import endpoints, to_write
 from fleetflow.watch import watcher_holds
 from fleetflow.writes import (
     held_back,
@@ -71,19 +66,21 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     dry_run = request.dry_run
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    workloads = list_workloads(
-        host, federation.name, request.namespace, request.name, request.labels
+    view = observe_host(
+        host,
+        federation.name,
+        federation.namespace,
+        request.namespace,
+        request.name,
+        request.labels,
     )
+    workloads, objects, registry = view.workloads, view.objects, view.members
     if request.name and not workloads:
         where = f" in namespace {request.namespace}" if request.namespace else ""
         raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
-    objects = list_federated_objects(host, federation.name, request.namespace)
-    unassigned = list_unassigned(host, request.namespace)
-    registry = list_members(host, federation.namespace, federation.name)
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
     seen = probe_members(blocks, federation.name)
-    lease = read_watch_lease(host, federation.namespace, federation.name)
-    watched = watcher_holds(lease, datetime.now(UTC))  # then the watcher owns members' health
+    watched = watcher_holds(view.watch_lease, datetime.now(UTC))  # the watcher owns health
     found = assess(registry, seen, federation.health_policy(), datetime.now(UTC), watched=watched)
     for line in found.transitions:
         get_run_logger().info(line)
@@ -96,10 +93,8 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     )
     publish_plan(plans, dry_run, placed.graph.markdown())
     writes = write_plan(workloads, plans, found.members, federation.name)
-    protected = [
-        *set_finalizers(host, to_protect(workloads), hold=True, dry_run=dry_run),
-        *set_finalizers(host, objects_to_protect(objects.valid), hold=True, dry_run=dry_run),
-    ]
+    protect = [*to_protect(workloads), *objects_to_protect(objects.valid)]
+    protected = set_finalizers(host, protect, hold=True, dry_run=dry_run) if protect else []
     ups = propagate_members(
         blocks, federation.name, placed.work, writes.ups, found.members, dry_run
     )
@@ -111,26 +106,17 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     downs = finish_members(
         blocks, {} if holds else writes.downs, {} if holds else removals, found.members, dry_run
     )
-    released = [
-        *set_finalizers(
-            host,
-            to_release(workloads, plans, {*ups.failed, *downs.failed}),
-            hold=False,
-            dry_run=dry_run,
-        ),
-        *set_finalizers(
-            host,
-            objects_to_release(
-                objects.valid,
-                placed,
-                cleaned=not holds,
-                failed_sources={*ups.failed_sources(), *downs.failed_sources()},
-                failed_members={*ups.failed, *downs.failed},
-            ),
-            hold=False,
-            dry_run=dry_run,
+    release = [
+        *to_release(workloads, plans, {*ups.failed, *downs.failed}),
+        *objects_to_release(
+            objects.valid,
+            placed,
+            cleaned=not holds,
+            failed_sources={*ups.failed_sources(), *downs.failed_sources()},
+            failed_members={*ups.failed, *downs.failed},
         ),
     ]
+    released = set_finalizers(host, release, hold=False, dry_run=dry_run) if release else []
     unreachable = sorted(m for m, v in found.members.items() if not v.reachable)
     object_changes = object_statuses(
         objects.valid,
@@ -141,7 +127,9 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     )
     reported = [o for o in objects.invalid if not o.reported]
     statuses = [s for fd in workloads if (s := workload_status(fd, plans[fd.key]))]
-    written = write_statuses(host, [*found.changed, *statuses, *object_changes, *reported], dry_run)
+    changes: list[MemberCluster | HostObject | InvalidObject]
+    changes = [*found.changed, *statuses, *object_changes, *reported]
+    written = write_statuses(host, changes, dry_run) if changes else 0
     if not dry_run:  # a dry run writes no status: the artifact would show states that are not so
         publish_status(
             status_rows(
@@ -155,7 +143,8 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     dns, unexposed = endpoints(
         workloads, plans, found.members, ingress, federation.dns_zone, federation.name
     )
-    switched = apply_endpoints(host, dns, list_endpoints(host, federation.name), dry_run)
+    switch = to_write(dns, view.endpoints)
+    switched = apply_endpoints(host, switch, view.endpoints, dry_run) if switch else []
 
     errors = [p.error for p in plans.values() if p.error]
     object_errors = [*(o.error for o in objects.invalid), *placed.errors.values()]
@@ -184,12 +173,12 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
             *unexposed,
             *(
                 [
-                    f"{len(unassigned)} federated workloads and objects name no federation, so "
-                    f"none propagates them (label them {LABEL_FEDERATION}=<federation>): "
-                    + ", ".join(unassigned[:5])
-                    + (" ..." if len(unassigned) > 5 else "")
+                    f"{len(view.unassigned)} federated workloads and objects name no federation, "
+                    f"so none propagates them (label them {LABEL_FEDERATION}=<federation>): "
+                    + ", ".join(view.unassigned[:5])
+                    + (" ..." if len(view.unassigned) > 5 else "")
                 ]
-                if unassigned
+                if view.unassigned
                 else []
             ),
         ],

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from prefect import flow
 
+from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, RotateRequest
-from fleetflow.tasks.clusters import cluster_name, load_cluster, load_federation, save_block
+from fleetflow.tasks.clusters import cluster_name, save_block
 from fleetflow.tasks.host import member_entry
 from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, wait_token_refused
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.membership import (
@@ -24,13 +25,7 @@ from fleetflow.membership import (
     unjoin_problem,
 )
 from fleetflow.models import Action, Report, UnjoinRequest
-from fleetflow.tasks.clusters import (
-    delete_cluster_block,
-    find_cluster,
-    load_cluster,
-    load_federation,
-    save_block,
-)
+from fleetflow.tasks.clusters import delete_cluster_block, save_block
 from fleetflow.tasks.host import list_federated_objects, member_entry
 from fleetflow.tasks.manifests import delete_manifests
 from fleetflow.tasks.member import delete_propagated, revoke_tokens, unreachable_reason

@@ -1,4 +1,4 @@
-"""Load blocks and ask clusters who they are."""
+"""Save and delete blocks, and ask clusters who they are."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ from kubernetes import client as k8s
 from prefect import task
 from prefect.blocks.core import Block
 
-from fleetflow.blocks import Federation, KubeCluster, loading
+from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.fields import save_if_changed
-from fleetflow.errors import UnknownName
 from fleetflow.kube import ClusterApiClient
 from fleetflow.models import Action, Verb
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
@@ -16,34 +15,6 @@ from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
 def cluster_name(block: KubeCluster) -> str:
     return block._block_document_name or block.api_url or "unnamed"
-
-
-@task(**PRIVATE)
-def load_cluster(name: str) -> KubeCluster:
-    """Load a KubeCluster block; a missing one is a clear error, not a retry."""
-    return loading.load_cluster(name)
-
-
-@task(**PRIVATE)
-def find_cluster(name: str) -> KubeCluster | None:
-    """Load a KubeCluster block, or None when there is none of that name."""
-    try:
-        return loading.load_cluster(name)
-    except UnknownName:
-        return None
-
-
-@task(**PRIVATE)
-def load_federation(name: str) -> Federation:
-    return loading.load_federation(name)
-
-
-@task(**PRIVATE)
-def find_federation(name: str) -> Federation | None:
-    try:
-        return loading.load_federation(name)
-    except UnknownName:
-        return None
 
 
 def client(block: KubeCluster) -> ClusterApiClient:

@@ -3,6 +3,7 @@ finalizers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,16 +12,19 @@ from prefect import task
 from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ResourceNotFound
-from fleetflow.federated import UNASSIGNED, FederatedDeployment, federation_selector
+from fleetflow.federated import UNASSIGNED, FederatedDeployment, HostObject, federation_selector
 from fleetflow.kube import apply, get, list_objects
 from fleetflow.models import Action, Verb
 from fleetflow.objects import KIND as OBJECT_KIND
-from fleetflow.objects import FederatedObject, FederatedObjects, InvalidObject
+from fleetflow.objects import FederatedObjects, InvalidObject
 from fleetflow.polling import poll_until
+from fleetflow.rebalance import HostView
 from fleetflow.registry import MemberCluster, joined_status
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK
+from fleetflow.tasks.health import read_watch_lease
+from fleetflow.tasks.traffic import list_endpoints
 
 CRD_API = "apiextensions.k8s.io/v1"
 FINALIZER_MANAGER = "fleetflow-finalizer"
@@ -123,6 +127,27 @@ def list_unassigned(host: KubeCluster, namespace: str | None) -> list[str]:
 
 
 @task(**CLUSTER_TASK)
+def observe_host(
+    host: KubeCluster,
+    federation: str,
+    registry_namespace: str,
+    namespace: str | None = None,
+    name: str | None = None,
+    labels: dict[str, str] | None = None,
+) -> HostView:
+    """The host as a rebalance needs it, in one task run (the reads are quick, and a run on a
+    schedule should cost Prefect a task run per step that tells something, not per request)."""
+    return HostView(
+        workloads=list_workloads.fn(host, federation, namespace, name, labels),
+        objects=list_federated_objects.fn(host, federation, namespace),
+        unassigned=list_unassigned.fn(host, namespace),
+        members=list_members.fn(host, registry_namespace, federation),
+        watch_lease=read_watch_lease.fn(host, registry_namespace, federation),
+        endpoints=list_endpoints.fn(host, federation),
+    )
+
+
+@task(**CLUSTER_TASK)
 def record_joined(block: KubeCluster, member: MemberCluster, version: str, dry_run: bool) -> None:
     """Record the member's version on its registry entry (a new one starts Healthy); nothing
     is sent when nothing changes."""
@@ -143,7 +168,7 @@ def record_joined(block: KubeCluster, member: MemberCluster, version: str, dry_r
 @task(**CLUSTER_TASK)
 def write_statuses(
     host: KubeCluster,
-    changed: list[MemberCluster | FederatedDeployment | FederatedObject | InvalidObject],
+    changed: Sequence[MemberCluster | HostObject | InvalidObject],
     dry_run: bool,
 ) -> int:
     """Write the status of each object given (the caller sends only those that changed)."""
@@ -157,7 +182,7 @@ def write_statuses(
 @task(**CLUSTER_TASK)
 def set_finalizers(
     host: KubeCluster,
-    workloads: list[FederatedDeployment] | list[FederatedObject],
+    workloads: Sequence[HostObject],
     *,
     hold: bool,
     dry_run: bool,

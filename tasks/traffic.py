@@ -14,7 +14,7 @@ from fleetflow.registry import MemberCluster
 from fleetflow.resolve import Answer, lookup
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
-from fleetflow.traffic import DNS_API_VERSION, unchanged
+from fleetflow.traffic import DNS_API_VERSION, to_write
 
 FENCE_MANAGER = "fleetflow-fence"
 """Fencing is applied by a field manager of its own: it owns ``spec.fenced`` and nothing else,
@@ -36,11 +36,9 @@ def apply_endpoints(
 ) -> list[Action]:
     """Write the endpoints that differ from what the host holds; nothing else is sent."""
     api, actions = client(host), []
-    for manifest in wanted:
+    for manifest in to_write(wanted, live):
         meta = manifest["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
-        if unchanged(manifest, live.get(key)):
-            continue
         if not dry_run:
             apply(api, manifest)
         actions.append(

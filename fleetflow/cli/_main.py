@@ -7,12 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import httpx
 from pydantic import ValidationError
 
 from fleetflow.cli import drill, flows, plan, stack, status, testbed
 from fleetflow.cli.console import error
 from fleetflow.cli.options import Handler
-from fleetflow.errors import FleetflowError
+from fleetflow.errors import FleetflowError, prefect_overloaded
 
 
 def parser() -> argparse.ArgumentParser:
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(_reason(exc))
     except FleetflowError as exc:
         error(str(exc))
+    except httpx.HTTPStatusError as exc:  # a Prefect API call that the client gave up on
+        error(str(prefect_overloaded(exc) or f"the Prefect API refused a request: {exc}"))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     return 2

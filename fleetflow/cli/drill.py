@@ -21,12 +21,12 @@ import httpx
 
 from fleetflow.cli.console import error, say
 from fleetflow.cli.options import Subparsers, add_request_options, request_from
-from fleetflow.errors import StackError, UnknownName
+from fleetflow.errors import OVERLOADED_STATUSES, PrefectOverloaded, StackError, UnknownName
 from fleetflow.models import DrillRequest
 
 DEPLOYMENT = "failover-drill/drill"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-RETRY_PAUSES = (0.5, 1.0, 2.0, 4.0, 8.0)
+RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # about a minute, as Prefect's own client
 
 
 def drill(args: argparse.Namespace) -> int:
@@ -93,8 +93,10 @@ def _call(http: httpx.Client, method: str, path: str, **kwargs: object) -> httpx
             response = http.request(method, path, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as exc:
             raise StackError(f"the Prefect API does not answer ({exc})") from None
-        if response.status_code not in (429, 503) or not pauses:
+        if response.status_code not in OVERLOADED_STATUSES:
             break
+        if not pauses:
+            raise PrefectOverloaded(response.status_code, method, response.request.url.path)
         time.sleep(pauses.pop(0))
     if response.status_code >= 400 and response.status_code != 404:
         raise StackError(f"the Prefect API refused {method} {path}: HTTP {response.status_code}")

@@ -17,7 +17,7 @@ from prefect.utilities.urls import url_for
 from fleetflow import stack as local_stack
 from fleetflow.blocks.loading import LOADERS
 from fleetflow.cli.console import error, prefect_console, say
-from fleetflow.errors import FleetflowError, StackError
+from fleetflow.errors import FleetflowError, StackError, prefect_overloaded
 from fleetflow.models import Report, Request, block_refs
 
 R = TypeVar("R", bound=Request)
@@ -50,6 +50,8 @@ def check_blocks(request: Request) -> None:
         try:
             LOADERS[kind](name)
         except httpx.HTTPError as exc:
+            if busy := prefect_overloaded(exc):
+                raise busy from None
             raise StackError(
                 f"the Prefect API at {PREFECT_API_URL.value()} does not answer ({exc}): start "
                 "it with `fleetflow up`, or set PREFECT_API_URL"
@@ -67,7 +69,9 @@ def run_flow(flow: Flow[[R], Report], request: R) -> int:
             report(state.result())
             return 0
         outcome = state.result(raise_on_failure=False)
-        if isinstance(outcome, FleetflowError):
+        if isinstance(outcome, BaseException) and (busy := prefect_overloaded(outcome)):
+            message = str(busy)
+        elif isinstance(outcome, FleetflowError):
             message = str(outcome)
         elif isinstance(outcome, BaseException):
             message = f"{type(outcome).__name__}: {outcome}"

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import logging
 
+import httpx
 from kubernetes import client as k8s
 
 from fleetflow import stack as local_stack
@@ -141,7 +142,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     stack = local_stack.Stack()
-    for name in ("worker", "services", "server"):
+    local_stack.stop(stack, "worker", progress=say)
+    if local_stack.healthy(stack):  # the runs the worker was running are orphans now
+        with contextlib.suppress(httpx.HTTPError):
+            local_stack.crash_orphans(stack, progress=say)
+    for name in ("services", "server"):
         local_stack.stop(stack, name, progress=say)
     bed.down(progress=say)
     say("fleetflow is down")

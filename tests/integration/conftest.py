@@ -14,14 +14,18 @@ import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from kubernetes import client as k8s
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_API_URL
 
 from fleetflow.errors import ClusterError, TestbedError
 from fleetflow.kube import ClusterApiClient, api_client
+from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.stack import Stack, deploy, ensure_work_pool, stop
 from fleetflow.testbed import bed, build, memory
@@ -215,6 +219,34 @@ def deployed(admin_blocks: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterat
     # A Prefect worker that has run flows takes over 20 s to exit on SIGTERM; its runs are
     # over by now, so the suite does not wait for it.
     stop(stack, "worker", progress=quiet, timeout=2)
+
+
+def recorded_task_runs(flow_run_id: UUID | None, at_least: int) -> list[TaskRun]:
+    """The task runs Prefect recorded for a finished flow run. They reach the server as events,
+    after the run returns: wait for ``at_least`` of them, each in a final state, and for two
+    reads in a row to agree."""
+    assert flow_run_id is not None
+    query = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    last: list[int] = []
+
+    def read() -> list[TaskRun]:
+        with get_client(sync_client=True) as client:
+            found = client.read_task_runs(flow_run_filter=query)
+        last.append(len(found))
+        return found
+
+    return poll_until(
+        read,
+        lambda runs: (
+            len(runs) >= at_least
+            and all(r.state is not None and r.state.is_final() for r in runs)
+            and last[-2:] == [len(runs)] * 2
+        ),
+        timeout=30,
+        interval=0.5,
+        waiting_for=f"the task runs of flow run {flow_run_id} to be recorded",
+        describe=lambda runs: ", ".join(sorted(r.name for r in runs)),
+    )
 
 
 def fleetflow(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:

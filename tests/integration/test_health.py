@@ -11,9 +11,11 @@ import contextlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.events.schemas.events import ReceivedEvent, ResourceSpecification
 
@@ -40,7 +42,7 @@ from fleetflow.watch import (
     WatchReport,
     watch_lease_name,
 )
-from tests.integration.conftest import client_for
+from tests.integration.conftest import client_for, recorded_task_runs
 
 pytestmark = pytest.mark.integration
 
@@ -324,3 +326,29 @@ def test_two_watchers_only_one_probes_and_the_next_takes_over_without_a_gap(
     assert gap < 2 + 2.0  # at most one interval plus the takeover
     after = lease(testbed, joined)
     assert after is not None and after.holder is None  # released at the end
+
+
+def test_a_quiet_watch_costs_prefect_a_few_task_runs_whatever_its_rounds(
+    joined: str, watchers: Start
+) -> None:
+    """Probes are not task runs: a watch of many rounds leaves Prefect its start (the lease
+    wait, the region memory, the first registry read), a registry write per change, and its
+    end. With a task run per probe, a stack left alone for 3.5 hours grew Prefect's SQLite by
+    1.39 GB."""
+    report = watchers(12, interval=1).result(timeout=90)
+    assert report.held_lease and len(report.rounds) >= 8, report.summary()
+    steps = recorded_task_runs(UUID(report.watcher), at_least=3)
+    names = sorted(r.name for r in steps)
+    print(f"a watch of {len(report.rounds)} rounds: {len(steps)} task runs: {names}")
+    assert {n.rpartition("-")[0] for n in names} <= {
+        "wait_for_lease",
+        "last_region_events",
+        "list_members",
+        "write_statuses",
+    }, names
+    assert len(steps) <= 4 + len(report.events), names  # the first round records each member
+    run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(report.watcher)]))
+    with get_client(sync_client=True) as prefect:
+        lines = prefect.read_logs(run)
+    print(f"... and {len(lines)} log lines")
+    assert len(lines) < 10 + len(report.events), [line.message[:60] for line in lines]

@@ -19,7 +19,7 @@ from fleetflow.models import RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for
+from tests.integration.conftest import client_for, recorded_task_runs
 from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
@@ -96,7 +96,10 @@ def test_weights_and_totals_converge_and_a_noop_writes_nothing(
         "resourceVersion"
     ]
     REQUESTS.clear()
-    report = rebalance(calm, namespace)
+    state = rebalance_replicas(
+        RebalanceRequest(federation=calm, namespace=namespace), return_state=True
+    )
+    report = state.result()
     assert report.writes() == []
     assert {k: n for k, n in REQUESTS.items() if k[1] != "GET"} == {}
     assert versions == {
@@ -111,6 +114,14 @@ def test_weights_and_totals_converge_and_a_noop_writes_nothing(
             "resourceVersion"
         ]
     )
+    # What a no-op run on a schedule costs Prefect: one task run for the host's reads and, per
+    # member, one probe and one check of what it runs; nothing per write step that has nothing
+    # to write.
+    steps = recorded_task_runs(state.state_details.flow_run_id, at_least=1 + len(testbed.members))
+    kinds = {r.name.rpartition("-")[0] for r in steps}
+    print(f"a no-op rebalance: {len(steps)} task runs: {sorted(r.name for r in steps)}")
+    assert len(steps) <= 1 + 2 * len(testbed.members), sorted(r.name for r in steps)
+    assert kinds <= {"observe_host", "observe_member", "propagate_member"}, kinds
 
 
 def test_override_lands_only_where_it_should(

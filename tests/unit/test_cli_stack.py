@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleetflow import cli
-from fleetflow.stack import Database, Stack, mask
+from fleetflow.stack import Database, Stack, mask, retention
 
 
 def test_the_stack_runs_with_info_logs_whatever_the_callers_level(
@@ -174,3 +174,24 @@ def test_an_unreachable_database_is_one_line_without_its_password(
 )
 def test_a_url_is_printed_without_its_password(url: str, masked: str) -> None:
     assert mask(url) == masked
+
+
+def test_the_server_keeps_events_and_finished_runs_for_a_bounded_time(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
+    for name in retention():
+        monkeypatch.delenv(name, raising=False)
+    env = Stack.local(4321).server_env()
+    assert env["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == str(3 * 86400)
+    assert env["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == str(30 * 86400)
+    assert set(env["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"].split(",")) == {
+        "events",
+        "flow_runs",
+    }
+    assert "PREFECT_SERVER_EVENTS_RETENTION_PERIOD" not in Stack.local(4321).env()  # runs: no
+
+    monkeypatch.setenv("FLEETFLOW_EVENT_RETENTION_DAYS", "0.5")
+    assert Stack.local(4321).server_env()["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "43200"
+    monkeypatch.setenv("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "3600")  # Prefect's own wins
+    assert Stack.local(4321).server_env()["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "3600"

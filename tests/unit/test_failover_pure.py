@@ -17,7 +17,7 @@ from fleetflow.lease import Lease, free_for, manifest
 from fleetflow.operations import Operation, Phase, finished, started, step_done
 from fleetflow.rebalance import MemberView, Observed
 from fleetflow.registry import MemberCluster
-from fleetflow.traffic import endpoint, endpoints, expected_answers, record, unchanged
+from fleetflow.traffic import endpoint, endpoints, expected_answers, record, to_write, unchanged
 from tests.unit.test_rebalance_pure import fd
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -128,6 +128,10 @@ def test_traffic_goes_only_to_members_with_ready_replicas_that_may_serve() -> No
     assert wanted[0]["spec"]["endpoints"][0]["recordTTL"] == 5
     assert unchanged(wanted[0], {"spec": wanted[0]["spec"]})
     assert not unchanged(wanted[0], None)
+    key = f"{wanted[0]['metadata']['namespace']}/{wanted[0]['metadata']['name']}"
+    assert to_write(wanted, {key: {"spec": wanted[0]["spec"]}}) == []  # a no-op sends nothing
+    assert to_write(wanted, {}) == wanted
+    assert to_write(wanted, {key: {"spec": {"endpoints": []}}}) == wanted
     empty = endpoint(workload, record(workload, "z", [], ingress), "prod")
     assert empty["spec"] == {"endpoints": []}  # nowhere to go: no answer, not a wrong one
 

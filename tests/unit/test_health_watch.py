@@ -17,6 +17,7 @@ from fleetflow.probes import assess
 from fleetflow.rebalance import MemberObservation
 from fleetflow.registry import MemberCluster
 from fleetflow.watch import (
+    HEARTBEAT_SECONDS,
     MEMBER_HEALTHY,
     MEMBER_RECOVERED,
     MEMBER_RECOVERING,
@@ -26,6 +27,7 @@ from fleetflow.watch import (
     REGION_UNHEALTHY,
     Probe,
     Round,
+    WatchReport,
     member_event_name,
     regions_down_from,
     watch_deadline,
@@ -331,3 +333,13 @@ def test_a_member_without_a_region_has_no_region_label_and_no_region_events() ->
     events = [e for r in seen for e in r.events]
     assert [e.event for e in events] == [MEMBER_SUSPECT, MEMBER_UNHEALTHY]
     assert "fleetflow.region" not in events[0].resource
+
+
+def test_the_heartbeat_line_says_the_rounds_and_what_each_member_is() -> None:
+    report = WatchReport(federation="prod", watcher="w")
+    report.rounds = [T0] * 30
+    states = {"b": HealthState(health=S), "a": HealthState()}
+    assert (
+        report.heartbeat(states) == "round 30: a Healthy, b Suspect; 0 health changes in this run"
+    )
+    assert HEARTBEAT_SECONDS >= 60  # a log line a minute at most, whatever the probe interval

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import ssl
 
+import httpx
 import pytest
 import urllib3.exceptions
 from kubernetes.client.exceptions import ApiException
@@ -21,8 +22,10 @@ from fleetflow.errors import (
     ClusterUnreachable,
     CredentialsError,
     InvalidResource,
+    PrefectOverloaded,
     ResourceConflict,
     ResourceNotFound,
+    prefect_overloaded,
 )
 from fleetflow.kube import ClusterCredentials
 from fleetflow.kube.client import api_client, parse_kubeconfig
@@ -180,3 +183,31 @@ def test_every_error_is_in_one_tree_and_pickles() -> None:
         str(error),
     )
     assert again.retryable
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_busy_prefect_server_is_one_line_that_names_the_request_and_the_fix(status: int) -> None:
+    request = httpx.Request("POST", "http://127.0.0.1:4200/api/task_runs/")
+    response = httpx.Response(status, request=request)
+    exc = httpx.HTTPStatusError("Server error", request=request, response=response)
+    busy = prefect_overloaded(exc)
+    assert isinstance(busy, PrefectOverloaded) and busy.retryable
+    assert str(busy).startswith(
+        f"the Prefect server is overloaded: it answered HTTP {status} to POST /api/task_runs/"
+    )
+    assert "fleetflow up --database postgresql://" in str(busy) and "\n" not in str(busy)
+    import pickle
+
+    assert str(pickle.loads(pickle.dumps(busy))) == str(busy)
+
+
+def test_other_failures_are_not_called_overloaded() -> None:
+    request = httpx.Request("GET", "http://127.0.0.1:4200/api/flow_runs/x")
+    for status in (404, 500, 502):
+        response = httpx.Response(status, request=request)
+        assert (
+            prefect_overloaded(httpx.HTTPStatusError("e", request=request, response=response))
+            is None
+        )
+    assert prefect_overloaded(httpx.ConnectError("refused", request=request)) is None
+    assert prefect_overloaded(ValueError("no response at all")) is None
