@@ -266,8 +266,10 @@ def retention() -> dict[str, str]:
     """Prefect's settings for how long the server keeps events and finished runs. A stack that
     runs for weeks must not grow for weeks: Prefect keeps events 7 days and runs for ever."""
     day = 24 * 3600
+    events = int(settings().event_retention_days * day)
     return {
-        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": str(int(settings().event_retention_days * day)),
+        # An ISO 8601 duration: Prefect reads this one as a timedelta, not as seconds.
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": f"PT{events}S",
         # "flow_runs" deletes finished runs older than the period, with their task runs, and
         # then their orphaned logs and artifacts.
         "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",

@@ -40,7 +40,7 @@ from fleetflow.status import status_rows
 from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
 from fleetflow.tasks.propagate import finish_members, propagate_members
 from fleetflow.tasks.rebalance import probe_members, wait_members_ready
-from fleetflow.tasks.traffic import apply_endpoints
+from fleetflow.tasks.traffic import apply_endpoints, list_endpoints
 from fleetflow.traffic import endpoints, to_write
 from fleetflow.watch import watcher_holds
 from fleetflow.writes import (
@@ -143,8 +143,9 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     dns, unexposed = endpoints(
         workloads, plans, found.members, ingress, federation.dns_zone, federation.name
     )
-    switch = to_write(dns, view.endpoints)
-    switched = apply_endpoints(host, switch, view.endpoints, dry_run) if switch else []
+    switch = to_write(dns, view.endpoints)  # when the run began; the write reads them anew
+    live = list_endpoints(host, federation.name) if switch else {}
+    switched = apply_endpoints(host, switch, live, dry_run) if switch else []
 
     errors = [p.error for p in plans.values() if p.error]
     object_errors = [*(o.error for o in objects.invalid), *placed.errors.values()]

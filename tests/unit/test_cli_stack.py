@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prefect.settings import Settings as PrefectSettings
 
 from fleetflow import cli
 from fleetflow.stack import Database, Stack, mask, retention
@@ -179,19 +181,29 @@ def test_a_url_is_printed_without_its_password(url: str, masked: str) -> None:
 def test_the_server_keeps_events_and_finished_runs_for_a_bounded_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Read back by Prefect's own settings, as the server reads them at start."""
     monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
     for name in retention():
         monkeypatch.delenv(name, raising=False)
+
+    def server_reads(env: dict[str, str]) -> tuple[timedelta, timedelta, set[str]]:
+        with monkeypatch.context() as scope:
+            for name in retention():
+                scope.setenv(name, env[name])
+            server = PrefectSettings().server
+        vacuum = server.services.db_vacuum
+        return server.events.retention_period, vacuum.retention_period, vacuum.enabled_vacuum_types
+
     env = Stack.local(4321).server_env()
-    assert env["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == str(3 * 86400)
-    assert env["PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"] == str(30 * 86400)
-    assert set(env["PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED"].split(",")) == {
-        "events",
-        "flow_runs",
-    }
+    assert server_reads(env) == (
+        timedelta(days=3),
+        timedelta(days=30),
+        {"events", "flow_runs", "orphans"},
+    )
     assert "PREFECT_SERVER_EVENTS_RETENTION_PERIOD" not in Stack.local(4321).env()  # runs: no
 
     monkeypatch.setenv("FLEETFLOW_EVENT_RETENTION_DAYS", "0.5")
-    assert Stack.local(4321).server_env()["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "43200"
-    monkeypatch.setenv("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "3600")  # Prefect's own wins
-    assert Stack.local(4321).server_env()["PREFECT_SERVER_EVENTS_RETENTION_PERIOD"] == "3600"
+    monkeypatch.setenv("FLEETFLOW_RUN_RETENTION_DAYS", "2")
+    assert server_reads(Stack.local(4321).server_env())[:2] == (timedelta(hours=12), timedelta(2))
+    monkeypatch.setenv("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "PT1H")  # Prefect's own wins
+    assert server_reads(Stack.local(4321).server_env())[0] == timedelta(hours=1)
