@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -80,14 +81,20 @@ def read(stack: Stack, since: datetime) -> Reading:
     return _postgres_read(stack.database, since)
 
 
+RECORD = re.compile(r"^\d\d:\d\d:\d\d\.\d+ \| ", re.M)
+"""The start of a record in the server's log (a traceback follows its record's first line)."""
+
+
 def log_errors(stack: Stack, offset: int) -> tuple[int, int, int]:
-    """Lock errors and 503 answers in the server's log after ``offset``; the log's new end."""
+    """Records of the server's log after ``offset`` that are (or whose traceback is) a lock
+    error, and answers 503; the log's new end."""
     path = stack.log_path("server")
     with path.open("rb") as log:
         log.seek(offset)
         text = log.read().decode(errors="replace")
         end = log.tell()
-    return text.count(LOCKED), text.count(" 503 "), end
+    records = RECORD.split(text)
+    return sum(LOCKED in r for r in records), text.count(" 503 "), end
 
 
 def log_end(stack: Stack) -> int:
@@ -124,7 +131,9 @@ def main() -> int:
     print(f"  database growth      {(size1 - size0) / hours / 2**20:10.1f} MB/h")
     for table in TABLES:
         print(f"  {table:20} {(rows1[table] - rows0[table]) / hours:10.0f} /h")
-    print(f"  'database is locked' {locked:10d} in the server log ({unavailable} answers 503)")
+    print(
+        f"  'database is locked' {locked:10d} errors in the server log, {unavailable} answers 503"
+    )
     print("  events by name:")
     for name, count in names:
         print(f"    {name:44} {count / hours:8.0f} /h")
