@@ -35,7 +35,7 @@ from fleetflow.lease import LEASE_API, Lease
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client
-from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
+from fleetflow.tasks.common import PRIVATE
 from fleetflow.tasks.leases import try_acquire
 from fleetflow.tasks.rebalance import member_workloads
 from fleetflow.watch import REGION_EVENTS, HealthEvent, Probe, watch_lease_name
@@ -87,7 +87,6 @@ def probe_health(
         return {p.name: p for p in found}
 
 
-@task(**CLUSTER_TASK)
 def read_watch_lease(host: KubeCluster, namespace: str, federation: str) -> Lease | None:
     """The federation's watcher lease, or None when there is none (or the worker may not read
     leases, in which case no watcher can hold one either)."""

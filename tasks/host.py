@@ -114,7 +114,6 @@ def list_federated_objects(
     return FederatedObjects.read(found)
 
 
-@task(**CLUSTER_TASK)
 def list_unassigned(host: KubeCluster, namespace: str | None) -> list[str]:
     """FederatedDeployments and FederatedObjects that name no federation: none propagates
     them, and the report says so, since an object that silently does nothing is a trap."""
@@ -140,9 +139,9 @@ def observe_host(
     return HostView(
         workloads=list_workloads.fn(host, federation, namespace, name, labels),
         objects=list_federated_objects.fn(host, federation, namespace),
-        unassigned=list_unassigned.fn(host, namespace),
+        unassigned=list_unassigned(host, namespace),
         members=list_members.fn(host, registry_namespace, federation),
-        watch_lease=read_watch_lease.fn(host, registry_namespace, federation),
+        watch_lease=read_watch_lease(host, registry_namespace, federation),
         endpoints=list_endpoints.fn(host, federation),
     )
 
