@@ -8,11 +8,10 @@ when the health model says it is unhealthy; replicas return to a recovered membe
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from fleetflow.capacity import Resources, replicas_that_fit
+from fleetflow.controlplane import Manifest
 from fleetflow.errors import PlacementError
 from fleetflow.federated import FederatedDeployment
 from fleetflow.health import HealthState
@@ -225,5 +224,5 @@ class HostView(BaseModel):
     """Federated workloads and objects that name no federation (reported, never propagated)."""
     members: list[MemberCluster]
     watch_lease: Lease | None
-    endpoints: dict[str, dict[str, Any]]
+    endpoints: dict[str, Manifest]
     """The federation's DNSEndpoints, by namespace/name."""

@@ -290,10 +290,19 @@ def _prefect() -> str:
 def _alive(stack: Stack, name: str) -> int | None:
     try:
         pid = int((stack.home / "run" / f"{name}.pid").read_text())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if _pid_alive(pid) else None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def running(stack: Stack, name: str) -> bool:
@@ -482,12 +491,9 @@ def _process_alive(infrastructure_pid: str | None) -> bool:
     """Whether the process a run's worker recorded (``PID`` or ``HOST:PID``) runs here."""
     try:
         pid = int(str(infrastructure_pid).rpartition(":")[2])
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
+    except ValueError:
         return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
+    return _pid_alive(pid)
 
 
 def start_worker(stack: Stack, progress: Progress = print) -> bool:

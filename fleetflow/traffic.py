@@ -104,14 +104,15 @@ def unchanged(desired: Manifest, live: Manifest | None) -> bool:
     return live is not None and (live.get("spec") or {}) == desired["spec"]
 
 
+def endpoint_key(manifest: Manifest) -> str:
+    """namespace/name: how endpoints read from the host are keyed."""
+    return f"{manifest['metadata']['namespace']}/{manifest['metadata']['name']}"
+
+
 def to_write(wanted: list[Manifest], live: dict[str, Manifest]) -> list[Manifest]:
-    """The endpoints of ``wanted`` that the host (``live``, by namespace/name) does not hold
-    as wanted."""
-    return [
-        m
-        for m in wanted
-        if not unchanged(m, live.get(f"{m['metadata']['namespace']}/{m['metadata']['name']}"))
-    ]
+    """The endpoints of ``wanted`` that the host (``live``, by :func:`endpoint_key`) does not
+    hold as wanted."""
+    return [m for m in wanted if not unchanged(m, live.get(endpoint_key(m)))]
 
 
 def endpoints(

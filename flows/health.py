@@ -163,7 +163,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
                 logger.info(report.heartbeat(states))
             if time.monotonic() - checked >= request.lease_seconds / 3:
                 checked = time.monotonic()
-                if not _still_holds(host, namespace, lease, me):
+                if not holds_lease(host, namespace, lease, me):
                     report.notes.append("the lease was lost (deleted, or renewals failed); stopped")
                     logger.warning(report.notes[-1])
                     break
@@ -181,15 +181,6 @@ def watch_health(request: WatchRequest) -> WatchReport:
         key=f"health-{federation.name}", markdown=report.markdown(), description="Health watch"
     )
     return finished(report, report.summary())
-
-
-def _still_holds(host: KubeCluster, namespace: str, lease: str, me: str) -> bool:
-    """Whether this watcher still holds its lease; a host that does not answer is no news (the
-    lease lapses if it stays away, and the first check after it answers says so)."""
-    try:
-        return holds_lease(host, namespace, lease, me)
-    except ClusterError:
-        return True
 
 
 def _regions_down(federation: str, registry: list[MemberCluster]) -> set[str]:

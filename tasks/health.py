@@ -124,11 +124,15 @@ def wait_for_lease(
 
 
 def holds_lease(host: KubeCluster, namespace: str, name: str, me: str) -> bool:
-    """Whether ``me`` still holds the lease (it lapses if renewals failed for its duration)."""
+    """Whether ``me`` still holds the lease (it lapses if renewals failed for its duration). A
+    host that does not answer is no news: the lease lapses if it stays away, and the first
+    check after it answers says so."""
     try:
         obj = get(client(host), LEASE_API, "Lease", name, namespace)
     except ResourceNotFound:
         return False
+    except ClusterError:
+        return True
     return Lease.from_object(obj).holder == me
 
 

@@ -14,7 +14,7 @@ from fleetflow.registry import MemberCluster
 from fleetflow.resolve import Answer, lookup
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
-from fleetflow.traffic import DNS_API_VERSION, to_write
+from fleetflow.traffic import DNS_API_VERSION, endpoint_key, to_write
 
 FENCE_MANAGER = "fleetflow-fence"
 """Fencing is applied by a field manager of its own: it owns ``spec.fenced`` and nothing else,
@@ -27,7 +27,7 @@ def list_endpoints(host: KubeCluster, federation: str) -> dict[str, Manifest]:
     found = list_objects(
         client(host), DNS_API_VERSION, "DNSEndpoint", None, f"{LABEL_FEDERATION}={federation}"
     )
-    return {f"{e['metadata']['namespace']}/{e['metadata']['name']}": e for e in found}
+    return {endpoint_key(e): e for e in found}
 
 
 @task(**CLUSTER_TASK)
@@ -37,12 +37,14 @@ def apply_endpoints(
     """Write the endpoints that differ from what the host holds; nothing else is sent."""
     api, actions = client(host), []
     for manifest in to_write(wanted, live):
-        meta = manifest["metadata"]
-        key = f"{meta['namespace']}/{meta['name']}"
         if not dry_run:
             apply(api, manifest)
         actions.append(
-            Action.of(cluster_name(host), manifest, Verb.UPDATE if key in live else Verb.CREATE)
+            Action.of(
+                cluster_name(host),
+                manifest,
+                Verb.UPDATE if endpoint_key(manifest) in live else Verb.CREATE,
+            )
         )
     return actions
 
