@@ -10,6 +10,7 @@ from typing import cast
 
 from fleetflow.blocks.federation import Federation
 from fleetflow.blocks.kube_cluster import KubeCluster
+from fleetflow.blockstore import missing_cluster, missing_federation
 from fleetflow.errors import UnknownName
 from fleetflow.models import BlockKind
 
@@ -18,20 +19,14 @@ def load_cluster(name: str) -> KubeCluster:
     try:
         return cast(KubeCluster, KubeCluster.load(name))
     except ValueError:
-        raise UnknownName(
-            f"no KubeCluster block named {name!r}: list them with `prefect block ls`, "
-            "or save one (see `fleetflow testbed up` for an example)"
-        ) from None
+        raise missing_cluster(name) from None
 
 
 def load_federation(name: str) -> Federation:
     try:
         return cast(Federation, Federation.load(name))
     except ValueError:
-        raise UnknownName(
-            f"no Federation block named {name!r}: bootstrap it first with "
-            "`fleetflow bootstrap --federation NAME --host-cluster BLOCK`"
-        ) from None
+        raise missing_federation(name) from None
 
 
 def find_cluster(name: str) -> KubeCluster | None:

@@ -56,6 +56,10 @@ class MembershipError(InvalidRequest):
     """The cluster cannot join (or leave) as asked; the message says why and what to do."""
 
 
+class PatchError(InvalidRequest):
+    """A JSON patch operation does not apply to its document; says which and why."""
+
+
 class HostTooOld(InvalidRequest):
     """The host cluster's Kubernetes is older than fleetflow supports."""
 

@@ -2,7 +2,8 @@
 
 Both return a new document and never change their input: a patch that fails part-way leaves
 nothing half-applied, so bad input changes nothing. A patch that does not apply raises
-``InvalidRequest`` with one line naming the operation (by position and kind) and the path.
+``PatchError`` (an ``InvalidRequest``) with one line naming the operation (by position and
+kind) and the path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fleetflow.errors import InvalidRequest
+from fleetflow.errors import InvalidRequest, PatchError
 
 __all__ = ["PatchOp", "json_equal", "json_patch", "merge_patch", "parse_ops", "pointer"]
 
@@ -108,21 +109,17 @@ def json_equal(a: Any, b: Any) -> bool:
 
 def json_patch(doc: Any, ops: Iterable[PatchOp | Mapping[str, Any]]) -> Any:
     """Apply a JSON Patch to a copy of ``doc``; the first operation that does not apply stops
-    it with ``InvalidRequest`` (and ``doc`` is as it was)."""
+    it with ``PatchError`` (and ``doc`` is as it was)."""
     checked = [op if isinstance(op, PatchOp) else parse_ops([op])[0] for op in ops]
     result = copy.deepcopy(doc)
     for i, op in enumerate(checked):
         try:
             result = _apply(result, op)
-        except _Failed as exc:
-            raise InvalidRequest(
+        except PatchError as exc:
+            raise PatchError(
                 f"JSON patch operation {i} ({op.describe()}) does not apply: {exc}"
             ) from None
     return result
-
-
-class _Failed(Exception):
-    """Why one operation does not apply; ``json_patch`` adds which operation it was."""
 
 
 def _apply(doc: Any, op: PatchOp) -> Any:
@@ -137,14 +134,14 @@ def _apply(doc: Any, op: PatchOp) -> Any:
         parent, last = _parent(doc, tokens), tokens[-1]
         if isinstance(parent, dict):
             if last not in parent:
-                raise _Failed(f"no member {last!r}")
+                raise PatchError(f"no member {last!r}")
             parent[last] = copy.deepcopy(op.value)
         else:
             parent[_index(parent, last, end_ok=False)] = copy.deepcopy(op.value)
         return doc
     if op.op == "test":
         if not json_equal(_get(doc, pointer(op.path)), op.value):
-            raise _Failed("the value there is different")
+            raise PatchError("the value there is different")
         return doc
     assert op.from_ is not None  # the model checked it
     source = pointer(op.from_)
@@ -152,7 +149,7 @@ def _apply(doc: Any, op: PatchOp) -> Any:
         return _add(doc, pointer(op.path), copy.deepcopy(_get(doc, source)))
     target = pointer(op.path)
     if target[: len(source)] == source and len(target) > len(source):
-        raise _Failed("cannot move a value into one of its own children")
+        raise PatchError("cannot move a value into one of its own children")
     doc, value = _remove(doc, source)
     return _add(doc, target, value)
 
@@ -163,17 +160,17 @@ def _index(container: list[Any], token: str, *, end_ok: bool) -> int:
     if token == "-" and end_ok:
         return len(container)
     if not token.isdigit() or (len(token) > 1 and token[0] == "0") or not token.isascii():
-        raise _Failed(f"{token!r} is not an array index")
+        raise PatchError(f"{token!r} is not an array index")
     index = int(token)
     if index > len(container) or (index == len(container) and not end_ok):
-        raise _Failed(f"index {index} is out of range (the array has {len(container)} items)")
+        raise PatchError(f"index {index} is out of range (the array has {len(container)} items)")
     return index
 
 
 def _parent(doc: Any, tokens: list[str]) -> Any:
     parent = _get(doc, tokens[:-1])
     if not isinstance(parent, dict | list):
-        raise _Failed("its parent is not an object or array")
+        raise PatchError("its parent is not an object or array")
     return parent
 
 
@@ -182,12 +179,12 @@ def _get(doc: Any, tokens: list[str]) -> Any:
     for token in tokens:
         if isinstance(here, dict):
             if token not in here:
-                raise _Failed(f"no member {token!r}")
+                raise PatchError(f"no member {token!r}")
             here = here[token]
         elif isinstance(here, list):
             here = here[_index(here, token, end_ok=False)]
         else:
-            raise _Failed(f"cannot look up {token!r} in a {type(here).__name__}")
+            raise PatchError(f"cannot look up {token!r} in a {type(here).__name__}")
     return here
 
 
@@ -205,10 +202,10 @@ def _add(doc: Any, tokens: list[str], value: Any) -> Any:
 def _remove(doc: Any, tokens: list[str]) -> tuple[Any, Any]:
     """The document without the value at ``tokens``, and that value."""
     if not tokens:
-        raise _Failed("cannot remove the whole document")
+        raise PatchError("cannot remove the whole document")
     parent, last = _parent(doc, tokens), tokens[-1]
     if isinstance(parent, dict):
         if last not in parent:
-            raise _Failed(f"no member {last!r}")
+            raise PatchError(f"no member {last!r}")
         return doc, parent.pop(last)
     return doc, parent.pop(_index(parent, last, end_ok=False))

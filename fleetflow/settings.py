@@ -37,6 +37,11 @@ class Settings(BaseSettings):
         default_factory=_default_cache,
         description="Built test-bed binaries (never in the repository)",
     )
+    federation: str | None = Field(
+        default=None,
+        description="Federation block a command uses when --federation is left out (unset: "
+        "the only Federation block saved)",
+    )
     request_timeout: float = Field(
         default=10.0, gt=0, description="Seconds for one request to a cluster (connect and read)"
     )

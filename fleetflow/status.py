@@ -269,18 +269,20 @@ def host_rows(
 ) -> list[StatusRow]:
     """The rows of the host's FederatedDeployments and FederatedObjects as listed (plain
     dicts), sorted; one that cannot be read is an ``Invalid`` row saying why."""
-    rows: list[StatusRow] = []
+    read_workloads: list[FederatedDeployment] = []
+    read_objects: list[FederatedObject] = []
+    invalid: list[StatusRow] = []
     for obj in workloads:
         try:
-            rows += workload_rows(read_workload(obj))
+            read_workloads.append(read_workload(obj))
         except InvalidRequest as exc:
-            rows.append(invalid_row(WORKLOAD, obj, _reason(WORKLOAD, obj, exc)))
+            invalid.append(invalid_row(WORKLOAD, obj, _reason(WORKLOAD, obj, exc)))
     for obj in objects:
         try:
-            rows += object_rows(FederatedObject.from_object(obj))
+            read_objects.append(FederatedObject.from_object(obj))
         except InvalidRequest as exc:
-            rows.append(invalid_row(OBJECT, obj, _reason(OBJECT, obj, exc)))
-    return sorted(rows, key=StatusRow.order)
+            invalid.append(invalid_row(OBJECT, obj, _reason(OBJECT, obj, exc)))
+    return status_rows(read_workloads, read_objects, invalid=invalid)
 
 
 class Unreadable(Protocol):
@@ -300,14 +302,16 @@ def status_rows(
     *,
     unreadable: Iterable[Unreadable] = (),
     updated: Iterable[object] = (),
+    invalid: Iterable[StatusRow] = (),
 ) -> list[StatusRow]:
     """The rows of models already read (a flow's), sorted. ``unreadable``: FederatedObjects
     that could not be read, one ``Invalid`` row each. ``updated``: copies with the statuses a
-    run has just written (anything else in it is ignored), in place of those read."""
+    run has just written (anything else in it is ignored), in place of those read. ``invalid``:
+    rows already made for what could not be read."""
     fresh = list(updated)
     newer_fd = {m.key: m for m in fresh if isinstance(m, FederatedDeployment)}
     newer_fo = {m.key: m for m in fresh if isinstance(m, FederatedObject)}
-    rows: list[StatusRow] = []
+    rows = list(invalid)
     for fd in workloads:
         rows += workload_rows(newer_fd.get(fd.key, fd))
     for fo in objects:

@@ -6,12 +6,20 @@ to the root logger's console handler. Filtering that handler keeps the traceback
 and nothing else changes: the API handler has already sent it. Lowering the console's level (not
 ``PREFECT_LOGGING_LEVEL``, which is the loggers' level and would starve the API handler too, and
 would leak into every process started from here) is how a command quiets Prefect's lines.
+
+A flow command is quiet by default: the terminal shows the lines fleetflow's own code logs (a
+health change, a phase done, a wait) and Prefect's warnings and errors, not Prefect's engine
+lines (a task run finished, a flow run began) but for its retries. ``--verbose`` shows them
+all; the run's log in the Prefect API always has them all.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
+
+_OURS = str(Path(__file__).resolve().parents[1])
 
 
 def say(message: str) -> None:
@@ -26,11 +34,21 @@ def _without_traceback(record: logging.LogRecord) -> bool:
     return record.exc_info is None
 
 
-def prefect_console(level: int = logging.INFO) -> None:
-    """Show Prefect's log lines from ``level`` up, and never a traceback, on this terminal.
+def _ours_or_warning(record: logging.LogRecord) -> bool:
+    """Our line, a warning, or Prefect's note of a retry (INFO, yet it explains a pause)."""
+    return (
+        record.levelno >= logging.WARNING
+        or record.pathname.startswith(_OURS)
+        or str(record.msg).startswith("Task run failed with")
+    )
+
+
+def prefect_console(level: int = logging.INFO, *, verbose: bool = True) -> None:
+    """Show log lines from ``level`` up, and never a traceback, on this terminal; unless
+    ``verbose``, only fleetflow's own lines and Prefect's warnings.
 
     Call it once Prefect is imported (its logging is configured on import); calling it again
-    only changes the level."""
+    changes the level and the choice."""
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for handler in logging.getLogger().handlers:
@@ -38,3 +56,7 @@ def prefect_console(level: int = logging.INFO) -> None:
             handler.setLevel(level)
             if _without_traceback not in handler.filters:
                 handler.addFilter(_without_traceback)
+            if verbose:
+                handler.removeFilter(_ours_or_warning)
+            elif _ours_or_warning not in handler.filters:
+                handler.addFilter(_ours_or_warning)

@@ -31,52 +31,52 @@ if TYPE_CHECKING:
 R = TypeVar("R", bound=Request)
 
 
-def _run(flow: Flow[[R], Report], request: R) -> int:
+def _run(flow: Flow[[R], Report], request: R, args: argparse.Namespace) -> int:
     from fleetflow.cli.runs import run_flow
 
-    return run_flow(flow, request)
+    return run_flow(flow, request, verbose=args.verbose)
 
 
 def bootstrap(args: argparse.Namespace) -> int:
     from fleetflow.flows.bootstrap import bootstrap_control_plane
 
-    return _run(bootstrap_control_plane, request_from(args, BootstrapRequest))
+    return _run(bootstrap_control_plane, request_from(args, BootstrapRequest), args)
 
 
 def join(args: argparse.Namespace) -> int:
     from fleetflow.flows.join import join_cluster
 
-    return _run(join_cluster, request_from(args, JoinRequest))
+    return _run(join_cluster, request_from(args, JoinRequest), args)
 
 
 def unjoin(args: argparse.Namespace) -> int:
     from fleetflow.flows.unjoin import unjoin_cluster
 
-    return _run(unjoin_cluster, request_from(args, UnjoinRequest))
+    return _run(unjoin_cluster, request_from(args, UnjoinRequest), args)
 
 
 def rotate(args: argparse.Namespace) -> int:
     from fleetflow.flows.rotate import rotate_credentials
 
-    return _run(rotate_credentials, request_from(args, RotateRequest))
+    return _run(rotate_credentials, request_from(args, RotateRequest), args)
 
 
 def rebalance(args: argparse.Namespace) -> int:
     from fleetflow.flows.rebalance import rebalance_replicas
 
-    return _run(rebalance_replicas, request_from(args, RebalanceRequest))
+    return _run(rebalance_replicas, request_from(args, RebalanceRequest), args)
 
 
 def failover(args: argparse.Namespace) -> int:
     from fleetflow.flows.failover import regional_failover
 
-    return _run(regional_failover, request_from(args, FailoverRequest))
+    return _run(regional_failover, request_from(args, FailoverRequest), args)
 
 
 def failback(args: argparse.Namespace) -> int:
     from fleetflow.flows.failover import regional_failback
 
-    return _run(regional_failback, request_from(args, FailbackRequest))
+    return _run(regional_failback, request_from(args, FailbackRequest), args)
 
 
 def _command(
@@ -89,6 +89,13 @@ def _command(
 ) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=description)
     add_request_options(parser, model, aliases={"labels": ["--label"]})
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show Prefect's own log lines (each task run, the run's start and end); "
+        "by default only fleetflow's lines, warnings and the report",
+    )
     parser.set_defaults(handler=handler)
     return parser
 

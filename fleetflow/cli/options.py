@@ -17,7 +17,9 @@ from typing import Annotated, Any, TypeAlias, TypeVar, Union, get_args, get_orig
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from fleetflow.cli.federations import FEDERATION_HELP, chosen_federation
 from fleetflow.errors import InvalidRequest
+from fleetflow.models import BlockKind, block_refs
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[argparse.Namespace], int]
@@ -40,22 +42,32 @@ def add_request_options(
     model: type[BaseModel],
     aliases: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
-    """One option per field of ``model``; ``aliases`` adds more spellings of a field's flag."""
+    """One option per field of ``model``; ``aliases`` adds more spellings of a field's flag.
+    A Federation block may be left out: ``request_from`` chooses the default one."""
+    federations = _federation_fields(model)
     for name, field in model.model_fields.items():
         flags = [flag(name), *(aliases or {}).get(name, ())]
+        chosen = name in federations
         parser.add_argument(
             *flags,
             dest=name,
             default=argparse.SUPPRESS,
-            required=field.is_required(),
-            help=_help(field),
+            required=field.is_required() and not chosen,
+            help=_help(field) + (FEDERATION_HELP if chosen else ""),
             **_kind(name, field),
         )
+
+
+def _federation_fields(model: type[BaseModel]) -> list[str]:
+    return [f for f, kind in block_refs(model).items() if kind is BlockKind.FEDERATION]
 
 
 def request_from(args: argparse.Namespace, model: type[M]) -> M:
     """The request the parsed options ask for; an invalid one names the option at fault."""
     given = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+    for name in _federation_fields(model):
+        if name not in given:
+            given[name] = chosen_federation()
     values = {
         name: dict(v) if _base(model.model_fields[name]) is dict else v for name, v in given.items()
     }

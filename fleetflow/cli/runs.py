@@ -58,12 +58,13 @@ def check_blocks(request: Request) -> None:
             ) from None
 
 
-def run_flow(flow: Flow[[R], Report], request: R) -> int:
+def run_flow(flow: Flow[[R], Report], request: R, *, verbose: bool = False) -> int:
     """Run ``flow`` in this process (its run, logs and artifacts land in Prefect as usual) and
-    print its report; 1 when the run failed, after one line naming it."""
+    print its report; 1 when the run failed, after one line naming it. ``verbose``: Prefect's
+    own log lines on the terminal too."""
     with prefect_api():
         check_blocks(request)
-        prefect_console()
+        prefect_console(verbose=verbose)
         state = flow(request, return_state=True)
         if state.is_completed():
             report(state.result())

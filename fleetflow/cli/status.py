@@ -4,13 +4,13 @@ read from the host (the states the last propagating run recorded). Writes nothin
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fleetflow.cli.console import prefect_console, say
+from fleetflow.cli.console import say
+from fleetflow.cli.federations import host_of
 from fleetflow.cli.options import Subparsers, add_request_options, request_from
 from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import InvalidRequest, ResourceNotFound
@@ -62,18 +62,9 @@ def read_host(api: ClusterApiClient, federation: str, namespace: str | None) -> 
 
 def status(args: argparse.Namespace) -> int:
     request = request_from(args, StatusRequest)
-    # Prefect is imported once the options are good: a typo is answered at once.
-    from fleetflow.blocks.loading import load_cluster, load_federation
-    from fleetflow.cli.runs import check_blocks, prefect_api
-
-    # The output is ours; Prefect's own warnings (an events worker still sending the blocks'
-    # "loaded" events as the process exits) would only be noise after the table or the JSON.
-    prefect_console(logging.ERROR)
-    with prefect_api():
-        check_blocks(request)
-        federation = load_federation(request.federation)
-        host = load_cluster(federation.host_cluster)
-    listing = read_host(host.api_client(), federation.name, request.namespace)
+    # Blocks read over the REST API: importing Prefect would cost more than the whole read.
+    found = host_of(request.federation)
+    listing = read_host(found.host, found.federation, request.namespace)
     rows = host_rows(listing.workloads, listing.objects)
     if args.json:
         say(rows_json(rows))

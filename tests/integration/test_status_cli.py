@@ -312,3 +312,31 @@ def test_a_run_publishes_the_same_tables_as_the_federation_status_artifact(
     line = f"| {namespace} | web | Deployment | {members[1]} | Progressing | 1/2 |  |"
     assert line in str(artifact.data)
     assert artifact.description == summary(rows)
+
+
+def test_federation_may_be_left_out_when_fleetflow_federation_names_one(
+    federation: str, tmp_path: Path, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_FEDERATION", federation)
+    shown = fleetflow("status", "--namespace", namespace, "--json", home=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == []
+    assert f"note: federation {federation!r} (FLEETFLOW_FEDERATION)" in shown.stderr
+
+
+def test_leaving_federation_out_among_several_is_one_line(
+    federation: str, admin_blocks: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetflow.blocks import Federation
+
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    Federation(name=other, host_cluster=admin_blocks[0]).save(other)
+    monkeypatch.delenv("FLEETFLOW_FEDERATION", raising=False)
+    try:
+        shown = fleetflow("status", home=tmp_path)
+    finally:
+        Federation.delete(other)
+    assert shown.returncode == 2
+    assert re.match(r"error: \d+ Federation blocks are saved \(.*\): choose one", shown.stderr)
+    assert other in shown.stderr and federation in shown.stderr
+    assert len(shown.stderr.splitlines()) == 1, shown.stderr

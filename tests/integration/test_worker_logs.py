@@ -114,3 +114,17 @@ def test_a_failed_run_is_one_error_line_and_its_traceback_stays_in_the_api(
         describe=lambda logs: f"{[log.message[:80] for log in logs]}",
     )
     assert any(log.level == logging.INFO for log in logs)
+
+
+def test_a_successful_command_is_quiet_unless_verbose(federation: str, tmp_path: Path) -> None:
+    plain = fleetflow("rebalance", "--federation", federation, "--dry-run", home=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert f"rebalance {federation}: " in plain.stdout.splitlines()[-1]
+    assert "Finished in state" not in plain.stdout + plain.stderr
+    assert "Beginning flow run" not in plain.stdout + plain.stderr
+    loud = fleetflow(
+        "rebalance", "--federation", federation, "--dry-run", "--verbose", home=tmp_path
+    )
+    assert loud.returncode == 0, loud.stderr
+    assert "Task run 'observe_host-" in loud.stderr
+    assert "Beginning flow run" in loud.stderr

@@ -205,3 +205,53 @@ def test_the_prefect_console_prints_records_without_tracebacks() -> None:
     assert "with a traceback" not in out.getvalue()
     assert "Traceback" not in out.getvalue()
     assert "below the level" not in out.getvalue()
+
+
+def test_a_quiet_console_keeps_fleetflow_lines_and_warnings_only() -> None:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    import fleetflow.flows.rebalance as ours
+
+    out = io.StringIO()
+    console = PrefectConsoleHandler(stream=out)
+
+    def record(text: str, level: int, path: str) -> logging.LogRecord:
+        return logging.LogRecord("prefect.flow_runs", level, path, 1, text, None, None)
+
+    engine = logging.__file__  # any path outside the fleetflow package
+    root = logging.getLogger()
+    root.addHandler(console)
+    try:
+        prefect_console(verbose=False)
+        done = "Task run 'x-1' - Finished in state Completed()"
+        console.handle(record(done, logging.INFO, engine))
+        console.handle(record("us-east-1: Healthy -> Unhealthy", logging.INFO, ours.__file__))
+        console.handle(record("Prefect warns", logging.WARNING, engine))
+        retry = "Task run failed with exception: 'x' - Retry 1/3 will start 1 second(s) from now"
+        console.handle(record(retry, logging.INFO, engine))
+        prefect_console(verbose=True)
+        console.handle(record("Beginning flow run 'y'", logging.INFO, engine))
+    finally:
+        root.removeHandler(console)
+    shown = out.getvalue()
+    assert "Finished in state" not in shown
+    assert "us-east-1: Healthy -> Unhealthy" in shown
+    assert "Prefect warns" in shown
+    assert "Retry 1/3" in shown
+    assert "Beginning flow run" in shown  # --verbose
+
+
+def test_flow_commands_take_verbose_and_federation_may_be_left_out() -> None:
+    args = parser().parse_args(["rebalance", "--verbose"])
+    assert args.verbose is True
+    assert not hasattr(args, "federation")  # request_from chooses the default federation
+    assert parser().parse_args(["failover", "--region", "eu"]).verbose is False
+
+
+def test_fleetflow_federation_is_the_default_federation(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_FEDERATION", "prod")
+    got = request_from(parser().parse_args(["rebalance"]), RebalanceRequest)
+    assert got.federation == "prod"
+    assert "federation 'prod' (FLEETFLOW_FEDERATION)" in capsys.readouterr().err
