@@ -12,10 +12,14 @@ import hashlib
 from pydantic import BaseModel, Field
 
 from fleetflow.capacity import Resources
+from fleetflow.controlplane import Manifest
 from fleetflow.errors import InvalidRequest, UnknownName
 from fleetflow.federated import FederatedDeployment
+from fleetflow.objects import FederatedObjects
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
 from fleetflow.registry import MemberCluster
+from fleetflow.traffic import endpoints
+from fleetflow.writes import MemberWork, WritePlan, plan_objects, write_plan
 
 STEPS = ("fenced", "scaled-up", "ready", "traffic-switched", "drained")
 """The failover's phases, in order, as its operation record names them."""
@@ -127,3 +131,78 @@ def as_if_ready(plans: dict[str, WorkloadPlan]) -> dict[str, WorkloadPlan]:
     """The plans with every planned replica counted Ready: what traffic will look like once
     the failover has done its work (used to check, before any write, that it can be routed)."""
     return {k: p.model_copy(update={"ready": dict(p.replicas)}) for k, p in plans.items()}
+
+
+class FailoverDecision(BaseModel):
+    """Everything a failover will write, decided before its first write: which members it
+    fences, what the survivors get (their replicas and the objects those need), what the
+    evacuated members lose, and the DNS it switches to once the survivors are Ready."""
+
+    target: Evacuation
+    plan: FailoverPlan
+    fence: list[MemberCluster]
+    members: dict[str, MemberView]
+    """As probed, unfenced: the writes go to members as they are."""
+    views: dict[str, MemberView]
+    """As placement sees them during the failover: the evacuated ones fenced."""
+    needs: dict[str, MemberWork]
+    writes: WritePlan
+    unexposed: list[str]
+    workloads: list[FederatedDeployment]
+    ingress: dict[str, str | None]
+    zone: str
+    federation: str
+
+    def traffic(self, plans: dict[str, WorkloadPlan]) -> list[Manifest]:
+        """Each exposed workload's DNSEndpoint listing the members whose replicas ``plans``
+        count Ready."""
+        found, _ = endpoints(
+            self.workloads, plans, self.views, self.ingress, self.zone, self.federation
+        )
+        return found
+
+    def planned_traffic(self) -> list[Manifest]:
+        """The DNS once every planned replica is Ready (what a dry run says it would write)."""
+        return self.traffic(as_if_ready(self.plan.plans))
+
+    def unplaced_notes(self) -> list[str]:
+        return [f"{k}: {n} replicas could not be placed" for k, n in self.plan.unplaced.items()]
+
+
+def decide_failover(
+    target: Evacuation,
+    registry: list[MemberCluster],
+    workloads: list[FederatedDeployment],
+    objects: FederatedObjects,
+    members: dict[str, MemberView],
+    *,
+    federation: str,
+    zone: str,
+) -> FailoverDecision:
+    """The failover of ``target`` over the members as probed. Pure.
+
+    What the survivors' new replicas need (ConfigMaps, Secrets...) goes with them; what the
+    region no longer needs stays until a rebalance after the failover takes it away. A workload
+    whose DNS could not be written once it moves is in ``unexposed``: the flow refuses before
+    any write."""
+    plan = plan_failover(workloads, members, target.members)
+    views = fence(members, target.members)
+    joined = {m.name: m.namespaces for m in registry}
+    invalid = [o.key for o in objects.invalid]
+    needs = plan_objects(objects.valid, invalid, workloads, plan.plans, views, joined, federation)
+    ingress = {m.name: m.spec.ingress_address for m in registry}
+    _, unexposed = endpoints(workloads, as_if_ready(plan.plans), views, ingress, zone, federation)
+    return FailoverDecision(
+        target=target,
+        plan=plan,
+        fence=[m for m in registry if m.name in target.members],
+        members=members,
+        views=views,
+        needs=needs.work,
+        writes=write_plan(workloads, plan.plans, members, federation),
+        unexposed=unexposed,
+        workloads=workloads,
+        ingress=ingress,
+        zone=zone,
+        federation=federation,
+    )

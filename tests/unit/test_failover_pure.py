@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from fleetflow.capacity import Resources
 from fleetflow.drill import DrillMode, Mark, Sample, Targets, judge
 from fleetflow.errors import InvalidRequest, UnknownName
-from fleetflow.failover import as_if_ready, evacuation, plan_failover
+from fleetflow.failover import as_if_ready, decide_failover, evacuation, plan_failover
 from fleetflow.federated import Exposure, FederatedDeployment
 from fleetflow.lease import Lease, free_for, manifest
+from fleetflow.objects import FederatedObjects
 from fleetflow.operations import Operation, Phase, finished, started, step_done
 from fleetflow.rebalance import MemberView, Observed
 from fleetflow.registry import MemberCluster
@@ -217,3 +218,35 @@ def test_the_drill_verdict_measures_each_objective() -> None:
         "eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets(detect=5)
     )
     assert not slow.passed and "| time to detect | < 5s | 11.0s | FAIL |" in slow.markdown()
+
+
+def test_the_failover_decision_holds_every_write_before_the_first() -> None:
+    workload = exposed()
+    members = views({}, {"us1": 1, "us2": 1, "eu1": 1})
+    target = evacuation(registry(), "us", [])
+    plan = decide_failover(
+        target, registry(), [workload], FederatedObjects(), members, federation="prod", zone="z"
+    )
+    assert [m.name for m in plan.fence] == ["us1", "us2"]
+    assert plan.views["us1"].fenced and not plan.members["us1"].fenced  # writes see them as is
+    assert plan.plan.plans["shop/web"].replicas == {"eu1": 3, "us1": 0, "us2": 0}
+    assert set(plan.writes.ups) == {"eu1"} and set(plan.writes.downs) == {"us1", "us2"}
+    assert expected_answers(plan.planned_traffic()) == {"web.z": ["10.0.0.3"]}
+    assert plan.unexposed == []
+    # The fenced members' Ready replicas never make them an answer.
+    assert expected_answers(plan.traffic(plan.plan.plans)) == {"web.z": ["10.0.0.3"]}
+
+
+def test_a_failover_whose_traffic_cannot_move_is_refused_before_any_write() -> None:
+    members = views({}, {"us1": 1, "us2": 1, "eu1": 1})
+    target = evacuation(registry(eu1=None), "us", [])
+    plan = decide_failover(
+        target,
+        registry(eu1=None),
+        [exposed()],
+        FederatedObjects(),
+        members,
+        federation="p",
+        zone="z",
+    )
+    assert plan.unexposed and "eu1" in plan.unexposed[0]

@@ -167,7 +167,9 @@ def test_dns_processes_listen_on_loopback_only(tmp_path: Path) -> None:
         "--registry=txt",
         "--txt-owner-id=fleetflow-testbed",
         "--domain-filter=fleet.local",
-        "--interval=2s",
+        "--interval=1s",
+        "--kube-api-qps=100",
+        "--kube-api-burst=200",
         f"--kubeconfig={kubeconfig}",
         "--metrics-address=127.0.0.1:36493",
     ]

@@ -1,0 +1,84 @@
+"""One runner for multi-phase procedures (failover, failback; migration next).
+
+A procedure declares its phases once, in order. The runner holds the procedure's lease in the
+host (two runs never act at once; a crashed run's lease lapses), takes the operation record
+over, runs each phase not yet recorded and records it on the ``FederationOperation`` before the
+next begins, so a rerun after a crash resumes and never repeats a finished phase. The timeline
+artifact is published however the run ends: a failed run shows how far it got.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+
+from prefect import get_run_logger, runtime
+from pydantic import BaseModel, Field
+
+from fleetflow.blocks import KubeCluster
+from fleetflow.flows.report import publish_timeline
+from fleetflow.models import Action
+from fleetflow.operations import Operation, Phase, finished, started, step_done
+from fleetflow.settings import settings
+from fleetflow.tasks.leases import holding
+from fleetflow.tasks.operations import save_operation
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Done(BaseModel):
+    """What one phase did: its writes, notes for the report, a message for the timeline."""
+
+    actions: list[Action] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
+class PhasedRun:
+    """A procedure's phases carried out in their declared order, each recorded once done."""
+
+    def __init__(self, host: KubeCluster, op: Operation, phases: Sequence[str]) -> None:
+        self.host, self.op, self.phases = host, op, tuple(phases)
+        self.actions: list[Action] = []
+        self.notes: list[str] = []
+        self._next = 0
+
+    def phase(self, name: str, step: Callable[[], Done]) -> None:
+        """Run ``step`` unless the record says ``name`` is done, then record it. Phases must
+        come in the order declared: a flow that skips or reorders one fails here, not in a
+        resumed run."""
+        if self._next >= len(self.phases) or self.phases[self._next] != name:
+            raise RuntimeError(f"phase {name!r} out of order; declared: {', '.join(self.phases)}")
+        self._next += 1
+        if self.op.done(name):
+            get_run_logger().info(f"{name}: done by an earlier run, skipped")
+            return
+        done = step()
+        self.actions += done.actions
+        self.notes += done.notes
+        self.op = save_operation(self.host, step_done(self.op, name, _now(), done.message))
+        get_run_logger().info(f"{name}: done" + (f" ({done.message})" if done.message else ""))
+
+
+@contextlib.contextmanager
+def phased(
+    host: KubeCluster, op: Operation, phases: Sequence[str], *, lease: str, refusal: str
+) -> Iterator[PhasedRun]:
+    """Hold ``lease``, mark the record Running (resumed: its finished phases kept), yield the
+    run, and once the body is through, mark it Succeeded."""
+    me = str(runtime.flow_run.id or uuid.uuid4())
+    duration = settings().lease_duration
+    run, took = PhasedRun(host, op, phases), False
+    try:
+        with holding(host, op.namespace, lease, me, duration=duration, refusal=refusal):
+            run.op = save_operation(host, started(op, _now(), me))
+            took = True
+            yield run
+            run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
+    finally:
+        if took:  # not when another run holds the lease: its timeline is its own
+            publish_timeline(run.op)
