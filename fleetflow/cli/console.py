@@ -43,6 +43,16 @@ def _ours_or_warning(record: logging.LogRecord) -> bool:
     )
 
 
+SHOWN: set[str] = set()
+"""fleetflow's own lines this terminal has shown: the report does not print them twice."""
+
+
+def _remember(record: logging.LogRecord) -> bool:
+    if record.pathname.startswith(_OURS):
+        SHOWN.add(record.getMessage())
+    return True
+
+
 def prefect_console(level: int = logging.INFO, *, verbose: bool = True) -> None:
     """Show log lines from ``level`` up, and never a traceback, on this terminal; unless
     ``verbose``, only fleetflow's own lines and Prefect's warnings.
@@ -56,7 +66,9 @@ def prefect_console(level: int = logging.INFO, *, verbose: bool = True) -> None:
             handler.setLevel(level)
             if _without_traceback not in handler.filters:
                 handler.addFilter(_without_traceback)
+            handler.removeFilter(_remember)  # last: it sees only the lines that are shown
             if verbose:
                 handler.removeFilter(_ours_or_warning)
             elif _ours_or_warning not in handler.filters:
                 handler.addFilter(_ours_or_warning)
+            handler.addFilter(_remember)

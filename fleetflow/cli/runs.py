@@ -16,7 +16,7 @@ from prefect.utilities.urls import url_for
 
 from fleetflow import stack as local_stack
 from fleetflow.blocks.loading import LOADERS
-from fleetflow.cli.console import error, prefect_console, say
+from fleetflow.cli.console import SHOWN, error, prefect_console, say
 from fleetflow.errors import FleetflowError, StackError, prefect_overloaded
 from fleetflow.models import Report, Request, block_refs
 
@@ -95,7 +95,9 @@ def _where(flow_run_id: UUID | None) -> str:
 def report(result: Report) -> None:
     say("")
     for action in result.actions:
-        say(("would " if result.dry_run and action.verb != "unchanged" else "") + action.line())
+        line = ("would " if result.dry_run and action.verb != "unchanged" else "") + action.line()
+        if line not in SHOWN:  # the run logged it as it wrote it
+            say(line)
     for note in result.notes:
         say(f"note: {note}")
     writes = len(result.writes())
