@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from fleetflow.capacity import Resources
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.lease import Lease
+from fleetflow.rebalance import MemberObservation, Observed
 from fleetflow.registry import MemberCluster, MemberStatus, with_health, with_nodes
 
 MEMBER_EVENT = "fleetflow.member."
@@ -53,7 +54,9 @@ HEARTBEAT_SECONDS = 60.0
 
 
 class Probe(BaseModel):
-    """What one health probe of a member saw."""
+    """What one probe of a member saw: the one probe the watcher, rebalance, failover and the
+    drill make (``fleetflow.tasks.probe.probe_member``). ``free`` and ``deployments`` are filled
+    only by a probe for placement, which also lists the member's pods."""
 
     name: str
     api_ready: bool = False
@@ -67,6 +70,8 @@ class Probe(BaseModel):
     workloads_ready: int = 0
     """Of those, how many have every replica Ready."""
     seconds: float = 0.0
+    free: Resources | None = None
+    deployments: dict[str, Observed] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -85,6 +90,19 @@ class Probe(BaseModel):
         return (
             f"{self.nodes_ready}/{self.nodes_total} nodes Ready, "
             f"{self.workloads_ready}/{self.workloads} workloads Ready"
+        )
+
+    def observation(self) -> MemberObservation:
+        """What placement reads of this probe."""
+        return MemberObservation(
+            name=self.name,
+            reachable=self.api_ready,
+            error=self.error,
+            nodes_ready=self.nodes_ready,
+            nodes_total=self.nodes_total,
+            allocatable=self.allocatable,
+            free=self.free,
+            deployments=self.deployments,
         )
 
 

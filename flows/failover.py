@@ -119,12 +119,13 @@ def _busy(federation: str) -> str:
 def _said(host: KubeCluster, blocks: Blocks, plan: FailoverDecision) -> Report:
     """Every write the failover would make, said and not done."""
     name = plan.federation
+    ups = propagate_members(blocks, name, plan.needs, plan.writes.ups, plan.members, True)
     return Report(
         procedure=f"failover {plan.target.region or ', '.join(plan.target.members)}",
         dry_run=True,
         actions=[
             *set_fenced(host, plan.fence, fenced=True, dry_run=True),
-            *propagate_members(blocks, name, plan.needs, plan.writes.ups, plan.members, True).actions,
+            *ups.actions,
             *apply_endpoints(host, plan.planned_traffic(), list_endpoints(host, name), True),
             *write_members(blocks, plan.writes.downs, plan.members, True).actions,
         ],

@@ -25,51 +25,19 @@ from prefect.events.filters import (
 )
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.capacity import free, node_ready
-from fleetflow.controlplane import LABEL_FEDERATION
-from fleetflow.errors import ClusterError, ClusterForbidden, FleetflowError, ResourceNotFound
-from fleetflow.kube import api_client, get, list_objects
-from fleetflow.kube.probe import readyz
-from fleetflow.kube.workloads import workload_ready
+from fleetflow.errors import ClusterError, ClusterForbidden, ResourceNotFound
+from fleetflow.kube import get
 from fleetflow.lease import LEASE_API, Lease
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import PRIVATE
 from fleetflow.tasks.leases import try_acquire
-from fleetflow.tasks.rebalance import member_workloads
+from fleetflow.tasks.probe import probe_member
 from fleetflow.watch import REGION_EVENTS, HealthEvent, Probe, watch_lease_name
 
 REGION_MEMORY = timedelta(days=7)
 """How far back the last region events are looked for (Prefect keeps events 7 days)."""
-
-
-def probe_member(block: KubeCluster | None, name: str, federation: str, timeout: float) -> Probe:
-    """One health probe with the member's own credentials and a short timeout: ``/readyz``,
-    then its nodes and the federation's Deployments and StatefulSets. Never raises: a failed
-    probe is an input to the health model, not an error."""
-    if block is None:
-        return Probe(name=name, error="no credentials block")
-    try:
-        credentials = block.credentials().model_copy(update={"request_timeout": timeout})
-        ready = readyz(credentials, timeout)
-        if not ready.ok:
-            return Probe(name=name, error=ready.detail, seconds=ready.seconds)
-        api = api_client(credentials)
-        nodes = list_objects(api, "v1", "Node")
-        ours = member_workloads(api, f"{LABEL_FEDERATION}={federation}")
-    except FleetflowError as exc:
-        return Probe(name=name, error=str(exc))
-    return Probe(
-        name=name,
-        api_ready=True,
-        nodes_ready=sum(1 for n in nodes if node_ready(n)),
-        nodes_total=len(nodes),
-        allocatable=free(nodes, []),
-        workloads=len(ours),
-        workloads_ready=sum(1 for w in ours if workload_ready(w)),
-        seconds=ready.seconds,
-    )
 
 
 def probe_health(

@@ -10,63 +10,25 @@ from prefect import task, unmapped
 from pydantic import BaseModel, Field
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.capacity import free, node_ready
-from fleetflow.controlplane import LABEL_FEDERATION
-from fleetflow.errors import ClusterError, ResourceConflict, ResourceNotFound, WaitTimeout
-from fleetflow.federated import ANNOTATION_HASH, LABEL_WORKLOAD
-from fleetflow.kube import apply, delete, list_objects
-from fleetflow.kube.workloads import workload_ready
+from fleetflow.errors import ResourceConflict, ResourceNotFound, WaitTimeout
+from fleetflow.federated import LABEL_WORKLOAD
+from fleetflow.kube import apply, delete
+from fleetflow.kube.workloads import member_workloads, workload_ready
 from fleetflow.models import Action, Verb
 from fleetflow.polling import poll_until
-from fleetflow.rebalance import MemberObservation, MemberView, Observed
+from fleetflow.rebalance import MemberObservation, MemberView
 from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import MEMBER_TASK, PRIVATE
+from fleetflow.tasks.probe import probe_member
 from fleetflow.writes import MemberWrites, Readiness
-
-WORKLOAD_KINDS = ("Deployment", "StatefulSet")
-
-
-def member_workloads(api: Any, selector: str) -> list[dict[str, Any]]:
-    """Our Deployments and StatefulSets in a member, each with its kind filled in (a list's
-    items come without it)."""
-    found = []
-    for kind in WORKLOAD_KINDS:
-        for item in list_objects(api, "apps/v1", kind, None, selector):
-            found.append({**item, "apiVersion": "apps/v1", "kind": kind})
-    return found
 
 
 @task(**PRIVATE)
 def observe_member(block: KubeCluster | None, name: str, federation: str) -> MemberObservation:
-    """One probe: nodes, pods (for free capacity) and our workloads. Never raises for an
-    unreachable member: a failed probe is an input to the health model, not an error."""
-    if block is None:
-        return MemberObservation(name=name, reachable=False, error="no credentials block")
-    try:
-        api = client(block)
-        nodes = list_objects(api, "v1", "Node")
-        pods = list_objects(api, "v1", "Pod")
-        ours = member_workloads(api, f"{LABEL_FEDERATION}={federation}")
-    except ClusterError as exc:
-        return MemberObservation(name=name, reachable=False, error=str(exc))
-    deployments = {}
-    for d in ours:
-        meta, status = d["metadata"], d.get("status") or {}
-        deployments[f"{meta['namespace']}/{meta['name']}"] = Observed(
-            kind=d["kind"],
-            replicas=d["spec"].get("replicas", 0),
-            ready=min(status.get("readyReplicas", 0), d["spec"].get("replicas", 0)),
-            spec_hash=(meta.get("annotations") or {}).get(ANNOTATION_HASH, ""),
-        )
-    return MemberObservation(
-        name=name,
-        reachable=True,
-        nodes_ready=sum(1 for n in nodes if node_ready(n)),
-        nodes_total=len(nodes),
-        allocatable=free(nodes, []),
-        free=free(nodes, pods),
-        deployments=deployments,
-    )
+    """The member probed for placement (``fleetflow.tasks.probe``): its health, free capacity
+    and our workloads. Never raises for an unreachable member."""
+    timeout = block.request_timeout if block is not None else 10.0
+    return probe_member(block, name, federation, timeout, capacity=True).observation()
 
 
 @task(**MEMBER_TASK)

@@ -11,8 +11,21 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from fleetflow.errors import ClusterError, WaitTimeout
+from fleetflow.kube.apply import list_objects
 from fleetflow.kube.client import ClusterApiClient
 from fleetflow.kube.translate import translate
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+def member_workloads(api: Any, selector: str) -> list[dict[str, Any]]:
+    """Our Deployments and StatefulSets in a member, each with its kind filled in (a list's
+    items come without it)."""
+    found = []
+    for kind in WORKLOAD_KINDS:
+        for item in list_objects(api, "apps/v1", kind, None, selector):
+            found.append({**item, "apiVersion": "apps/v1", "kind": kind})
+    return found
 
 
 def deployment_ready(obj: dict[str, Any]) -> bool:

@@ -14,7 +14,7 @@ from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.lease import Lease
 from fleetflow.models import WatchRequest
 from fleetflow.probes import assess
-from fleetflow.rebalance import MemberObservation
+from fleetflow.rebalance import MemberObservation, Observed
 from fleetflow.registry import MemberCluster
 from fleetflow.watch import (
     HEARTBEAT_SECONDS,
@@ -343,3 +343,15 @@ def test_the_heartbeat_line_says_the_rounds_and_what_each_member_is() -> None:
         report.heartbeat(states) == "round 30: a Healthy, b Suspect; 0 health changes in this run"
     )
     assert HEARTBEAT_SECONDS >= 60  # a log line a minute at most, whatever the probe interval
+
+
+def test_one_probe_serves_health_and_placement_alike() -> None:
+    seen = up("a").model_copy(
+        update={"free": ROOM, "deployments": {"shop/web": Observed(replicas=2, ready=1)}}
+    )
+    placement = seen.observation()
+    assert placement.ok == seen.ok and placement.reachable
+    assert placement.free == ROOM and placement.allocatable == ROOM
+    assert placement.deployments["shop/web"].ready == 1
+    gone = down("a").observation()
+    assert not gone.ok and not gone.reachable and gone.error == "/readyz: cannot connect"
