@@ -1,0 +1,247 @@
+"""What a rebalance run decides, from one look at the federation. Pure.
+
+``decide_rebalance`` turns the snapshot (the host's view and every member's probe, assessed)
+and the request into a ``RebalancePlan``: each workload's replicas, where each federated object
+goes, what each member gets in each phase, and what needs a finalizer first. The flow then acts;
+what it learns while acting (which replicas turned Ready, which members failed) goes back in
+through the plan's methods, which say what to release, which statuses to write, which DNS to
+switch, and the run's report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, Field
+
+from fleetflow.controlplane import LABEL_FEDERATION, Manifest
+from fleetflow.errors import InvalidRequest, PlacementError, UnknownName
+from fleetflow.federated import FederatedDeployment, HostObject
+from fleetflow.health import Health
+from fleetflow.models import Action, RebalanceRequest, Report
+from fleetflow.objects import InvalidObject
+from fleetflow.probes import Assessment
+from fleetflow.rebalance import HostView, WorkloadPlan, plan_workload
+from fleetflow.registry import MemberCluster
+from fleetflow.status import StatusRow, status_rows
+from fleetflow.traffic import endpoints, to_write
+from fleetflow.writes import (
+    MemberPropagation,
+    MemberWrites,
+    ObjectsPlan,
+    Readiness,
+    Removal,
+    WritePlan,
+    held_back,
+    object_statuses,
+    objects_to_protect,
+    objects_to_release,
+    plan_objects,
+    to_protect,
+    to_release,
+    with_readiness,
+    workload_status,
+    write_plan,
+)
+
+
+class Acted(BaseModel):
+    """What one phase of writes did in the members: its writes, the members where it failed
+    (with why), and each member's result."""
+
+    actions: list[Action] = Field(default_factory=list)
+    failed: dict[str, str] = Field(default_factory=dict)
+    results: dict[str, MemberPropagation] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    """Why members failed as a whole."""
+
+    def failed_sources(self) -> set[str]:
+        return {f.source for r in self.results.values() for f in r.failed}
+
+    def result_notes(self) -> list[str]:
+        return [line for r in self.results.values() for line in r.notes()]
+
+
+class Snapshot(BaseModel):
+    """One look at the federation: the host's view, and every member probed once and assessed
+    (health, free room, what it runs); ``watched``: the health is the watcher's."""
+
+    view: HostView
+    found: Assessment
+    watched: bool
+
+
+class RebalancePlan(BaseModel):
+    """Every write a rebalance run makes, decided before the first."""
+
+    federation: str
+    zone: str
+    dry_run: bool
+    view: HostView
+    found: Assessment
+    watched: bool
+    plans: dict[str, WorkloadPlan]
+    placed: ObjectsPlan
+    writes: WritePlan
+    protect: list[HostObject]
+    holds: list[str] = Field(default_factory=list)
+    """Why the second phase waits: scale-ups not Ready in time."""
+
+    @property
+    def workloads(self) -> list[FederatedDeployment]:
+        return self.view.workloads
+
+    def applied(self) -> dict[str, list[str]]:
+        """Per member, the workloads the first phase applies: what must turn Ready."""
+        return {m: w.applied_keys() for m, w in self.writes.ups.items()}
+
+    def with_readiness(self, readiness: dict[str, Readiness], timeout: float) -> RebalancePlan:
+        """The plan once the first phase's replicas were waited for: Ready counts in, and the
+        second phase held back when some were not Ready in time."""
+        return self.model_copy(
+            update={
+                "plans": with_readiness(self.plans, readiness),
+                "holds": held_back(readiness, timeout),
+            }
+        )
+
+    def downs(self, ups: Acted) -> tuple[dict[str, MemberWrites], dict[str, list[Removal]]]:
+        """The second phase: scale-downs and removals, nothing while it is held back."""
+        if self.holds:
+            return {}, {}
+        return self.writes.downs, {m: r.removals for m, r in ups.results.items()}
+
+    def release(self, ups: Acted, downs: Acted) -> list[HostObject]:
+        """Deleted workloads and objects whose members are clean: their finalizer goes."""
+        failed = {*ups.failed, *downs.failed}
+        return [
+            *to_release(self.workloads, self.plans, failed),
+            *objects_to_release(
+                self.view.objects.valid,
+                self.placed,
+                cleaned=not self.holds,
+                failed_sources={*ups.failed_sources(), *downs.failed_sources()},
+                failed_members=failed,
+            ),
+        ]
+
+    def statuses(
+        self, ups: Acted, downs: Acted
+    ) -> tuple[list[MemberCluster | HostObject | InvalidObject], list[StatusRow]]:
+        """The status writes (members' health, workloads, objects) and the rows of the
+        federation-status artifact they make."""
+        unreachable = sorted(m for m, v in self.found.members.items() if not v.reachable)
+        objects = object_statuses(
+            self.view.objects.valid,
+            self.placed,
+            [*ups.results.values(), *downs.results.values()],
+            unreachable=unreachable,
+            failed_members=ups.failed,
+        )
+        reported = [o for o in self.view.objects.invalid if not o.reported]
+        workloads = [s for fd in self.workloads if (s := workload_status(fd, self.plans[fd.key]))]
+        rows = status_rows(
+            self.workloads,
+            self.view.objects.valid,
+            unreadable=self.view.objects.invalid,
+            updated=[*workloads, *objects],
+        )
+        return [*self.found.changed, *workloads, *objects, *reported], rows
+
+    def traffic(self) -> tuple[list[Manifest], list[str]]:
+        """The DNSEndpoints that differ from those the run read, and why some workloads cannot
+        be exposed."""
+        ingress = {m.name: m.spec.ingress_address for m in self.view.members}
+        wanted, unexposed = endpoints(
+            self.workloads, self.plans, self.found.members, ingress, self.zone, self.federation
+        )
+        return to_write(wanted, self.view.endpoints), unexposed
+
+    def errors(self) -> tuple[list[str], list[str]]:
+        """Workloads that cannot be planned, and objects that cannot be propagated."""
+        objects = [*(o.error for o in self.view.objects.invalid), *self.placed.errors.values()]
+        return [p.error for p in self.plans.values() if p.error], objects
+
+    def report(self, actions: list[Action], ups: Acted, downs: Acted, written: int) -> Report:
+        members, unassigned = self.found.members, self.view.unassigned
+        workload_errors, object_errors = self.errors()
+        _, unexposed = self.traffic()
+        return Report(
+            procedure=f"rebalance {self.federation}",
+            dry_run=self.dry_run,
+            actions=actions,
+            notes=[
+                f"{len(self.workloads)} workloads and {len(self.view.objects.valid)} federated "
+                f"objects over {len(members)} members",
+                *(["members' health as the health watcher recorded it"] if self.watched else []),
+                *(
+                    f"{m}: {v.health.health.value}"
+                    for m, v in members.items()
+                    if v.health.health is not Health.HEALTHY
+                ),
+                *ups.notes,
+                *self.holds,
+                *downs.notes,
+                *ups.result_notes(),
+                *downs.result_notes(),
+                *(m.line() for m in self.placed.placements.missing),
+                f"{written} status updates in the host",
+                *workload_errors,
+                *object_errors,
+                *unexposed,
+                *(
+                    [
+                        f"{len(unassigned)} federated workloads and objects name no federation, "
+                        f"so none propagates them (label them {LABEL_FEDERATION}=<federation>): "
+                        + ", ".join(unassigned[:5])
+                        + (" ..." if len(unassigned) > 5 else "")
+                    ]
+                    if unassigned
+                    else []
+                ),
+            ],
+        )
+
+    def raise_errors(self) -> None:
+        """A run that met invalid input fails, after doing what it could (not a dry run)."""
+        workload_errors, object_errors = self.errors()
+        if self.dry_run:
+            return
+        if object_errors:
+            raise InvalidRequest("; ".join([*workload_errors, *object_errors]))
+        if workload_errors:
+            raise PlacementError("; ".join(workload_errors))
+
+
+def decide_rebalance(
+    seen: Snapshot, request: RebalanceRequest, *, federation: str, zone: str
+) -> RebalancePlan:
+    """The rebalance of what the host holds over the members as probed. Pure."""
+    view, found = seen.view, seen.found
+    if request.name and not view.workloads:
+        where = f" in namespace {request.namespace}" if request.namespace else ""
+        raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
+    workloads, objects = view.workloads, view.objects
+    plans = {fd.key: plan_workload(fd, found.members, request.max_moves) for fd in workloads}
+    joined: Mapping[str, list[str]] = {m.name: m.namespaces for m in view.members}
+    placed = plan_objects(
+        objects.valid,
+        [o.key for o in objects.invalid],
+        workloads,
+        plans,
+        found.members,
+        dict(joined),
+        federation,
+    )
+    return RebalancePlan(
+        federation=federation,
+        zone=zone,
+        dry_run=request.dry_run,
+        view=view,
+        found=found,
+        watched=seen.watched,
+        plans=plans,
+        placed=placed,
+        writes=write_plan(workloads, plans, found.members, federation),
+        protect=[*to_protect(workloads), *objects_to_protect(objects.valid)],
+    )

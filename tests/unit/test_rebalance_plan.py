@@ -1,0 +1,86 @@
+"""A rebalance decided in one pure step, and what the run learns fed back into it. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fleetflow.errors import PlacementError, UnknownName
+from fleetflow.federated import ANNOTATION_HASH
+from fleetflow.models import RebalanceRequest
+from fleetflow.objects import FederatedObjects
+from fleetflow.probes import Assessment
+from fleetflow.rebalance import HostView, Observed
+from fleetflow.rebalance_plan import Acted, Snapshot, decide_rebalance
+from fleetflow.writes import Readiness
+from tests.unit.test_rebalance_pure import fd, members
+
+
+def snapshot(
+    running: dict[str, int], digests: dict[str, str] | None = None, workload: Any = None
+) -> Snapshot:
+    views = members()
+    for name, n in running.items():
+        live = Observed(replicas=n, ready=n, spec_hash=(digests or {}).get(name, ""))
+        views[name] = views[name].model_copy(update={"deployments": {"shop/web": live}})
+    view = HostView(
+        workloads=[workload or fd(6)],
+        objects=FederatedObjects(),
+        unassigned=[],
+        members=[],
+        watch_lease=None,
+        endpoints={},
+    )
+    return Snapshot(view=view, found=Assessment(members=views), watched=False)
+
+
+REQUEST = RebalanceRequest(federation="prod")
+
+
+def test_the_plan_holds_every_write_before_the_first() -> None:
+    plan = decide_rebalance(snapshot({"us": 6}), REQUEST, federation="prod", zone="z")
+    assert sum(plan.plans["shop/web"].replicas.values()) == 6
+    assert set(plan.writes.ups) == {"eu", "us2"}  # scale-ups first, everywhere they go
+    assert set(plan.writes.downs) == {"us"}  # the scale-down after they are Ready
+    assert plan.applied() == {"eu": ["shop/web"], "us2": ["shop/web"]}
+    assert [o.key for o in plan.protect] == ["shop/web"]  # the finalizer before anything
+
+
+def test_scale_ups_not_ready_in_time_hold_the_second_phase_back() -> None:
+    plan = decide_rebalance(snapshot({"us": 6}), REQUEST, federation="prod", zone="z")
+    late = plan.with_readiness({"eu": Readiness(pending=["shop/web"])}, timeout=5)
+    assert late.holds and late.downs(Acted()) == ({}, {})
+    on_time = plan.with_readiness({"eu": Readiness(ready={"shop/web": 2})}, timeout=5)
+    assert not on_time.holds and set(on_time.downs(Acted())[0]) == {"us"}
+
+
+def test_a_run_that_finds_nothing_to_change_plans_no_write() -> None:
+    even = {"us": 2, "us2": 2, "eu": 2}
+    first = decide_rebalance(snapshot(even), REQUEST, federation="prod", zone="z")
+    digests = {
+        m: w.apply[0]["metadata"]["annotations"][ANNOTATION_HASH]
+        for m, w in first.writes.ups.items()
+    }
+    settled = decide_rebalance(snapshot(even, digests), REQUEST, federation="prod", zone="z")
+    assert settled.writes.ups == {} and settled.writes.downs == {}
+    protected = settled.model_copy(update={"protect": []})  # the finalizer held already
+    report = protected.report([], Acted(), Acted(), written=0)
+    assert report.summary() == "rebalance prod: nothing to change"
+    assert report.notes[0] == "1 workloads and 0 federated objects over 3 members"
+
+
+def test_unknown_names_and_impossible_plans_are_errors() -> None:
+    named = RebalanceRequest(federation="prod", name="nope")
+    empty = snapshot({}).model_copy(
+        update={"view": snapshot({}).view.model_copy(update={"workloads": []})}
+    )
+    with pytest.raises(UnknownName, match="no FederatedDeployment named 'nope'"):
+        decide_rebalance(empty, named, federation="prod", zone="z")
+    nowhere = snapshot({}, workload=fd(6, clusters=["mars"]))
+    plan = decide_rebalance(nowhere, REQUEST, federation="prod", zone="z")
+    workload_errors, _ = plan.errors()
+    assert "unknown cluster(s) mars" in workload_errors[0]  # the run fails after the rest
+    with pytest.raises(PlacementError):
+        plan.raise_errors()
+    plan.model_copy(update={"dry_run": True}).raise_errors()  # a dry run only says so
