@@ -12,6 +12,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from fleetflow.failover import Evacuation
+from fleetflow.federated import FederatedDeployment
+from fleetflow.rebalance import MemberObservation
+
 
 class DrillMode(StrEnum):
     STOP_CLUSTERS = "stop-clusters"  # the test bed: stop every process of the region's clusters
@@ -55,6 +59,12 @@ class Verdict(BaseModel):
     timeline: dict[Mark, datetime] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=list)
     samples: int = 0
+
+    def missed(self) -> list[str]:
+        """Each objective missed, with its target."""
+        return [
+            f"{o.name}: {o.measured} (target {o.target})" for o in self.objectives if not o.passed
+        ]
 
     @property
     def passed(self) -> bool:
@@ -180,3 +190,56 @@ def judge(
         )
     )
     return verdict
+
+
+PHASE_MARKS = {
+    "fault-injected": Mark.FAULT,
+    "detected": Mark.DETECTED,
+    "healed": Mark.HEALED,
+    "failed-back": Mark.FAILED_BACK,
+    "dns-restored": Mark.DNS_RESTORED,
+}
+"""The drill's phases, as its operation record names them, and the moment each one's end is."""
+
+
+def drill_phases(mode: DrillMode, dns: bool) -> tuple[str, ...]:
+    """The phases of a drill, in order: a fence is not detected, and without a DNS server there
+    is no answer to wait for."""
+    return (
+        "fault-injected",
+        *(() if mode is DrillMode.FENCE else ("detected",)),
+        "failed-over",
+        "healed",
+        "recovered",
+        "failed-back",
+        *(("dns-restored",) if dns else ()),
+    )
+
+
+def drill_marks(started: datetime, steps: dict[str, datetime]) -> dict[Mark, datetime]:
+    """The drill's timeline from its phases' ends (``steps``; the failover's own record adds
+    when the survivors were Ready and DNS answered). The failover starts when the fault is
+    detected (a fence: once it is injected)."""
+    marks = {Mark.STARTED: started}
+    marks.update({PHASE_MARKS[n]: at for n, at in steps.items() if n in PHASE_MARKS})
+    begun = steps.get("detected") or steps.get("fault-injected")
+    if begun:
+        marks[Mark.FAILOVER] = begun
+    return marks
+
+
+def availability_floors(
+    workloads: list[FederatedDeployment],
+    seen: dict[str, MemberObservation],
+    target: Evacuation,
+) -> dict[str, int]:
+    """Per workload, the Ready replicas the survivors hold before the fault: the drill's floor
+    (Ready replicas never fall below it while the region is away)."""
+    return {
+        fd.key: sum(
+            seen[m].deployments[fd.key].ready
+            for m in target.survivors
+            if fd.key in seen[m].deployments
+        )
+        for fd in workloads
+    }

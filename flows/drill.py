@@ -14,15 +14,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast
 
-from prefect import flow
+from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
-from fleetflow.drill import DrillMode, Mark, Targets, Verdict, judge
+from fleetflow.drill import (
+    DrillMode,
+    Mark,
+    Targets,
+    Verdict,
+    availability_floors,
+    drill_marks,
+    drill_phases,
+    judge,
+)
 from fleetflow.errors import PartialFailure, prefect_overloaded
-from fleetflow.failover import evacuation
+from fleetflow.failover import Evacuation, evacuation
 from fleetflow.flows.failover import regional_failback, regional_failover
+from fleetflow.flows.phases import Done, PhasedRun, phased
 from fleetflow.flows.report import finished
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.models import DrillRequest, FailbackRequest, FailoverRequest
@@ -53,36 +63,126 @@ def failover_drill(request: DrillRequest) -> Verdict:
     workloads = [fd for fd in list_workloads(host, federation.name) if not fd.deleting]
     names = sorted(expected_answers(list(list_endpoints(host, federation.name).values())))
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
-    seen = probe_members(blocks, federation.name)
-    floors = {
-        fd.key: sum(
-            seen[m].deployments[fd.key].ready
-            for m in target.survivors
-            if fd.key in seen[m].deployments
-        )
-        for fd in workloads
-    }
+    floors = availability_floors(workloads, probe_members(blocks, federation.name), target)
     region = {a for m in registry if m.name in target.members and (a := m.spec.ingress_address)}
-    policy = federation.health_policy()
-    marks: dict[Mark, datetime] = {Mark.STARTED: _now()}
+    drill = Drill(request, target, blocks, host, federation.namespace, federation.dns_server)
+    drill.names, drill.addresses = names, region
+    op = _record(request, target, federation.namespace, federation.name)
+    phases = drill_phases(request.mode, bool(federation.dns_server and names))
     sampler = Sampler(blocks, federation.name, names, federation.dns_server)
     sampler.start()
     failure: Exception | None = None
+    lease = f"fleetflow-drill-{federation.name}"
     try:
-        inject(request.mode, target.members)
-        marks[Mark.FAULT] = _now()
-        region_blocks = {m: blocks[m] for m in target.members}
-        if request.mode is not DrillMode.FENCE:
-            marks[Mark.DETECTED] = _wait_health(
-                region_blocks, federation.name, policy, Health.UNHEALTHY, request.detect_timeout
-            )
-        marks[Mark.FAILOVER] = _now()
-        op: Operation | None
+        with phased(host, op, phases, lease=lease, refusal=_busy(federation.name)) as run:
+            drill.run(run, federation.health_policy())
+    except Exception as exc:  # judged below with what was seen, then the run fails
+        failure = exc
+    finally:
+        samples = sampler.stop()
+        drill.heal_if_faulted()  # never leave a region down
+    verdict = judge(
+        request.region,
+        request.mode,
+        {**drill.marks(), Mark.DONE: _now()},
+        samples,
+        floors,
+        region,
+        Targets(detect=request.detect_target, recover=request.recover_target),
+        failure=str(prefect_overloaded(failure) or failure) if failure else None,
+    )
+    create_markdown_artifact(
+        markdown=verdict.markdown(), key="drill-verdict", description=f"drill {request.region}"
+    )
+    if not verdict.passed:
+        raise PartialFailure("drill failed: " + "; ".join(verdict.missed()))
+    return finished(verdict, verdict.summary())
+
+
+def _record(
+    request: DrillRequest, target: Evacuation, namespace: str, federation: str
+) -> Operation:
+    """This drill's record: one per run (a retry of the run resumes it; a new drill starts
+    afresh)."""
+    run_id = str(runtime.flow_run.id or "local")[:8]
+    return Operation(
+        name=f"drill-{target.region}-{run_id}",
+        namespace=namespace,
+        procedure="drill",
+        federation=federation,
+        parameters={"region": target.region, "mode": request.mode.value},
+    )
+
+
+def _busy(federation: str) -> str:
+    return (
+        f"another drill of federation {federation} is running; two never run at once: wait "
+        "for it (if it crashed, its lease lapses and a new drill may start)"
+    )
+
+
+class Drill:
+    """The drill's phases, carried out by the phased runner."""
+
+    def __init__(
+        self,
+        request: DrillRequest,
+        target: Evacuation,
+        blocks: dict[str, KubeCluster | None],
+        host: KubeCluster,
+        namespace: str,
+        dns_server: str | None,
+    ) -> None:
+        self.request, self.target, self.blocks = request, target, blocks
+        self.host, self.namespace, self.dns_server = host, namespace, dns_server
+        self.region = {m: blocks[m] for m in target.members}
+        self.names: list[str] = []
+        self.addresses: set[str] = set()
+        self.op: Operation | None = None
+        self.failover: Operation | None = None
+        self.faulted = False
+
+    def run(self, run: PhasedRun, policy: HealthPolicy) -> None:
+        request, done = self.request, run.op.done
+        self.op = run.op
+        # A resumed drill may find its fault injected by the run it resumes, and not healed.
+        self.faulted = request.mode is not DrillMode.FENCE and done("fault-injected")
+        self.faulted = self.faulted and not done("healed")
+        try:
+            run.phase("fault-injected", self._inject)
+            if request.mode is not DrillMode.FENCE:
+                run.phase("detected", lambda: self._health(policy, Health.UNHEALTHY))
+            run.phase("failed-over", self._fail_over)
+            run.phase("healed", self._heal)
+            run.phase("recovered", lambda: self._health(policy, Health.HEALTHY))
+            run.phase("failed-back", self._fail_back)
+            if "dns-restored" in run.phases:
+                run.phase("dns-restored", self._dns_restored)
+        finally:
+            self.op = run.op
+            self.failover = read_operation.fn(self.host, self.namespace, self.target.operation_name)
+
+    def _inject(self) -> Done:
+        inject(self.request.mode, self.target.members)
+        self.faulted = self.request.mode is not DrillMode.FENCE
+        return Done(message=f"{self.request.mode.value} {', '.join(self.target.members)}")
+
+    def _health(self, policy: HealthPolicy, want: Health) -> Done:
+        timeout = (
+            self.request.detect_timeout
+            if want is Health.UNHEALTHY
+            else self.request.recover_timeout
+        )
+        _wait_health(self.region, self.request.federation, policy, want, timeout)
+        return Done()
+
+    def _fail_over(self) -> Done:
+        request = self.request
         if request.auto_failover:
-            op = _wait_operation(
-                host,
-                federation.namespace,
-                target.operation_name,
+            _wait_operation(
+                self.host,
+                self.namespace,
+                self.target.operation_name,
                 Phase.SUCCEEDED,
                 request.recover_timeout,
             )
@@ -95,18 +195,20 @@ def failover_drill(request: DrillRequest) -> Verdict:
                     deadline=request.recover_timeout,
                 )
             )
-            op = read_operation(host, federation.namespace, target.operation_name)
-        marks.update(_failover_marks(op))
-        heal(request.mode, target.members)
-        marks[Mark.HEALED] = _now()
-        _wait_health(
-            region_blocks, federation.name, policy, Health.HEALTHY, request.recover_timeout
-        )
+        return Done()
+
+    def _heal(self) -> Done:
+        heal(self.request.mode, self.target.members)
+        self.faulted = False
+        return Done()
+
+    def _fail_back(self) -> Done:
+        request = self.request
         if request.auto_failover:
             _wait_operation(
-                host,
-                federation.namespace,
-                target.operation_name,
+                self.host,
+                self.namespace,
+                self.target.operation_name,
                 Phase.REVERTED,
                 request.recover_timeout,
             )
@@ -118,44 +220,30 @@ def failover_drill(request: DrillRequest) -> Verdict:
                     deadline=request.recover_timeout,
                 )
             )
-        marks[Mark.FAILED_BACK] = _now()
-        if federation.dns_server and names:
-            server = federation.dns_server
-            poll_until(
-                lambda: [lookup(n, server).targets for n in names],
-                lambda answers: all(region & set(a) for a in answers),
-                timeout=request.recover_timeout,
-                waiting_for="DNS to list the region again",
-            )
-            marks[Mark.DNS_RESTORED] = _now()
-    except Exception as exc:  # judged below with what was seen, then the run fails
-        failure = exc
-    finally:
-        samples = sampler.stop()
-        if request.mode is not DrillMode.FENCE and Mark.HEALED not in marks:
-            heal(request.mode, target.members)  # never leave a region down
-    marks[Mark.DONE] = _now()
-    verdict = judge(
-        request.region,
-        request.mode,
-        marks,
-        samples,
-        floors,
-        region,
-        Targets(detect=request.detect_target, recover=request.recover_target),
-        failure=str(prefect_overloaded(failure) or failure) if failure else None,
-    )
-    create_markdown_artifact(
-        markdown=verdict.markdown(), key="drill-verdict", description=f"drill {request.region}"
-    )
-    if not verdict.passed:
-        missed = [
-            f"{o.name}: {o.measured} (target {o.target})"
-            for o in verdict.objectives
-            if not o.passed
-        ]
-        raise PartialFailure("drill failed: " + "; ".join(missed))
-    return finished(verdict, verdict.summary())
+        return Done()
+
+    def _dns_restored(self) -> Done:
+        server, names, region = cast(str, self.dns_server), self.names, self.addresses
+        poll_until(
+            lambda: [lookup(n, server).targets for n in names],
+            lambda answers: all(region & set(a) for a in answers),
+            timeout=self.request.recover_timeout,
+            waiting_for="DNS to list the region again",
+        )
+        return Done()
+
+    def heal_if_faulted(self) -> None:
+        if self.faulted:
+            heal(self.request.mode, self.target.members)
+            self.faulted = False
+
+    def marks(self) -> dict[Mark, datetime]:
+        op = self.op
+        started = parse_stamp(op.status.started_at) if op else None
+        steps = {s.name: at for s in (op.status.steps if op else []) if (at := parse_stamp(s.at))}
+        found = drill_marks(started or _now(), steps)
+        found.update(_failover_marks(self.failover))
+        return found
 
 
 def _wait_health(

@@ -1,10 +1,11 @@
-"""One runner for multi-phase procedures (failover, failback; migration next).
+"""One runner for multi-phase procedures (failover, the drill; migration next).
 
 A procedure declares its phases once, in order. The runner holds the procedure's lease in the
 host (two runs never act at once; a crashed run's lease lapses), takes the operation record
 over, runs each phase not yet recorded and records it on the ``FederationOperation`` before the
-next begins, so a rerun after a crash resumes and never repeats a finished phase. The timeline
-artifact is published however the run ends: a failed run shows how far it got.
+next begins, so a rerun after a crash resumes and never repeats a finished phase. A phase that
+raises marks the record Failed, with why; a rerun takes it over and resumes all the same. The
+timeline artifact is published however the run ends: a failed run shows how far it got.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prefect import get_run_logger, runtime
 from pydantic import BaseModel, Field
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.errors import FleetflowError
 from fleetflow.flows.report import publish_timeline
 from fleetflow.models import Action
 from fleetflow.operations import Operation, Phase, finished, started, step_done
@@ -64,6 +66,14 @@ class PhasedRun:
         get_run_logger().info(f"{name}: done" + (f" ({done.message})" if done.message else ""))
 
 
+def _failed(run: PhasedRun, exc: Exception) -> None:
+    """Record why the run stopped: the record says Failed until a rerun takes it over (and
+    resumes it). A record that cannot be written leaves the first error to tell."""
+    failed = finished(run.op, Phase.FAILED, _now(), str(exc).splitlines()[0] if str(exc) else "")
+    with contextlib.suppress(FleetflowError):
+        run.op = save_operation.fn(run.host, failed)
+
+
 @contextlib.contextmanager
 def phased(
     host: KubeCluster, op: Operation, phases: Sequence[str], *, lease: str, refusal: str
@@ -77,7 +87,11 @@ def phased(
         with holding(host, op.namespace, lease, me, duration=duration, refusal=refusal):
             run.op = save_operation(host, started(op, _now(), me))
             took = True
-            yield run
+            try:
+                yield run
+            except Exception as exc:
+                _failed(run, exc)
+                raise
             run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
     finally:
         if took:  # not when another run holds the lease: its timeline is its own
