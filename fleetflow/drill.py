@@ -12,7 +12,6 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from fleetflow.failover import Evacuation
 from fleetflow.federated import FederatedDeployment
 from fleetflow.rebalance import MemberObservation
 
@@ -231,15 +230,13 @@ def drill_marks(started: datetime, steps: dict[str, datetime]) -> dict[Mark, dat
 def availability_floors(
     workloads: list[FederatedDeployment],
     seen: dict[str, MemberObservation],
-    target: Evacuation,
+    survivors: list[str],
 ) -> dict[str, int]:
     """Per workload, the Ready replicas the survivors hold before the fault: the drill's floor
     (Ready replicas never fall below it while the region is away)."""
     return {
         fd.key: sum(
-            seen[m].deployments[fd.key].ready
-            for m in target.survivors
-            if fd.key in seen[m].deployments
+            seen[m].deployments[fd.key].ready for m in survivors if fd.key in seen[m].deployments
         )
         for fd in workloads
     }

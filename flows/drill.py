@@ -63,7 +63,9 @@ def failover_drill(request: DrillRequest) -> Verdict:
     workloads = [fd for fd in list_workloads(host, federation.name) if not fd.deleting]
     names = sorted(expected_answers(list(list_endpoints(host, federation.name).values())))
     blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
-    floors = availability_floors(workloads, probe_members(blocks, federation.name), target)
+    floors = availability_floors(
+        workloads, probe_members(blocks, federation.name), target.survivors
+    )
     region = {a for m in registry if m.name in target.members and (a := m.spec.ingress_address)}
     drill = Drill(request, target, blocks, host, federation.namespace, federation.dns_server)
     drill.names, drill.addresses = names, region

@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetflow.capacity import Resources
-from fleetflow.drill import DrillMode, Mark, Sample, Targets, judge
+from fleetflow.drill import (
+    PHASE_MARKS,
+    DrillMode,
+    Mark,
+    Sample,
+    Targets,
+    drill_marks,
+    drill_phases,
+    judge,
+)
 from fleetflow.errors import InvalidRequest, UnknownName
 from fleetflow.failover import as_if_ready, decide_failover, evacuation, plan_failover
 from fleetflow.federated import Exposure, FederatedDeployment
@@ -250,3 +259,28 @@ def test_a_failover_whose_traffic_cannot_move_is_refused_before_any_write() -> N
         zone="z",
     )
     assert plan.unexposed and "eu1" in plan.unexposed[0]
+
+
+def test_a_drills_phases_follow_its_mode_and_its_dns() -> None:
+    stop = drill_phases(DrillMode.STOP_CLUSTERS, dns=True)
+    assert stop == (
+        "fault-injected",
+        "detected",
+        "failed-over",
+        "healed",
+        "recovered",
+        "failed-back",
+        "dns-restored",
+    )
+    fence = drill_phases(DrillMode.FENCE, dns=False)
+    assert "detected" not in fence and "dns-restored" not in fence
+
+
+def test_a_drills_timeline_is_read_from_its_phases() -> None:
+    at = {name: NOW + timedelta(seconds=i) for i, name in enumerate(PHASE_MARKS, start=1)}
+    marks = drill_marks(NOW, at)
+    assert marks[Mark.STARTED] == NOW and marks[Mark.FAULT] == at["fault-injected"]
+    assert marks[Mark.FAILOVER] == at["detected"]  # the failover starts once detected
+    assert marks[Mark.DNS_RESTORED] == at["dns-restored"]
+    fenced = drill_marks(NOW, {"fault-injected": NOW})
+    assert fenced[Mark.FAILOVER] == NOW and Mark.DETECTED not in fenced
