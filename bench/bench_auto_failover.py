@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 os.environ["FLEETFLOW_HOME"] = tempfile.mkdtemp(prefix="fleetflow-bench-")
 os.environ["PREFECT_API_URL"] = "http://127.0.0.1:4370/api"
 os.environ["PREFECT_HOME"] = os.path.join(os.environ["FLEETFLOW_HOME"], "prefect")
-os.environ["PREFECT_WORKER_QUERY_SECONDS"] = "1"  # the worker asks for new runs every second
+# The worker polls as `fleetflow up` has it poll (FLEETFLOW_WORKER_POLL_SECONDS, 2 s).
 
 import httpx
 from kubernetes import client as k8s
@@ -88,6 +88,14 @@ def main() -> None:
         clock = time.monotonic()
         bed.fault(region.name, bed.Fault.STOP_CLUSTER, progress=quiet)
         poll_until(
+            lambda: member_health(host, region.name),
+            lambda health: health == "Unhealthy",
+            timeout=120,
+            interval=0.2,
+            waiting_for="the watcher to record the region Unhealthy",
+        )
+        detected = time.monotonic() - clock
+        poll_until(
             lambda: [lookup(n, dns).targets for n in names],
             lambda answers: all(a and region.ingress_address not in a for a in answers),
             timeout=300,
@@ -102,6 +110,7 @@ def main() -> None:
             f"failover-{region.region}",
             "fleetflow-system",
         )
+        print(f"  fault -> the watcher records it Unhealthy {detected:9.2f} s")
         print(f"  fault -> DNS answering survivors only (all {WORKLOADS} names): {switched:6.2f} s")
         for step in op["status"]["steps"]:
             at = datetime.strptime(step["at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
@@ -114,6 +123,12 @@ def main() -> None:
         bed.down(progress=quiet)
         for name in reversed(started_processes):
             stop(stack, name, progress=quiet)
+
+
+def member_health(host: ClusterApiClient, member: str) -> str | None:
+    """The member's health as the registry has it."""
+    found = get(host, API_VERSION, "MemberCluster", member, "fleetflow-system")
+    return (found.get("status") or {}).get("health")
 
 
 def watcher(host: ClusterApiClient) -> str | None:

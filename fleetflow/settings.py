@@ -76,6 +76,13 @@ class Settings(BaseSettings):
         description="MiB of memory a test bed leaves available: `fleetflow up`, `testbed up` and "
         "the test session refuse to start what would leave less",
     )
+    worker_poll_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between the local stack's worker's polls for runs to start (Prefect's "
+        "default is 10: an automation's failover waited that long; PREFECT_WORKER_QUERY_SECONDS, "
+        "if set, wins)",
+    )
     event_retention_days: float = Field(
         default=3.0,
         gt=0,

@@ -230,6 +230,13 @@ class Stack:
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
         )
 
+    def worker_env(self) -> dict[str, str]:
+        """Environment for the worker: :meth:`env`, polling for runs to start every
+        ``worker_poll_seconds`` (Prefect's own variable, when set, wins)."""
+        env = self.env()
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", f"{settings().worker_poll_seconds:g}")
+        return env
+
     def server_env(self) -> dict[str, str]:
         """Environment for the server's processes: :meth:`env`, the retention of what the
         server keeps, the database, and for several API processes the Redis-backed parts of
@@ -506,6 +513,7 @@ def start_worker(stack: Stack, progress: Progress = print) -> bool:
         stack,
         "worker",
         [_prefect(), "worker", "start", "--pool", WORK_POOL, "--name", WORKER_NAME],
+        stack.worker_env(),
     )
     return True
 

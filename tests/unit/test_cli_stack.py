@@ -207,3 +207,23 @@ def test_the_server_keeps_events_and_finished_runs_for_a_bounded_time(
     assert server_reads(Stack.local(4321).server_env())[:2] == (timedelta(hours=12), timedelta(2))
     monkeypatch.setenv("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "PT1H")  # Prefect's own wins
     assert server_reads(Stack.local(4321).server_env())[0] == timedelta(hours=1)
+
+
+def test_the_worker_polls_for_runs_every_two_seconds_unless_told(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Read back by Prefect's own settings, as the worker reads them."""
+    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("PREFECT_WORKER_QUERY_SECONDS", raising=False)
+
+    def worker_reads(env: dict[str, str]) -> float:
+        with monkeypatch.context() as scope:
+            scope.setenv("PREFECT_WORKER_QUERY_SECONDS", env["PREFECT_WORKER_QUERY_SECONDS"])
+            return PrefectSettings().worker.query_seconds
+
+    assert worker_reads(Stack.local(4321).worker_env()) == 2.0
+    assert "PREFECT_WORKER_QUERY_SECONDS" not in Stack.local(4321).env()  # runs: no
+    monkeypatch.setenv("FLEETFLOW_WORKER_POLL_SECONDS", "0.5")
+    assert worker_reads(Stack.local(4321).worker_env()) == 0.5
+    monkeypatch.setenv("PREFECT_WORKER_QUERY_SECONDS", "7")  # Prefect's own wins
+    assert worker_reads(Stack.local(4321).worker_env()) == 7.0
