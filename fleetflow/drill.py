@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import BaseModel, Field
 
 from fleetflow.federated import FederatedDeployment
-from fleetflow.rebalance import MemberObservation
+from fleetflow.rebalance import MemberView
 
 
 class DrillMode(StrEnum):
@@ -229,14 +229,18 @@ def drill_marks(started: datetime, steps: dict[str, datetime]) -> dict[Mark, dat
 
 def availability_floors(
     workloads: list[FederatedDeployment],
-    seen: dict[str, MemberObservation],
+    members: dict[str, MemberView],
     survivors: list[str],
 ) -> dict[str, int]:
-    """Per workload, the Ready replicas the survivors hold before the fault: the drill's floor
-    (Ready replicas never fall below it while the region is away)."""
+    """Per workload (but those being deleted), the Ready replicas the survivors hold before
+    the fault: the drill's floor (Ready replicas never fall below it while the region is
+    away)."""
     return {
         fd.key: sum(
-            seen[m].deployments[fd.key].ready for m in survivors if fd.key in seen[m].deployments
+            members[m].deployments[fd.key].ready
+            for m in survivors
+            if m in members and fd.key in members[m].deployments
         )
         for fd in workloads
+        if not fd.deleting
     }

@@ -15,9 +15,9 @@ from fleetflow.capacity import Resources
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import InvalidRequest, UnknownName
 from fleetflow.federated import FederatedDeployment
-from fleetflow.objects import FederatedObjects
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
 from fleetflow.registry import MemberCluster
+from fleetflow.snapshot import Snapshot
 from fleetflow.traffic import endpoints
 from fleetflow.writes import MemberWork, WritePlan, plan_objects, write_plan
 
@@ -170,14 +170,7 @@ class FailoverDecision(BaseModel):
 
 
 def decide_failover(
-    target: Evacuation,
-    registry: list[MemberCluster],
-    workloads: list[FederatedDeployment],
-    objects: FederatedObjects,
-    members: dict[str, MemberView],
-    *,
-    federation: str,
-    zone: str,
+    target: Evacuation, seen: Snapshot, *, federation: str, zone: str
 ) -> FailoverDecision:
     """The failover of ``target`` over the members as probed. Pure.
 
@@ -185,6 +178,8 @@ def decide_failover(
     region no longer needs stays until a rebalance after the failover takes it away. A workload
     whose DNS could not be written once it moves is in ``unexposed``: the flow refuses before
     any write."""
+    registry, members = seen.view.members, seen.found.members
+    workloads, objects = seen.view.workloads, seen.view.objects
     plan = plan_failover(workloads, members, target.members)
     views = fence(members, target.members)
     joined = {m.name: m.namespaces for m in registry}

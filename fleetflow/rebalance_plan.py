@@ -23,6 +23,7 @@ from fleetflow.objects import InvalidObject
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, WorkloadPlan, plan_workload
 from fleetflow.registry import MemberCluster
+from fleetflow.snapshot import Snapshot
 from fleetflow.status import StatusRow, status_rows
 from fleetflow.traffic import endpoints, to_write
 from fleetflow.writes import (
@@ -60,15 +61,6 @@ class Acted(BaseModel):
 
     def result_notes(self) -> list[str]:
         return [line for r in self.results.values() for line in r.notes()]
-
-
-class Snapshot(BaseModel):
-    """One look at the federation: the host's view, and every member probed once and assessed
-    (health, free room, what it runs); ``watched``: the health is the watcher's."""
-
-    view: HostView
-    found: Assessment
-    watched: bool
 
 
 class RebalancePlan(BaseModel):

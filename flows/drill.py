@@ -18,7 +18,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
+from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.drill import (
     DrillMode,
     Mark,
@@ -32,6 +32,7 @@ from fleetflow.drill import (
 from fleetflow.errors import PartialFailure, prefect_overloaded
 from fleetflow.failover import Evacuation, evacuation
 from fleetflow.flows.failover import regional_failback, regional_failover
+from fleetflow.flows.observe import probe
 from fleetflow.flows.phases import Done, PhasedRun, phased
 from fleetflow.flows.report import finished
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
@@ -41,10 +42,8 @@ from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
 from fleetflow.tasks.drill import Sampler, check_injectable, heal, inject
 from fleetflow.tasks.health import probe_health
-from fleetflow.tasks.host import list_members, list_workloads
+from fleetflow.tasks.host import observe_host
 from fleetflow.tasks.operations import read_operation
-from fleetflow.tasks.rebalance import probe_members
-from fleetflow.tasks.traffic import list_endpoints
 from fleetflow.traffic import expected_answers
 
 
@@ -57,16 +56,13 @@ def failover_drill(request: DrillRequest) -> Verdict:
     """Fault a region, fail it over and back, and judge how it went."""
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    registry = list_members(host, federation.namespace, federation.name)
-    target = evacuation(registry, request.region, [])
+    view = observe_host(host, federation.name, federation.namespace)
+    target = evacuation(view.members, request.region, [])
     check_injectable(request.mode, target.members)
-    workloads = [fd for fd in list_workloads(host, federation.name) if not fd.deleting]
-    names = sorted(expected_answers(list(list_endpoints(host, federation.name).values())))
-    blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
-    floors = availability_floors(
-        workloads, probe_members(blocks, federation.name), target.survivors
-    )
-    region = {a for m in registry if m.name in target.members and (a := m.spec.ingress_address)}
+    seen, blocks = probe(view, federation, trust_watcher=False)
+    floors = availability_floors(view.workloads, seen.found.members, target.survivors)
+    names = sorted(expected_answers(list(view.endpoints.values())))
+    region = {a for m in view.members if m.name in target.members and (a := m.spec.ingress_address)}
     drill = Drill(request, target, blocks, host, federation.namespace, federation.dns_server)
     drill.names, drill.addresses = names, region
     op = _record(request, target, federation.namespace, federation.name)
@@ -266,8 +262,8 @@ def _wait_health(
 
     def look() -> dict[str, HealthState]:
         now = _now()
-        for name, probe in probe_health(blocks, federation, timeout=2.0).items():
-            states[name] = observe(states[name], probe.ok, policy, now)
+        for name, seen in probe_health(blocks, federation, timeout=2.0).items():
+            states[name] = observe(states[name], seen.ok, policy, now)
         return dict(states)
 
     poll_until(

@@ -27,26 +27,25 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
+from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.errors import InvalidRequest, PartialFailure, WaitTimeout
 from fleetflow.failover import STEPS, Evacuation, FailoverDecision, decide_failover, evacuation
+from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.phases import Done, phased
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.flows.report import publish, publish_failover_plan
 from fleetflow.models import FailbackRequest, FailoverRequest, RebalanceRequest, Report
 from fleetflow.operations import Operation, Phase, finished
-from fleetflow.probes import assess
 from fleetflow.settings import settings
-from fleetflow.tasks.host import list_federated_objects, list_members, list_workloads
+from fleetflow.tasks.host import list_members, observe_host
 from fleetflow.tasks.operations import read_operation, save_operation
 from fleetflow.tasks.propagate import propagate_members
-from fleetflow.tasks.rebalance import probe_members, wait_members_ready, write_members
+from fleetflow.tasks.rebalance import wait_members_ready, write_members
 from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, set_fenced, wait_answers
 from fleetflow.traffic import expected_answers
 from fleetflow.writes import held_back, ready_keys, with_readiness
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
-Blocks = dict[str, KubeCluster | None]
 
 
 @flow(name="regional-failover", task_runner=RUNNER)  # type: ignore[arg-type]
@@ -54,8 +53,8 @@ def regional_failover(request: FailoverRequest) -> Report:
     """Evacuate a region (or members): survivors Ready first, then traffic, then drain."""
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    registry = list_members(host, federation.namespace, federation.name)
-    target = evacuation(registry, request.region, request.members)
+    view = observe_host(host, federation.name, federation.namespace)
+    target = evacuation(view.members, request.region, request.members)
     op = read_operation(host, federation.namespace, target.operation_name)
     op = op or _record(target, federation.namespace, federation.name, request.reason)
     report = Report(procedure=f"failover {target.region or ', '.join(target.members)}")
@@ -63,19 +62,9 @@ def regional_failover(request: FailoverRequest) -> Report:
         report.notes.append(f"already evacuated at {op.status.finished_at}: nothing to change")
         return publish(report, key=f"failover-{federation.name}")
 
-    blocks = {m.name: find_cluster(m.spec.credentials_block) for m in registry}
-    members = assess(
-        registry, probe_members(blocks, federation.name), federation.health_policy(), _now()
-    ).members
-    plan = decide_failover(
-        target,
-        registry,
-        list_workloads(host, federation.name),
-        list_federated_objects(host, federation.name),
-        members,
-        federation=federation.name,
-        zone=federation.dns_zone,
-    )
+    # Its own probes, not the watcher's record: a failover acts on what it sees now.
+    seen, blocks = probe(view, federation, trust_watcher=False)
+    plan = decide_failover(target, seen, federation=federation.name, zone=federation.dns_zone)
     publish_failover_plan(plan.plan, target, request.dry_run, plan.unexposed)
     if plan.unexposed:
         raise InvalidRequest("; ".join(plan.unexposed) + "; nothing was changed")
@@ -91,10 +80,6 @@ def regional_failover(request: FailoverRequest) -> Report:
         run.phase("drained", lambda: _drain(blocks, plan))
     report.actions, report.notes = run.actions, [*run.notes, *plan.unplaced_notes()]
     return publish(report, key=f"failover-{federation.name}")
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _record(target: Evacuation, namespace: str, federation: str, reason: str) -> Operation:

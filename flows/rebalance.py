@@ -17,27 +17,23 @@ nothing, and a dry run only says what it would write.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
+from fleetflow.blocks import KubeCluster
+from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.report import finished, publish_plan
 from fleetflow.flows.status_report import publish_status
 from fleetflow.models import Action, RebalanceRequest, Report
-from fleetflow.probes import assess
-from fleetflow.rebalance_plan import Acted, RebalancePlan, Snapshot, decide_rebalance
+from fleetflow.rebalance_plan import Acted, RebalancePlan, decide_rebalance
 from fleetflow.settings import settings
 from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
 from fleetflow.tasks.propagate import Propagated, finish_members, propagate_members
-from fleetflow.tasks.rebalance import probe_members, wait_members_ready
+from fleetflow.tasks.rebalance import wait_members_ready
 from fleetflow.tasks.traffic import apply_endpoints, list_endpoints
-from fleetflow.watch import watcher_holds
-
-Blocks = dict[str, KubeCluster | None]
 
 
 @flow(
@@ -48,7 +44,15 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     """Plan and apply replica placement for the federated workloads."""
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    seen, blocks = observe(host, federation, request)
+    view = observe_host(
+        host,
+        federation.name,
+        federation.namespace,
+        request.namespace,
+        request.name,
+        request.labels,
+    )
+    seen, blocks = probe(view, federation, trust_watcher=True)
     plan = decide_rebalance(seen, request, federation=federation.name, zone=federation.dns_zone)
     publish_plan(plan.plans, plan.dry_run, plan.placed.graph.markdown())
     protected = _finalizers(host, plan.protect, hold=True, dry_run=plan.dry_run)
@@ -63,30 +67,6 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     report = plan.report(actions, ups, downs, written)
     plan.raise_errors()
     return finished(report, report.summary())
-
-
-def observe(
-    host: KubeCluster, federation: Federation, request: RebalanceRequest
-) -> tuple[Snapshot, Blocks]:
-    """Read the host in one step and probe every member once; the members' health is the
-    watcher's when it runs, else this probe's with the federation's hysteresis. Also the
-    members' credentials blocks, for the writes that follow."""
-    view = observe_host(
-        host,
-        federation.name,
-        federation.namespace,
-        request.namespace,
-        request.name,
-        request.labels,
-    )
-    blocks = {m.name: find_cluster(m.spec.credentials_block) for m in view.members}
-    probes = probe_members(blocks, federation.name)
-    watched = watcher_holds(view.watch_lease, datetime.now(UTC))
-    policy = federation.health_policy()
-    found = assess(view.members, probes, policy, datetime.now(UTC), watched=watched)
-    for line in found.transitions:
-        get_run_logger().info(line)
-    return Snapshot(view=view, found=found, watched=watched), blocks
 
 
 def _scale_up(blocks: Blocks, plan: RebalancePlan) -> Acted:

@@ -25,8 +25,10 @@ from fleetflow.federated import Exposure, FederatedDeployment
 from fleetflow.lease import Lease, free_for, manifest
 from fleetflow.objects import FederatedObjects
 from fleetflow.operations import Operation, Phase, finished, started, step_done
-from fleetflow.rebalance import MemberView, Observed
+from fleetflow.probes import Assessment
+from fleetflow.rebalance import HostView, MemberView, Observed
 from fleetflow.registry import MemberCluster
+from fleetflow.snapshot import Snapshot
 from fleetflow.traffic import endpoint, endpoints, expected_answers, record, to_write, unchanged
 from tests.unit.test_rebalance_pure import fd
 
@@ -229,12 +231,26 @@ def test_the_drill_verdict_measures_each_objective() -> None:
     assert not slow.passed and "| time to detect | < 5s | 11.0s | FAIL |" in slow.markdown()
 
 
+def snapshot(
+    known: list[MemberCluster], workloads: list[FederatedDeployment], members: dict[str, MemberView]
+) -> Snapshot:
+    view = HostView(
+        workloads=workloads,
+        objects=FederatedObjects(),
+        unassigned=[],
+        members=known,
+        watch_lease=None,
+        endpoints={},
+    )
+    return Snapshot(view=view, found=Assessment(members=members), watched=False)
+
+
 def test_the_failover_decision_holds_every_write_before_the_first() -> None:
     workload = exposed()
     members = views({}, {"us1": 1, "us2": 1, "eu1": 1})
     target = evacuation(registry(), "us", [])
     plan = decide_failover(
-        target, registry(), [workload], FederatedObjects(), members, federation="prod", zone="z"
+        target, snapshot(registry(), [workload], members), federation="prod", zone="z"
     )
     assert [m.name for m in plan.fence] == ["us1", "us2"]
     assert plan.views["us1"].fenced and not plan.members["us1"].fenced  # writes see them as is
@@ -249,15 +265,8 @@ def test_the_failover_decision_holds_every_write_before_the_first() -> None:
 def test_a_failover_whose_traffic_cannot_move_is_refused_before_any_write() -> None:
     members = views({}, {"us1": 1, "us2": 1, "eu1": 1})
     target = evacuation(registry(eu1=None), "us", [])
-    plan = decide_failover(
-        target,
-        registry(eu1=None),
-        [exposed()],
-        FederatedObjects(),
-        members,
-        federation="p",
-        zone="z",
-    )
+    seen = snapshot(registry(eu1=None), [exposed()], members)
+    plan = decide_failover(target, seen, federation="p", zone="z")
     assert plan.unexposed and "eu1" in plan.unexposed[0]
 
 

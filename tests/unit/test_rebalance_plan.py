@@ -12,7 +12,8 @@ from fleetflow.models import RebalanceRequest
 from fleetflow.objects import FederatedObjects
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, Observed
-from fleetflow.rebalance_plan import Acted, Snapshot, decide_rebalance
+from fleetflow.rebalance_plan import Acted, decide_rebalance
+from fleetflow.snapshot import Snapshot
 from fleetflow.writes import Readiness
 from tests.unit.test_rebalance_pure import fd, members
 
