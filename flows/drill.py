@@ -17,7 +17,7 @@ from typing import cast
 from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
-from fleetflow.blocks import KubeCluster
+from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.drill import (
     DrillMode,
@@ -39,6 +39,7 @@ from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.models import DrillRequest, FailbackRequest, FailoverRequest
 from fleetflow.operations import Operation, Phase, parse_stamp
 from fleetflow.polling import poll_until
+from fleetflow.rebalance import HostView
 from fleetflow.resolve import lookup
 from fleetflow.tasks.drill import Sampler, check_injectable, heal, inject
 from fleetflow.tasks.health import probe_health
@@ -61,18 +62,13 @@ def failover_drill(request: DrillRequest) -> Verdict:
     check_injectable(request.mode, target.members)
     seen, blocks = probe(view, federation, trust_watcher=False)
     floors = availability_floors(view.workloads, seen.found.members, target.survivors)
-    names = sorted(expected_answers(list(view.endpoints.values())))
-    region = {a for m in view.members if m.name in target.members and (a := m.spec.ingress_address)}
-    drill = Drill(request, target, blocks, host, federation.namespace, federation.dns_server)
-    drill.names, drill.addresses = names, region
-    op = _record(request, target, federation.namespace, federation.name)
-    phases = drill_phases(request.mode, bool(federation.dns_server and names))
-    sampler = Sampler(blocks, federation.name, names, federation.dns_server)
+    drill = Drill(request, federation, host, view, target, blocks)
+    sampler = Sampler(blocks, federation.name, drill.names, federation.dns_server)
     sampler.start()
     failure: Exception | None = None
-    lease = f"fleetflow-drill-{federation.name}"
+    lease, refusal = f"fleetflow-drill-{federation.name}", _busy(federation.name)
     try:
-        with phased(host, op, phases, lease=lease, refusal=_busy(federation.name)) as run:
+        with phased(host, drill.record(), drill.phases(), lease=lease, refusal=refusal) as run:
             drill.run(run, federation.health_policy())
     except Exception as exc:  # judged below with what was seen, then the run fails
         failure = exc
@@ -85,31 +81,22 @@ def failover_drill(request: DrillRequest) -> Verdict:
         {**drill.marks(), Mark.DONE: _now()},
         samples,
         floors,
-        region,
+        drill.addresses,
         Targets(detect=request.detect_target, recover=request.recover_target),
         failure=str(prefect_overloaded(failure) or failure) if failure else None,
     )
+    return _published(verdict)
+
+
+def _published(verdict: Verdict) -> Verdict:
+    """The verdict as an artifact and the run's final message; a missed objective fails the
+    run."""
     create_markdown_artifact(
-        markdown=verdict.markdown(), key="drill-verdict", description=f"drill {request.region}"
+        markdown=verdict.markdown(), key="drill-verdict", description=f"drill {verdict.region}"
     )
     if not verdict.passed:
         raise PartialFailure("drill failed: " + "; ".join(verdict.missed()))
     return finished(verdict, verdict.summary())
-
-
-def _record(
-    request: DrillRequest, target: Evacuation, namespace: str, federation: str
-) -> Operation:
-    """This drill's record: one per run (a retry of the run resumes it; a new drill starts
-    afresh)."""
-    run_id = str(runtime.flow_run.id or "local")[:8]
-    return Operation(
-        name=f"drill-{target.region}-{run_id}",
-        namespace=namespace,
-        procedure="drill",
-        federation=federation,
-        parameters={"region": target.region, "mode": request.mode.value},
-    )
 
 
 def _busy(federation: str) -> str:
@@ -125,20 +112,38 @@ class Drill:
     def __init__(
         self,
         request: DrillRequest,
+        federation: Federation,
+        host: KubeCluster,
+        view: HostView,
         target: Evacuation,
         blocks: dict[str, KubeCluster | None],
-        host: KubeCluster,
-        namespace: str,
-        dns_server: str | None,
     ) -> None:
         self.request, self.target, self.blocks = request, target, blocks
-        self.host, self.namespace, self.dns_server = host, namespace, dns_server
+        self.host, self.namespace = host, federation.namespace
+        self.federation, self.dns_server = federation.name, federation.dns_server
         self.region = {m: blocks[m] for m in target.members}
-        self.names: list[str] = []
-        self.addresses: set[str] = set()
+        self.names = sorted(expected_answers(list(view.endpoints.values())))
+        self.addresses = {
+            a for m in view.members if m.name in target.members and (a := m.spec.ingress_address)
+        }
         self.op: Operation | None = None
         self.failover: Operation | None = None
         self.faulted = False
+
+    def record(self) -> Operation:
+        """This drill's record: one per run (a retry of the run resumes it; a new drill
+        starts afresh)."""
+        run_id = str(runtime.flow_run.id or "local")[:8]
+        return Operation(
+            name=f"drill-{self.target.region}-{run_id}",
+            namespace=self.namespace,
+            procedure="drill",
+            federation=self.federation,
+            parameters={"region": self.target.region, "mode": self.request.mode.value},
+        )
+
+    def phases(self) -> tuple[str, ...]:
+        return drill_phases(self.request.mode, bool(self.dns_server and self.names))
 
     def run(self, run: PhasedRun, policy: HealthPolicy) -> None:
         request, done = self.request, run.op.done
@@ -171,7 +176,7 @@ class Drill:
             if want is Health.UNHEALTHY
             else self.request.recover_timeout
         )
-        _wait_health(self.region, self.request.federation, policy, want, timeout)
+        _wait_health(self.region, self.federation, policy, want, timeout)
         return Done()
 
     def _fail_over(self) -> Done:
