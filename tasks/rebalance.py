@@ -104,7 +104,7 @@ def wait_member_ready(
             look,
             lambda r: not r.pending,
             timeout=timeout,
-            interval=0.5,
+            interval=0.25,  # a failover's traffic waits on this: one list per member per poll
             waiting_for=f"workloads Ready in {block._block_document_name}",
         )
     except WaitTimeout as exc:  # not Ready in time: the caller holds the scale-downs back
