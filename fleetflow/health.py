@@ -36,7 +36,7 @@ class Health(StrEnum):
 class HealthPolicy(BaseModel):
     """When probes move a member between Healthy, Suspect, Unhealthy and Recovering.
 
-    The defaults suit the health watcher's probes every second or two: a stopped apiserver is
+    The defaults suit the health watcher's probes every 2 seconds: a stopped apiserver is
     Unhealthy 10-14 s after it stops (the first failed probe, then 10 s more), well inside the
     30 s target, while an apiserver that restarts within 10 s (about 4 s on the test bed) only
     ever makes its member Suspect. A rebalance run without a watcher is one probe per run, its

@@ -2,7 +2,7 @@
 
 With the member's own credentials and the caller's timeout: ``/readyz``, then its nodes and the
 federation's Deployments and StatefulSets, and, for placement, its pods (free capacity). It is a
-plain call, never a task run (the watcher makes one per member every second), and it never
+plain call, never a task run (the watcher makes one per member every two seconds), and it never
 raises: a failed probe is an input to the health model, not an error.
 """
 
