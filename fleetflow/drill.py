@@ -215,16 +215,19 @@ def drill_phases(mode: DrillMode, dns: bool) -> tuple[str, ...]:
     )
 
 
-def drill_marks(started: datetime, steps: dict[str, datetime]) -> dict[Mark, datetime]:
-    """The drill's timeline from its phases' ends (``steps``; the failover's own record adds
-    when the survivors were Ready and DNS answered). The failover starts when the fault is
-    detected (a fence: once it is injected)."""
-    marks = {Mark.STARTED: started}
+def drill_marks(
+    started: datetime, steps: dict[str, datetime], failover: dict[Mark, datetime] | None = None
+) -> dict[Mark, datetime]:
+    """The drill's timeline, in the order of its moments, from its phases' ends (``steps``)
+    and what the failover's own record says (``failover``: when the survivors were Ready and
+    DNS answered). The failover starts when the fault is detected (a fence: once it is
+    injected)."""
+    marks = {Mark.STARTED: started, **(failover or {})}
     marks.update({PHASE_MARKS[n]: at for n, at in steps.items() if n in PHASE_MARKS})
     begun = steps.get("detected") or steps.get("fault-injected")
     if begun:
         marks[Mark.FAILOVER] = begun
-    return marks
+    return {m: marks[m] for m in Mark if m in marks}
 
 
 def availability_floors(

@@ -78,7 +78,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
     verdict = judge(
         request.region,
         request.mode,
-        {**drill.marks(), Mark.DONE: _now()},
+        {**drill.marks(), Mark.DONE: _now()},  # the moments in order, then the end
         samples,
         floors,
         drill.addresses,
@@ -244,9 +244,7 @@ class Drill:
         op = self.op
         started = parse_stamp(op.status.started_at) if op else None
         steps = {s.name: at for s in (op.status.steps if op else []) if (at := parse_stamp(s.at))}
-        found = drill_marks(started or _now(), steps)
-        found.update(_failover_marks(self.failover))
-        return found
+        return drill_marks(started or _now(), steps, _failover_marks(self.failover))
 
 
 def _wait_health(

@@ -291,5 +291,10 @@ def test_a_drills_timeline_is_read_from_its_phases() -> None:
     assert marks[Mark.STARTED] == NOW and marks[Mark.FAULT] == at["fault-injected"]
     assert marks[Mark.FAILOVER] == at["detected"]  # the failover starts once detected
     assert marks[Mark.DNS_RESTORED] == at["dns-restored"]
+    assert list(marks) == [m for m in Mark if m in marks]  # the verdict's table, in order
+    ready = NOW + timedelta(seconds=2.5)
+    with_failover = drill_marks(NOW, at, {Mark.SURVIVORS_READY: ready})
+    assert list(with_failover) == [m for m in Mark if m in with_failover]
+    assert with_failover[Mark.SURVIVORS_READY] == ready
     fenced = drill_marks(NOW, {"fault-injected": NOW})
     assert fenced[Mark.FAILOVER] == NOW and Mark.DETECTED not in fenced
