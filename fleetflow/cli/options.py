@@ -65,13 +65,14 @@ def _federation_fields(model: type[BaseModel]) -> list[str]:
 def request_from(args: argparse.Namespace, model: type[M]) -> M:
     """The request the parsed options ask for; an invalid one names the option at fault."""
     given = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
-    for name in _federation_fields(model):
-        if name not in given:
-            given[name] = chosen_federation()
     values = {
         name: dict(v) if _base(model.model_fields[name]) is dict else v for name, v in given.items()
     }
+    missing = [name for name in _federation_fields(model) if name not in values]
     try:
+        if missing:  # the other options checked first: a typo is answered before any request
+            model.model_validate({**values, **dict.fromkeys(missing, "-")})
+            values.update(dict.fromkeys(missing, chosen_federation()))
         return model.model_validate(values)
     except ValidationError as exc:
         raise InvalidRequest(describe(exc)) from None

@@ -255,3 +255,12 @@ def test_fleetflow_federation_is_the_default_federation(
     got = request_from(parser().parse_args(["rebalance"]), RebalanceRequest)
     assert got.federation == "prod"
     assert "federation 'prod' (FLEETFLOW_FEDERATION)" in capsys.readouterr().err
+
+
+def test_a_bad_option_is_answered_before_the_default_federation_is_looked_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FLEETFLOW_FEDERATION", raising=False)
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # nothing answers there
+    with pytest.raises(InvalidRequest, match=r"^--max-moves: "):
+        request_from(parser().parse_args(["rebalance", "--max-moves", "0"]), RebalanceRequest)
