@@ -82,17 +82,15 @@ def phased(
     run, and once the body is through, mark it Succeeded."""
     me = str(runtime.flow_run.id or uuid.uuid4())
     duration = settings().lease_duration
-    run, took = PhasedRun(host, op, phases), False
-    try:
-        with holding(host, op.namespace, lease, me, duration=duration, refusal=refusal):
-            run.op = save_operation(host, started(op, _now(), me))
-            took = True
-            try:
-                yield run
-            except Exception as exc:
-                _failed(run, exc)
-                raise
-            run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
-    finally:
-        if took:  # not when another run holds the lease: its timeline is its own
-            publish_timeline(run.op)
+    run = PhasedRun(host, op, phases)
+    with holding(host, op.namespace, lease, me, duration=duration, refusal=refusal):
+        run.op = save_operation(host, started(op, _now(), me))
+        try:
+            yield run
+        except Exception as exc:
+            _failed(run, exc)
+            with contextlib.suppress(Exception):  # the run's own error is the one to tell
+                publish_timeline(run.op)
+            raise
+        run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
+    publish_timeline(run.op)

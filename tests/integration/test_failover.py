@@ -29,6 +29,7 @@ from fleetflow.errors import (
     InvalidRequest,
     ResourceNotFound,
     UnknownName,
+    WaitTimeout,
 )
 from fleetflow.flows.failover import regional_failback, regional_failover
 from fleetflow.flows.join import join_cluster
@@ -338,6 +339,33 @@ def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
     assert op["status"]["steps"][1]["at"] == scaled_at
     assert answer(testbed, "web", namespace) == ingress(testbed, a, b)
     assert ready_total(testbed, namespace, [c]).get("web", 0) == 0
+
+
+def test_a_failed_phase_is_recorded_with_why_and_a_rerun_resumes_after_it(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, _ = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, exposed(fleet, namespace, "web", 30, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    ns = f"{fleet}-system"
+    # The survivors' new replicas cannot be Ready within a millisecond of their scale-up.
+    with pytest.raises(WaitTimeout, match="traffic and the evacuated members are untouched"):
+        regional_failover(FailoverRequest(federation=fleet, region="eu-west", deadline=0.001))
+    op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
+    assert op["status"]["phase"] == "Failed"
+    failed = op["status"]["steps"][-1]
+    assert failed["name"] == "Failed" and "untouched" in failed["message"]
+    assert [s["name"] for s in op["status"]["steps"]] == ["fenced", "scaled-up", "Failed"]
+    assert answer(testbed, "web", namespace) != ingress(testbed, a, b)  # DNS not switched yet
+
+    REQUESTS.clear()
+    regional_failover(FailoverRequest(federation=fleet, region="eu-west"))
+    op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
+    names = [s["name"] for s in op["status"]["steps"]]
+    assert names == ["fenced", "scaled-up", "Failed", "ready", "traffic-switched", "drained"]
+    assert op["status"]["phase"] == "Succeeded"
+    assert answer(testbed, "web", namespace) == ingress(testbed, a, b)
 
 
 def test_two_failovers_of_one_federation_never_run_together(
