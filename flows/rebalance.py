@@ -24,6 +24,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.federated import HostObject
 from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.report import finished, publish_plan
 from fleetflow.flows.status_report import publish_status
@@ -90,7 +91,7 @@ def _acted(done: Propagated) -> Acted:
 
 
 def _finalizers(
-    host: KubeCluster, objects: list[Any], *, hold: bool, dry_run: bool
+    host: KubeCluster, objects: list[HostObject], *, hold: bool, dry_run: bool
 ) -> list[Action]:
     """Hold (or release) the finalizers; no request when there are none to change."""
     return set_finalizers(host, objects, hold=hold, dry_run=dry_run) if objects else []
