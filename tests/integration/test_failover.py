@@ -344,10 +344,26 @@ def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
 def test_a_failed_phase_is_recorded_with_why_and_a_rerun_resumes_after_it(
     fleet: str, testbed: TestbedSpec, namespace: str
 ) -> None:
-    a, b, _ = (m.name for m in testbed.members)
+    a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
     apply(host, exposed(fleet, namespace, "web", 30, testbed))
-    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+
+    def region_runs_web() -> dict[str, int]:
+        rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+        try:
+            return ready_total(testbed, namespace, [c])
+        except ClusterError:
+            return {}
+
+    # A member an earlier test stopped may still be coming back: the region must hold replicas
+    # for the failover to move.
+    poll_until(
+        region_runs_web,
+        lambda ready: ready.get("web", 0) > 0,
+        timeout=60,
+        interval=1,
+        waiting_for=f"{c} to run Ready replicas of web",
+    )
     ns = f"{fleet}-system"
     # The survivors' new replicas cannot be Ready within a millisecond of their scale-up.
     with pytest.raises(WaitTimeout, match="traffic and the evacuated members are untouched"):
