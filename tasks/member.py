@@ -172,6 +172,7 @@ def verify_limited(
     if credentials is None:
         return
     auth = k8s.AuthorizationV1Api(api_client(credentials))
+    _accepted(auth, credentials.name)
     wrong = []
     for attributes, expected in checks(namespaces or []):
         review = auth.create_self_subject_access_review(
@@ -184,6 +185,28 @@ def verify_limited(
             f"the member token of {credentials.name!r} is not least-privilege as required: "
             f"{'; '.join(wrong)}. Check for extra bindings to its service account or groups"
         )
+
+
+def _accepted(auth: k8s.AuthorizationV1Api, cluster: str) -> None:
+    """Wait until the apiserver accepts a token just issued: its authenticator reads the token's
+    Secret through a cache, and on a busy apiserver the first request can come before it."""
+
+    def review() -> bool:
+        try:
+            auth.create_self_subject_access_review(
+                {"spec": {"resourceAttributes": {"resource": "namespaces", "verb": "get"}}}
+            )
+        except ClusterUnauthorized:
+            return False
+        return True
+
+    poll_until(
+        review,
+        bool,
+        timeout=settings().setup_timeout,
+        interval=0.5,
+        waiting_for=f"the apiserver of {cluster!r} to accept the new token",
+    )
 
 
 @task(**PRIVATE, timeout_seconds=60)
