@@ -172,7 +172,9 @@ def verify_limited(
     if credentials is None:
         return
     auth = k8s.AuthorizationV1Api(api_client(credentials))
-    _accepted(auth, credentials.name)
+    _wait_authenticated(
+        auth, True, f"the apiserver of {credentials.name!r} to accept the new token"
+    )
     wrong = []
     for attributes, expected in checks(namespaces or []):
         review = auth.create_self_subject_access_review(
@@ -187,25 +189,27 @@ def verify_limited(
         )
 
 
-def _accepted(auth: k8s.AuthorizationV1Api, cluster: str) -> None:
-    """Wait until the apiserver accepts a token just issued: its authenticator reads the token's
-    Secret through a cache, and on a busy apiserver the first request can come before it."""
+def _token_accepted(auth: k8s.AuthorizationV1Api) -> bool:
+    """Whether the apiserver authenticates the client's token (any review answers)."""
+    try:
+        auth.create_self_subject_access_review(
+            {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
+        )
+    except ClusterUnauthorized:
+        return False
+    return True
 
-    def review() -> bool:
-        try:
-            auth.create_self_subject_access_review(
-                {"spec": {"resourceAttributes": {"resource": "namespaces", "verb": "get"}}}
-            )
-        except ClusterUnauthorized:
-            return False
-        return True
 
+def _wait_authenticated(auth: k8s.AuthorizationV1Api, accepted: bool, waiting_for: str) -> None:
+    """Wait until the apiserver accepts (or refuses) the token: its authenticator reads token
+    Secrets through a cache, so a Secret just created or deleted counts a moment later."""
     poll_until(
-        review,
+        lambda: _token_accepted(auth) == accepted,
         bool,
         timeout=settings().setup_timeout,
         interval=0.5,
-        waiting_for=f"the apiserver of {cluster!r} to accept the new token",
+        waiting_for=waiting_for,
+        describe=lambda _: "not yet",
     )
 
 
@@ -315,21 +319,8 @@ def wait_namespace_not_terminating(block: KubeCluster, namespace: str) -> None:
 @task(**CLUSTER_TASK)
 def wait_token_refused(credentials: ClusterCredentials) -> None:
     """The apiserver drops a deleted token Secret from its cache within moments."""
-    auth = k8s.AuthorizationV1Api(api_client(credentials))
-
-    def refused() -> bool:
-        try:
-            auth.create_self_subject_access_review(
-                {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
-            )
-        except ClusterUnauthorized:
-            return True
-        return False
-
-    poll_until(
-        refused,
-        bool,
-        timeout=settings().setup_timeout,
-        waiting_for=f"the old token of {credentials.name!r} refused after its Secret was deleted",
-        describe=lambda _: "still accepted",
+    _wait_authenticated(
+        k8s.AuthorizationV1Api(api_client(credentials)),
+        False,
+        f"the old token of {credentials.name!r} refused after its Secret was deleted",
     )
