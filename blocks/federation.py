@@ -9,6 +9,7 @@ from pydantic import Field, HttpUrl
 
 from fleetflow.blocks.docs import DOCS_URL, FEDERATION_EXAMPLE
 from fleetflow.health import HealthPolicy
+from fleetflow.migration import RegionMatrix
 from fleetflow.models import BootstrapRequest
 from fleetflow.settings import settings
 
@@ -42,8 +43,18 @@ class Federation(Block):
         "(2 probes over 10 s, both ways).",
     )
 
+    regions: RegionMatrix | None = Field(
+        default=None,
+        description="Cost per GB and bandwidth between regions, and residency rules (which "
+        "regions a workload's data labelled with a rule may live in), for migration; empty: "
+        "0.02 per GB and 100 MB/s between regions, free and 1000 MB/s within one, no rules.",
+    )
+
     def health_policy(self) -> HealthPolicy:
         return self.health or settings().health
+
+    def region_matrix(self) -> RegionMatrix:
+        return self.regions or RegionMatrix()
 
     def with_member(self, block: str) -> Federation:
         """This federation with a member's credentials block listed (a copy)."""
@@ -67,4 +78,5 @@ class Federation(Block):
             dns_zone=request.dns_zone,
             dns_server=request.dns_server,
             health=existing.health if existing else None,
+            regions=existing.regions if existing else None,
         )

@@ -207,6 +207,26 @@ def federated_deployment_crd() -> Manifest:
                 "required": ["hostname"],
                 "properties": {"hostname": _STR, "ttl": {**_INT, "minimum": 1}},
             },
+            "data": {
+                "type": "object",
+                "description": "The workload's data, for migration: a residency rule of the "
+                "federation, and the external datasets it reads",
+                "properties": {
+                    "residency": _STR,
+                    "datasets": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["name", "region", "sizeGB"],
+                            "properties": {
+                                "name": _STR,
+                                "region": _STR,
+                                "sizeGB": {"type": "number", "minimum": 0},
+                            },
+                        },
+                    },
+                },
+            },
         },
     }
     status = {

@@ -9,7 +9,8 @@ FleetflowError                      retryable?
 │   ├── UnknownName                      a block, member, region or workload that does not exist
 │   ├── MembershipError                  a cluster that cannot join or leave as asked
 │   ├── HostTooOld                       a host cluster older than fleetflow supports
-│   └── CredentialsError                 credentials that cannot make a client
+│   ├── CredentialsError                 credentials that cannot make a client
+│   └── MigrationRefused                 no member can take the workload (each one's reason)
 ├── ClusterError                    (per class) a request to one cluster failed
 │   ├── ClusterUnreachable          yes  connection refused, reset, DNS
 │   ├── ClusterTimeout              yes  no answer in time (or HTTP 504)
@@ -23,6 +24,10 @@ FleetflowError                      retryable?
 │   └── InvalidResource             no   HTTP 422
 ├── WaitTimeout                     no   a condition did not hold by its deadline
 ├── PartialFailure                  no   some items of a run failed; the rest was done
+├── MigrationHalted                 no   a migration stopped short of its cutover (rolled back)
+│   ├── VerificationFailed               the copy's checksums differ from the source's
+│   ├── TransferFailed                   the data mover (rsync) failed
+│   └── OverBudget                       the final sync would exceed the downtime budget
 ├── PrefectOverloaded               yes  the Prefect API still answered 503 or 429 after retries
 └── LocalError                      no   this machine: the local stack, test bed, build
     ├── StackError
@@ -66,6 +71,10 @@ class HostTooOld(InvalidRequest):
 
 class CredentialsError(InvalidRequest):
     """Credentials that cannot be turned into a client (bad kubeconfig, missing context...)."""
+
+
+class MigrationRefused(InvalidRequest):
+    """No member can take the workload (or not the one named): says why each was excluded."""
 
 
 class ClusterError(FleetflowError):
@@ -144,6 +153,24 @@ class WaitTimeout(FleetflowError, TimeoutError):
 
 class PartialFailure(FleetflowError):
     """Part of a run failed (some workloads or members); what could be done was done."""
+
+
+class MigrationHalted(FleetflowError):
+    """A migration stopped before its cutover: the source serves and keeps all its data; the
+    message says why and what a rerun does."""
+
+
+class VerificationFailed(MigrationHalted):
+    """The target's files do not match the source's sha256 manifest."""
+
+
+class TransferFailed(MigrationHalted):
+    """The data mover failed (rsync's exit status and its last line of error)."""
+
+
+class OverBudget(MigrationHalted):
+    """The final sync, predicted from what changed since the last round, would keep the
+    workload stopped for longer than its downtime budget."""
 
 
 class PrefectOverloaded(FleetflowError):

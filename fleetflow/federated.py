@@ -23,6 +23,9 @@ until it is unjoined)."""
 ANNOTATION_ORPHAN = "fleetflow.io/orphan"
 """``"true"`` on a FederatedDeployment: deleting it leaves its Deployments running on the
 members."""
+ANNOTATION_MIGRATION = "fleetflow.io/migration"
+"""Set by a migration, from its plan until the target starts, to the name of its operation
+record: rebalance and failover leave the workload as it runs (the migration scales it)."""
 
 
 def federation_selector(federation: str) -> str:
@@ -75,6 +78,23 @@ class Exposure(_Spec):
     ttl: int = Field(default=30, ge=1, le=3600, description="Seconds; short, for fast switches")
 
 
+class Dataset(_Spec):
+    """An external dataset the workload reads: where it lives and how big it is."""
+
+    name: str = Field(min_length=1)
+    region: str = Field(min_length=1)
+    size_gb: float = Field(alias="sizeGB", ge=0)
+
+
+class DataSpec(_Spec):
+    """What a stateful workload's data is, for migration to weigh: its volumes come from the
+    StatefulSet's claim templates; ``datasets`` are what it reads elsewhere; ``residency`` names
+    a rule of the federation (its block's ``regions.residency``) on where the data may live."""
+
+    residency: str | None = None
+    datasets: list[Dataset] = Field(default_factory=list)
+
+
 WorkloadKind = Literal["Deployment", "StatefulSet"]
 
 
@@ -94,6 +114,7 @@ class FederatedDeploymentSpec(_Spec):
     placement: Placement = Field(default_factory=Placement)
     overrides: list[Override] = Field(default_factory=list)
     dns: Exposure | None = None
+    data: DataSpec | None = None
 
 
 class ClusterPlacement(WireModel):
@@ -123,6 +144,8 @@ class HostObject(BaseModel):
     finalizers: list[str] = Field(default_factory=list)
     deleting: bool = False
     orphan: bool = False
+    migration: str | None = None
+    """The migration holding it (its operation record), if one does."""
     status: WireModel
 
     @property
@@ -148,6 +171,7 @@ class HostObject(BaseModel):
             "finalizers": meta.get("finalizers") or [],
             "deleting": bool(meta.get("deletionTimestamp")),
             "orphan": (meta.get("annotations") or {}).get(ANNOTATION_ORPHAN) == "true",
+            "migration": (meta.get("annotations") or {}).get(ANNOTATION_MIGRATION),
         }
 
     def status_patch(self) -> dict[str, Any]:
@@ -184,6 +208,12 @@ class FederatedDeployment(HostObject):
     @classmethod
     def from_object(cls, obj: dict[str, Any]) -> FederatedDeployment:
         return cls.model_validate(cls.fields_of(obj))
+
+    def claim_templates(self) -> list[dict[str, Any]]:
+        """A StatefulSet's volume claim templates (none for a Deployment)."""
+        if self.kind != "StatefulSet":
+            return []
+        return list((self.spec.template.get("spec") or {}).get("volumeClaimTemplates") or [])
 
     def per_replica(self) -> Resources:
         """What one replica reserves on a node, from the template's pod spec."""

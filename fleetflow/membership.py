@@ -43,6 +43,9 @@ MEMBER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": READ},
     {"apiGroups": [""], "resources": ["nodes"], "verbs": READ},
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": WRITE},
+    # Migration: where a claim's data is (its volume), and the class a copy's claim asks for.
+    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": READ},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": READ},
     # FederatedObjects: the kinds a workload needs beside it (never serviceaccounts/token).
     {"apiGroups": [""], "resources": ["configmaps", "services", "serviceaccounts"], "verbs": WRITE},
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": WRITE},

@@ -229,6 +229,55 @@ class FailbackRequest(Request):
     dry_run: bool = Field(default=False, description="Publish the plan; write nothing")
 
 
+class MigrateRequest(Request):
+    """Move a stateful workload, and its data, to the member where it should live."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    namespace: DnsLabel = Field(description="Namespace of the FederatedDeployment")
+    name: DnsLabel = Field(description="The FederatedDeployment (kind StatefulSet) to move")
+    target: DnsLabel | None = Field(
+        default=None,
+        description="Member to move to (default: the best scored; the table shows them all)",
+    )
+    downtime_budget: float = Field(
+        default=10.0,
+        gt=0,
+        description="Most seconds the final sync may keep the workload stopped, as predicted "
+        "before the source is quiesced; more pre-copy rounds run first, else it stops and says so",
+    )
+    precopy_threshold_mb: float = Field(
+        default=8.0, ge=0, description="Pre-copying stops once a round moves at most this (MB)"
+    )
+    max_precopy_rounds: int = Field(
+        default=5, ge=1, le=50, description="Most pre-copy rounds while the source serves"
+    )
+    bandwidth_mbps: float | None = Field(
+        default=None, gt=0, description="Cap on the copy's bandwidth, MB/s (default: none)"
+    )
+    cutover: bool = Field(
+        default=True,
+        description="Off: provision and pre-copy while the source serves, then stop (a staged "
+        "run); a later run resumes from there and cuts over",
+    )
+    deadline: float = Field(
+        default_factory=lambda: settings().wait_timeout,
+        gt=0,
+        description="Seconds for claims to bind, the source to stop and the target to turn Ready",
+    )
+    dry_run: bool = Field(
+        default=False, description="Score the members and publish the table; change nothing"
+    )
+
+
+class CleanupRequest(Request):
+    """Delete the source's data a finished migration kept."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    namespace: DnsLabel = Field(description="Namespace of the migrated FederatedDeployment")
+    name: DnsLabel = Field(description="The migrated FederatedDeployment")
+    dry_run: bool = Field(default=False, description="List the claims it would delete")
+
+
 class WatchRequest(Request):
     """Watch the members' health for a while: probe, apply hysteresis, record, announce."""
 

@@ -30,6 +30,7 @@ class Phase(StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     REVERTED = "Reverted"  # failed back: the region holds replicas again
+    PAUSED = "Paused"  # stopped between phases on purpose (a staged migration); a rerun resumes
 
 
 class Step(WireModel):
@@ -144,6 +145,13 @@ def step_done(
         }
     )
     return op.model_copy(update={"status": status})
+
+
+def rolled_back(op: Operation, keep: tuple[str, ...]) -> Operation:
+    """The record once a procedure undid its later phases: only the phases in ``keep`` stay
+    done, so a rerun does the others again."""
+    steps = [s for s in op.status.steps if s.name in keep]
+    return op.model_copy(update={"status": op.status.model_copy(update={"steps": steps})})
 
 
 def finished(op: Operation, phase: Phase, now: datetime, message: str = "") -> Operation:

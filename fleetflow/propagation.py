@@ -246,8 +246,10 @@ class WorkloadDeps(BaseModel):
 def workload_deps(fd: FederatedDeployment, plan: WorkloadPlan) -> WorkloadDeps:
     """Where a workload's dependencies are needed after this run: where it is planned, or
     where it runs now if the run leaves it as it is (an invalid placement, an orphaning
-    deletion)."""
-    if plan.error or (plan.deleting and fd.orphan):
+    deletion, a migration)."""
+    if plan.held:  # a migration scales it: what it needs stays wherever it runs, even at 0
+        replicas = {m: max(n, 1) for m, n in plan.current.items()}
+    elif plan.error or (plan.deleting and fd.orphan):
         replicas = plan.current
     elif plan.deleting:
         replicas = {}

@@ -77,6 +77,8 @@ class WorkloadPlan(BaseModel):
     deleting: bool = False
     blocked_by: list[str] = Field(default_factory=list)
     """Deleting: unreachable members that may still run the workload; its deletion waits."""
+    held: str | None = None
+    """Why this run leaves the workload as it runs (a migration moves it)."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
@@ -158,6 +160,11 @@ def plan_workload(
     }
     if fd.deleting:
         return plan_deletion(fd, plan, members)
+    if fd.migration:
+        plan.held = f"being migrated (operation {fd.migration}): left as it runs"
+        plan.replicas = dict(current)
+        plan.reasons = {m: plan.held for m in current}
+        return plan
     try:
         selected = select(fd, members)
         placement = fd.spec.placement

@@ -14,6 +14,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from prefect import get_run_logger, runtime
 from pydantic import BaseModel, Field
@@ -38,6 +39,8 @@ class Done(BaseModel):
     actions: list[Action] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     message: str = ""
+    result: dict[str, Any] = Field(default_factory=dict)
+    """Figures to keep on the record (``status.result``): a resumed run reads them."""
 
 
 class PhasedRun:
@@ -47,7 +50,12 @@ class PhasedRun:
         self.host, self.op, self.phases = host, op, tuple(phases)
         self.actions: list[Action] = []
         self.notes: list[str] = []
+        self.paused: str | None = None
         self._next = 0
+
+    def pause(self, why: str) -> None:
+        """Stop here on purpose: the record says Paused, with why, and a rerun resumes."""
+        self.paused = why
 
     def phase(self, name: str, step: Callable[[], Done]) -> None:
         """Run ``step`` unless the record says ``name`` is done, then record it. Phases must
@@ -62,7 +70,9 @@ class PhasedRun:
         done = step()
         self.actions += done.actions
         self.notes += done.notes
-        self.op = save_operation(self.host, step_done(self.op, name, _now(), done.message))
+        self.op = save_operation(
+            self.host, step_done(self.op, name, _now(), done.message, **done.result)
+        )
         get_run_logger().info(f"{name}: done" + (f" ({done.message})" if done.message else ""))
 
 
@@ -92,5 +102,8 @@ def phased(
             with contextlib.suppress(Exception):  # the run's own error is the one to tell
                 publish_timeline(run.op)
             raise
-        run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
+        if run.paused is not None:
+            run.op = save_operation(host, finished(run.op, Phase.PAUSED, _now(), run.paused))
+        else:
+            run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
     publish_timeline(run.op)

@@ -23,16 +23,16 @@ def finished(result: Done, message: str) -> Done:
     return cast(Done, Completed(message=message, data=result))
 
 
-def publish(report: Report, key: str) -> Report:
-    """A markdown artifact of every action, one log line per write, and the report's summary as
-    the final state's message."""
+def publish(report: Report, key: str, message: str | None = None) -> Report:
+    """A markdown artifact of every action, one log line per write, and the report's summary
+    (or ``message``) as the final state's message."""
     logger = get_run_logger()
     for action in report.writes():
         logger.info(("would " if report.dry_run else "") + action.line())
     if not report.writes():
         logger.info("nothing to change")
     create_markdown_artifact(markdown=report.markdown(), key=key, description=report.procedure)
-    return finished(report, report.summary())
+    return finished(report, message or report.summary())
 
 
 def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "") -> None:

@@ -1,5 +1,5 @@
 """The flow commands: ``bootstrap``, ``join``, ``unjoin``, ``rotate``, ``rebalance``,
-``failover``, ``failback``.
+``failover``, ``failback``, ``migrate``, ``migrate-cleanup``.
 
 Each runs its flow in this process with the request its options describe; the options and their
 defaults come from the request model. Flows (and Prefect) are imported when a command runs, so
@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, TypeVar
 from fleetflow.cli.options import Handler, Subparsers, add_request_options, request_from
 from fleetflow.models import (
     BootstrapRequest,
+    CleanupRequest,
     FailbackRequest,
     FailoverRequest,
     JoinRequest,
+    MigrateRequest,
     RebalanceRequest,
     Request,
     RotateRequest,
@@ -77,6 +79,18 @@ def failback(args: argparse.Namespace) -> int:
     from fleetflow.flows.failover import regional_failback
 
     return _run(regional_failback, request_from(args, FailbackRequest), args)
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from fleetflow.flows.migrate import migrate_workload
+
+    return _run(migrate_workload, request_from(args, MigrateRequest), args)
+
+
+def migrate_cleanup(args: argparse.Namespace) -> int:
+    from fleetflow.flows.migrate import cleanup_migration
+
+    return _run(cleanup_migration, request_from(args, CleanupRequest), args)
 
 
 def _command(
@@ -180,4 +194,29 @@ def add_commands(sub: Subparsers) -> None:
         description="Run the regional-failback flow: lift the fence, then rebalance in rounds "
         "of at most --max-moves replicas per workload, each Ready before anything is taken "
         "away elsewhere; DNS lists the region again once its replicas are Ready.",
+    )
+    _command(
+        sub,
+        "migrate",
+        MigrateRequest,
+        migrate,
+        help="move a stateful workload and its data to where it should live",
+        description="Run the migrate-workload flow on a FederatedDeployment of kind "
+        "StatefulSet that runs on one member: score every other member (data to move x the "
+        "regions' cost, transfer time, datasets read across regions, room, residency, health; "
+        "--dry-run prints that table and stops), make its claims on the target, copy with rsync "
+        "while it serves until a round moves little, stop it once the final sync fits "
+        "--downtime-budget, sync, compare every file's sha256 on both sides, start it on the "
+        "target and switch its DNS. Any failure before the target starts rolls back: the source "
+        "serves again with all its data. The source's claims stay until migrate-cleanup. Each "
+        "phase is recorded, so a rerun resumes; --no-cutover stops after the pre-copy.",
+    )
+    _command(
+        sub,
+        "migrate-cleanup",
+        CleanupRequest,
+        migrate_cleanup,
+        help="delete the source data a finished migration kept",
+        description="Run the migrate-cleanup flow: delete the claims (and so their volumes) a "
+        "finished migration kept on its source, once the workload does not run there.",
     )

@@ -32,7 +32,7 @@ from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.testbed import build, dns, memory
-from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests
+from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests, storage_class
 
 Progress = Callable[[str], None]
 READY_TIMEOUT = 120.0
@@ -213,6 +213,7 @@ def _add_nodes(spec: TestbedSpec, member: str) -> None:
     for node in node_manifests(spec.member(member), spec.node):
         if node["metadata"]["name"] not in existing:
             apply(client, node)
+    apply(client, storage_class())
 
 
 def _wait_ready(

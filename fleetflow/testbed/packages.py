@@ -48,6 +48,12 @@ PACKAGES = (
         ("test",),
     ),
     Package(
+        "rsync",
+        "rsync",
+        "data-aware migration's mover between the test bed's volumes",
+        ("up", "test"),
+    ),
+    Package(
         "bind9-dnsutils",
         "dig",
         "`dig`, which `make up` suggests for asking the test bed's DNS",

@@ -230,5 +230,33 @@ def kwokctl_config(
         "  nodeStatusUpdateFrequencyMilliseconds: 4000\n"
         "  kubeControllerManagerNodeMonitorPeriodMilliseconds: 2000\n"
         "  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 16000\n"
-        f"{disabled}"
+        f"{disabled}" + (STORAGE_PATCH if member else "")
     )
+
+
+STORAGE_CLASS = "fleetflow-local"
+"""The members' default StorageClass: kube-controller-manager's own hostPath provisioner makes
+each claim's volume a real directory on this machine (under /tmp/hostpath_pv), which
+migration's rsync mover copies. Upstream code, for tests and development only."""
+
+STORAGE_PATCH = (
+    "componentsPatches:\n"
+    "- name: kube-controller-manager\n"
+    "  extraArgs:\n"
+    "  - key: enable-hostpath-provisioner\n"
+    '    value: "true"\n'
+)
+
+
+def storage_class() -> dict[str, Any]:
+    return {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {
+            "name": STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        },
+        "provisioner": "kubernetes.io/host-path",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }

@@ -51,8 +51,9 @@ def test_each_target_needs_its_own_packages() -> None:
         "chromium",
         "postgresql",
         "redis-server",
+        "rsync",
     }
-    assert [p.name for p in packages.missing("up", lambda p: False)] == ["bind9-dnsutils"]
+    assert [p.name for p in packages.missing("up", lambda p: False)] == ["rsync", "bind9-dnsutils"]
     assert packages.missing("test", lambda p: p.name != "redis-server") == [REDIS]
 
 

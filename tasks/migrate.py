@@ -1,0 +1,252 @@
+"""Steps of a migration: claims on the target, the volumes' directories, rsync passes, the
+source stopped, sha256 manifests, the host's placement; each one I/O step."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from prefect import get_run_logger, task
+
+from fleetflow import checksums, rsync
+from fleetflow.blocks import KubeCluster
+from fleetflow.controlplane import API_VERSION, Manifest
+from fleetflow.errors import ResourceNotFound, TransferFailed
+from fleetflow.federated import ANNOTATION_MIGRATION, FederatedDeployment
+from fleetflow.kube import apply, delete, get, list_objects
+from fleetflow.kube.workloads import member_workloads
+from fleetflow.migration import Round
+from fleetflow.models import Action, Verb
+from fleetflow.polling import poll_until
+from fleetflow.tasks.clusters import client, cluster_name
+from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
+from fleetflow.tasks.rebalance import apply_in_namespace
+
+MIGRATION_MANAGER = "fleetflow-migration"
+"""The field manager of what a migration sets on a FederatedDeployment (its hold, and the
+target as its placement), apart from the rest of the object."""
+
+Pairs = list[tuple[str, str, str]]
+"""Per claim: its name, the source volume's directory, the target volume's."""
+
+
+def _volume_path(volume: Manifest) -> str | None:
+    spec = volume.get("spec") or {}
+    return (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
+
+
+@task(**CLUSTER_TASK)
+def claim_directories(block: KubeCluster, namespace: str, claims: list[str]) -> dict[str, str]:
+    """Each claim's volume directory on this machine (a hostPath or local volume)."""
+    api, where = client(block), cluster_name(block)
+    found = {}
+    for claim in claims:
+        pvc = get(api, "v1", "PersistentVolumeClaim", claim, namespace)
+        volume_name = (pvc.get("spec") or {}).get("volumeName")
+        if not volume_name or (pvc.get("status") or {}).get("phase") != "Bound":
+            raise TransferFailed(f"{where}: claim {namespace}/{claim} is not bound to a volume yet")
+        path = _volume_path(get(api, "v1", "PersistentVolume", volume_name))
+        if path is None:
+            raise TransferFailed(
+                f"{where}: claim {namespace}/{claim}'s volume {volume_name} is not a directory on "
+                "this machine (hostPath or local): the rsync mover copies between those only"
+            )
+        found[claim] = path
+    return found
+
+
+@task(**CLUSTER_TASK)
+def provision_claims(
+    block: KubeCluster, manifests: list[Manifest], timeout: float, dry_run: bool
+) -> list[Action]:
+    """Create the claims (those already there are kept as they are) and wait until each is
+    bound to its volume."""
+    api, where = client(block), cluster_name(block)
+    actions = []
+    for manifest in manifests:
+        meta = manifest["metadata"]
+        try:
+            get(api, "v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
+            verb = Verb.UNCHANGED  # a claim's spec cannot change once made: keep it
+        except ResourceNotFound:
+            if not dry_run:
+                apply_in_namespace(api, manifest)
+            verb = Verb.CREATE
+        actions.append(Action.of(where, manifest, verb))
+    if dry_run or not manifests:
+        return actions
+    namespace = manifests[0]["metadata"]["namespace"]
+    names = {m["metadata"]["name"] for m in manifests}
+
+    def unbound() -> list[str]:
+        claims = list_objects(api, "v1", "PersistentVolumeClaim", namespace)
+        bound = {
+            c["metadata"]["name"] for c in claims if (c.get("status") or {}).get("phase") == "Bound"
+        }
+        return sorted(names - bound)
+
+    poll_until(
+        unbound,
+        lambda left: not left,
+        timeout=timeout,
+        interval=0.25,
+        waiting_for=f"claims bound in {where}",
+        describe=lambda left: f"unbound: {', '.join(left)}",
+        hint="check that the claims' StorageClass exists there and can provision",
+    )
+    return actions
+
+
+@task(**PRIVATE)
+def copy_round(pairs: Pairs, number: str, bwlimit_mbps: float | None) -> Round:
+    """One rsync pass over every volume, its progress in the run's log while it copies."""
+    logger = get_run_logger()
+    total = Round()
+    for claim, source, target in pairs:
+
+        def say(line: str, claim: str = claim) -> None:
+            logger.info(f"round {number}, {claim}: {line}")
+
+        done = rsync.sync(Path(source), Path(target), bwlimit_mbps=bwlimit_mbps, progress=say)
+        logger.info(f"round {number}, {claim}: {done.bytes:,} bytes in {done.files} files")
+        total = Round(
+            bytes=total.bytes + done.bytes,
+            files=total.files + done.files,
+            seconds=total.seconds + done.seconds,
+        )
+    return total
+
+
+@task(**PRIVATE)
+def changed_since(pairs: Pairs) -> Round:
+    """What a pass would send now, and how long finding it took (rsync's dry run)."""
+    total = Round()
+    for _claim, source, target in pairs:
+        seen = rsync.sync(Path(source), Path(target), dry_run=True)
+        total = Round(
+            bytes=total.bytes + seen.bytes,
+            files=total.files + seen.files,
+            seconds=total.seconds + seen.seconds,
+        )
+    return total
+
+
+@task(**PRIVATE)
+def manifests(pairs: Pairs) -> tuple[dict[str, str], dict[str, str]]:
+    """Both sides' sha256 manifests, paths prefixed by their claim; both sides at once."""
+
+    def side(index: int) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for pair in pairs:
+            for path, digest in checksums.manifest(Path(pair[index])).items():
+                found[f"{pair[0]}/{path}"] = digest
+        return found
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        source, target = pool.map(side, (1, 2))
+    return source, target
+
+
+@task(**PRIVATE)
+def discard_copies(pairs: Pairs, paths: list[str]) -> None:
+    """Remove target files that do not match the source, so that the next pass copies them
+    whole (rsync's quick check would trust a same-sized, same-dated file). Never the source."""
+    targets = {claim: Path(target) for claim, _source, target in pairs}
+    for path in paths:
+        claim, _, relative = path.partition("/")
+        victim = targets[claim] / relative
+        if victim.is_dir() and not victim.is_symlink():
+            shutil.rmtree(victim)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                victim.unlink()
+
+
+@task(**CLUSTER_TASK)
+def stop_workload(block: KubeCluster, namespace: str, name: str, timeout: float) -> Action:
+    """Scale the StatefulSet to 0 and wait until none of its pods is left (writes stopped)."""
+    api, where = client(block), cluster_name(block)
+    k8s.AppsV1Api(api).patch_namespaced_stateful_set_scale(
+        name, namespace, {"spec": {"replicas": 0}}
+    )
+
+    def left() -> int:
+        live = get(api, "apps/v1", "StatefulSet", name, namespace)
+        return int((live.get("status") or {}).get("replicas") or 0)
+
+    poll_until(
+        left,
+        lambda n: n == 0,
+        timeout=timeout,
+        interval=0.25,
+        waiting_for=f"{namespace}/{name} stopped in {where}",
+        describe=lambda n: f"{n} pods left",
+    )
+    return Action(
+        cluster=where, kind="StatefulSet scale", name=name, namespace=namespace, verb=Verb.UPDATE
+    )
+
+
+@task(**CLUSTER_TASK)
+def running_replicas(block: KubeCluster, namespace: str, name: str) -> int:
+    """Replicas the member's StatefulSet asks for now (0 when it has none)."""
+    for live in member_workloads(client(block), f"fleetflow.io/federated-deployment={name}"):
+        if live["metadata"]["namespace"] == namespace and live["kind"] == "StatefulSet":
+            return int((live.get("spec") or {}).get("replicas") or 0)
+    return 0
+
+
+@task(**CLUSTER_TASK)
+def hold_workload(
+    host: KubeCluster, fd: FederatedDeployment, operation: str | None, clusters: list[str] | None
+) -> Action:
+    """Hold the workload for the migration ``operation`` (rebalance and failover leave it as it
+    runs), or with None release it; its placement's clusters set to ``clusters``. This field
+    manager always sets the clusters it means: leaving them out of an apply would delete them."""
+    meta: dict[str, Any] = {"name": fd.name, "namespace": fd.namespace}
+    if operation:
+        meta["annotations"] = {ANNOTATION_MIGRATION: operation}
+    patch: Manifest = {"apiVersion": API_VERSION, "kind": "FederatedDeployment", "metadata": meta}
+    if clusters is not None:
+        patch["spec"] = {"placement": {"clusters": clusters}}
+    apply(client(host), patch, manager=MIGRATION_MANAGER)
+    return Action(
+        cluster=cluster_name(host),
+        kind="FederatedDeployment migration hold",
+        name=fd.name,
+        namespace=fd.namespace,
+        verb=Verb.CREATE if operation else Verb.DELETE,
+    )
+
+
+@task(**CLUSTER_TASK)
+def delete_claims(
+    block: KubeCluster, namespace: str, claims: list[str], dry_run: bool
+) -> list[Action]:
+    """Delete the claims (their volumes go with them, as their StorageClass says)."""
+    api, where = client(block), cluster_name(block)
+    actions = []
+    for claim in claims:
+        if dry_run:
+            try:
+                get(api, "v1", "PersistentVolumeClaim", claim, namespace)
+            except ResourceNotFound:
+                continue
+            gone = True
+        else:
+            gone = delete(api, "v1", "PersistentVolumeClaim", claim, namespace)
+        if gone:
+            actions.append(
+                Action(
+                    cluster=where,
+                    kind="PersistentVolumeClaim",
+                    name=claim,
+                    namespace=namespace,
+                    verb=Verb.DELETE,
+                )
+            )
+    return actions
