@@ -65,6 +65,47 @@ def federated_deployment(
     }
 
 
+def federated_statefulset(
+    federation: str,
+    name: str,
+    namespace: str,
+    member: str,
+    *,
+    volumes: tuple[str, ...] = ("data",),
+    size: str = "1Gi",
+    data: dict[str, Any] | None = None,
+    cpu: str = "100m",
+) -> Manifest:
+    """A StatefulSet of one replica on ``member``, a claim template per volume (the test bed's
+    default StorageClass makes each a directory on this machine), exposed in DNS as
+    ``<name>-<namespace>``; ``data``: its ``spec.data`` (residency, datasets)."""
+    fd = federated_deployment(
+        federation,
+        name,
+        namespace,
+        1,
+        placement={"clusters": [member]},
+        hostname=f"{name}-{namespace}",
+        cpu=cpu,
+    )
+    fd["spec"]["kind"] = "StatefulSet"
+    spec = fd["spec"]["template"]["spec"]
+    spec["serviceName"] = name
+    spec["volumeClaimTemplates"] = [
+        {
+            "metadata": {"name": v},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": size}},
+            },
+        }
+        for v in volumes
+    ]
+    if data is not None:
+        fd["spec"]["data"] = data
+    return fd
+
+
 def demo_workloads(members: list[str], federation: str) -> list[Manifest]:
     """Three workloads over the members, and what the web front end needs: a web front end
     weighted towards the first member, exposed in DNS, reading a ConfigMap that follows it

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -30,8 +29,9 @@ from fleetflow.migration import Link, RegionMatrix
 from fleetflow.models import MigrateRequest, RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
-from fleetflow.testbed.demo import federated_deployment
+from fleetflow.testbed.demo import federated_deployment, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
+from fleetflow.testbed.volumes import claim_directories, seed
 from tests.integration.conftest import a_federation, client_for, fleetflow
 
 pytestmark = pytest.mark.integration
@@ -64,32 +64,9 @@ def stateful(
     volumes: tuple[str, ...] = VOLUMES,
     cpu: str = "100m",
 ) -> dict[str, Any]:
-    """A StatefulSet of one replica on ``member``, a volume per name, exposed in DNS."""
-    fd = federated_deployment(
-        federation,
-        name,
-        namespace,
-        1,
-        placement={"clusters": [member]},
-        hostname=f"{name}-{namespace}",
-        cpu=cpu,
+    return federated_statefulset(
+        federation, name, namespace, member, volumes=volumes, data=data, cpu=cpu
     )
-    fd["spec"]["kind"] = "StatefulSet"
-    spec = fd["spec"]["template"]["spec"]
-    spec["serviceName"] = name
-    spec["volumeClaimTemplates"] = [
-        {
-            "metadata": {"name": v},
-            "spec": {
-                "accessModes": ["ReadWriteOnce"],
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        }
-        for v in volumes
-    ]
-    if data is not None:
-        fd["spec"]["data"] = data
-    return fd
 
 
 def statefulset(member: str, namespace: str, name: str = "db") -> dict[str, Any] | None:
@@ -107,16 +84,7 @@ def running(member: str, namespace: str, name: str = "db") -> int:
 
 
 def directories(member: str, namespace: str, name: str = "db") -> dict[str, Path]:
-    """Each claim of the workload on ``member``, and its volume's directory."""
-    api = client_for(member)
-    found = {}
-    for claim in list_objects(api, "v1", "PersistentVolumeClaim", namespace):
-        claim_name = claim["metadata"]["name"]
-        if not claim_name.endswith(f"-{name}-0") or claim["status"].get("phase") != "Bound":
-            continue
-        volume = get(api, "v1", "PersistentVolume", claim["spec"]["volumeName"])
-        found[claim_name] = Path(volume["spec"]["hostPath"]["path"])
-    return found
+    return claim_directories(client_for(member), namespace, name)
 
 
 def deployed(
@@ -138,24 +106,6 @@ def deployed(
         timeout=30,
         waiting_for="the claims bound",
     )
-
-
-def fill(dirs: dict[str, Path], *, small: int, small_size: int, large_mb: int) -> int:
-    """Real files: many small ones (in folders) in each volume but the last, one large one in
-    the last; returns the bytes written."""
-    rng = random.Random(7)
-    names = sorted(dirs)
-    written = 0
-    for claim in names[:-1]:
-        for i in range(small):
-            path = dirs[claim] / f"d{i % 10}" / f"f{i:05}.bin"
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(rng.randbytes(small_size))
-            written += small_size
-    with (dirs[names[-1]] / "large.bin").open("wb") as out:
-        for _ in range(large_mb):
-            out.write(os.urandom(1 << 20))
-    return written + large_mb * (1 << 20)
 
 
 def digests(dirs: dict[str, Path]) -> dict[str, str]:
@@ -192,7 +142,7 @@ def test_a_statefulset_moves_to_the_region_of_its_data_byte_for_byte_with_its_do
         data={"datasets": [{"name": "events", "region": "eu-west", "sizeGB": 500}]},
     )
     source = deployed(testbed, fleet, namespace, fd, a)
-    total = fill(source, small=2000, small_size=8192, large_mb=160)
+    total = seed(source, small=2000, small_size=8192, large_mb=160)
     before = digests(source)
     assert total > 170_000_000 and len(before) == 4001
 
@@ -279,7 +229,7 @@ def test_a_migration_killed_mid_copy_resumes_and_copies_only_what_was_missing(
     monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "5")  # the killed run's lease lapses sooner
     a, _b, c = (m.name for m in testbed.members)
     source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)
-    total = fill(source, small=200, small_size=16384, large_mb=60)
+    total = seed(source, small=200, small_size=16384, large_mb=60)
     before = digests(source)
     code = (
         "from fleetflow.flows.migrate import migrate_workload\n"
@@ -331,7 +281,7 @@ def test_a_staged_migration_held_from_rebalance_then_cut_over_syncs_about_what_c
     a, b, _c = (m.name for m in testbed.members)
     fd = stateful(fleet, namespace, a)
     source = deployed(testbed, fleet, namespace, fd, a)
-    fill(source, small=400, small_size=51200, large_mb=4)
+    seed(source, small=400, small_size=51200, large_mb=4)
     request = MigrateRequest(federation=fleet, namespace=namespace, name="db", target=b)
 
     migrate_workload(request.model_copy(update={"cutover": False}))
@@ -370,7 +320,7 @@ def test_a_corrupt_copy_stops_the_cutover_and_the_source_serves_untouched(
 ) -> None:
     a, _b, c = (m.name for m in testbed.members)
     source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)
-    fill(source, small=100, small_size=4096, large_mb=8)
+    seed(source, small=100, small_size=4096, large_mb=8)
     before = digests(source)
     request = MigrateRequest(federation=fleet, namespace=namespace, name="db", target=c)
     migrate_workload(request.model_copy(update={"cutover": False}))
