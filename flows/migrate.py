@@ -176,8 +176,10 @@ def _already(op: Operation, request: MigrateRequest, federation: str) -> Report:
 
 def _publish_choice(plan: MigrationPlan) -> None:
     assert plan.choice is not None
-    for line in plan.choice.lines():
-        get_run_logger().info(line)
+    get_run_logger().info(
+        f"{plan.workload.key}: {plan.source} -> {plan.target}, "
+        f"{len(plan.choice.rows)} members scored (the migrate-plan artifact explains each)"
+    )
     create_markdown_artifact(
         markdown=plan.choice.markdown(),
         key="migrate-plan",
@@ -404,7 +406,7 @@ def _report(run: PhasedRun, plan: MigrationPlan, federation: str) -> Report:
             f"verified, {len(rounds)} pre-copy rounds, final sync {final.bytes if final else 0:,}"
             " bytes, downtime " + (f"{stopped:.2f}s" if stopped is not None else "unknown")
         )
-    report = Report(procedure=f"migrate {key}", actions=run.actions, notes=run.notes)
+    report = Report(procedure=f"migrate {key}", actions=run.actions, notes=[*run.notes, message])
     return publish(report, key=f"migrate-{federation}", message=message)
 
 

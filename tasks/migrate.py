@@ -18,7 +18,6 @@ from fleetflow.controlplane import API_VERSION, Manifest
 from fleetflow.errors import ResourceNotFound, TransferFailed
 from fleetflow.federated import ANNOTATION_MIGRATION, FederatedDeployment
 from fleetflow.kube import apply, delete, get, list_objects
-from fleetflow.kube.workloads import member_workloads
 from fleetflow.migration import Round
 from fleetflow.models import Action, Verb
 from fleetflow.polling import poll_until
@@ -194,10 +193,11 @@ def stop_workload(block: KubeCluster, namespace: str, name: str, timeout: float)
 @task(**CLUSTER_TASK)
 def running_replicas(block: KubeCluster, namespace: str, name: str) -> int:
     """Replicas the member's StatefulSet asks for now (0 when it has none)."""
-    for live in member_workloads(client(block), f"fleetflow.io/federated-deployment={name}"):
-        if live["metadata"]["namespace"] == namespace and live["kind"] == "StatefulSet":
-            return int((live.get("spec") or {}).get("replicas") or 0)
-    return 0
+    try:
+        live = get(client(block), "apps/v1", "StatefulSet", name, namespace)
+    except ResourceNotFound:
+        return 0
+    return int((live.get("spec") or {}).get("replicas") or 0)
 
 
 @task(**CLUSTER_TASK)
