@@ -2,10 +2,16 @@
 
 Volumes are reached by their directories on this machine (hostPath or local
 PersistentVolumes, as the test bed's storage class makes them, or any single-machine setup).
-Each pass is ``rsync -a --delete --partial``: a delta transfer that sends only what changed,
-keeps a partly sent file when interrupted, and removes what the source no longer has (a crashed
-pass's temporary files too), so that the two trees end up equal. Its figures come from rsync's
-own ``--stats``; its progress (``--info=progress2``) goes to a callback while it copies.
+Each pass is ``rsync -a --delete --inplace --no-whole-file``: files whose size or time differ
+are sent as a delta against what the target already holds, and what the source no longer has is
+removed, so that the two trees end up equal. ``--partial`` keeps a partly sent file only when
+rsync is stopped by a signal it can handle; a worker killed outright (SIGKILL, out of memory)
+leaves its temporary file unused. Writing in place survives that: a rerun finds the half-sent
+file and sends only the rest (the target serves nothing while it is copied to, and verification
+reads every byte anyway). ``--no-whole-file`` keeps the delta transfer that rsync turns off
+between local directories. The figures come from rsync's own ``--stats``: the bytes it actually
+sent (literal data) and the files it updated; its progress (``--info=progress2``) goes to a
+callback while it copies.
 """
 
 from __future__ import annotations
@@ -25,14 +31,17 @@ Progress = Callable[[str], None]
 
 _PROGRESS = re.compile(r"^\s*([\d,]+)\s+(\d+)%\s+(\S+)\s+(\S+)")
 _FILES = re.compile(r"Number of regular files transferred:\s*([\d,]+)")
-_BYTES = re.compile(r"Total transferred file size:\s*([\d,]+)")
+_SENT = re.compile(r"Literal data:\s*([\d,]+)")
+_SIZE = re.compile(r"Total transferred file size:\s*([\d,]+)")
 
 
 class Pass(BaseModel):
-    """What one rsync pass moved: the size of the files it sent, how many, and how long."""
+    """What one rsync pass moved: the bytes it sent, the files it updated and their size, and
+    how long it took. A dry run sends nothing: its ``size`` is what a pass would update."""
 
     bytes: int = 0
     files: int = 0
+    size: int = 0
     seconds: float = 0.0
 
 
@@ -47,7 +56,8 @@ def rsync_binary() -> str:
 
 
 def _args(source: Path, target: Path, *, dry_run: bool, bwlimit_mbps: float | None) -> list[str]:
-    args = [rsync_binary(), "-a", "--delete", "--partial", "--stats", "--numeric-ids"]
+    args = [rsync_binary(), "-a", "--delete", "--inplace", "--no-whole-file", "--stats"]
+    args.append("--numeric-ids")
     if dry_run:
         args.append("--dry-run")
     else:
@@ -108,7 +118,8 @@ def sync(
         )
     stats = "\n".join(tail)
     return Pass(
-        bytes=_number(_BYTES, stats),
+        bytes=_number(_SENT, stats),
         files=_number(_FILES, stats),
+        size=_number(_SIZE, stats),
         seconds=time.monotonic() - start,
     )

@@ -127,7 +127,7 @@ def changed_since(pairs: Pairs) -> Round:
     for _claim, source, target in pairs:
         seen = rsync.sync(Path(source), Path(target), dry_run=True)
         total = Round(
-            bytes=total.bytes + seen.bytes,
+            bytes=total.bytes + seen.size,  # at most the files it would update, whole
             files=total.files + seen.files,
             seconds=total.seconds + seen.seconds,
         )
