@@ -204,6 +204,8 @@ class Move:
         self.fd = plan.workload
         self._pairs: Pairs | None = None
         self.rounds: list[Round] = []
+        self.cut_over = False
+        """The target runs it Ready and its DNS may answer there: no rollback from here."""
 
     @property
     def pairs(self) -> Pairs:
@@ -310,6 +312,7 @@ class Move:
             raise WaitTimeout(
                 f"{self.fd.key} is not Ready on {self.plan.target} after {self.request.deadline:g}s"
             )
+        self.cut_over = True  # Ready there, DNS switched by the rebalance, the source copy gone
         return Done(actions=done.actions, result={"servingAt": stamp(datetime.now(UTC))})
 
     def switch(self) -> Done:
@@ -344,6 +347,9 @@ class Move:
         """Before the target took over: release the hold and let a rebalance of this workload
         start the source again (its placement names the source); nothing of it is deleted."""
         logger = get_run_logger()
+        if self.cut_over:
+            logger.warning(f"{exc}: the target already serves; not rolled back: rerun to finish")
+            return
         logger.warning(f"{type(exc).__name__}: {exc}; rolling back: the source serves again")
         try:
             hold_workload(self.host, self.fd, None, self.plan.clusters)
