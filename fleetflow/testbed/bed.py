@@ -11,6 +11,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,12 +28,18 @@ from pydantic import SecretStr
 
 from fleetflow.controlplane import DNS_CRD_NAME, dns_endpoint_crd
 from fleetflow.errors import ClusterError, TestbedError
-from fleetflow.kube import ClusterCredentials, api_client, apply
+from fleetflow.kube import ClusterCredentials, api_client, apply, list_objects
 from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.testbed import build, dns, memory
-from fleetflow.testbed.spec import TestbedSpec, kwokctl_config, node_manifests, storage_class
+from fleetflow.testbed.spec import (
+    HOSTPATH_ROOT,
+    TestbedSpec,
+    kwokctl_config,
+    node_manifests,
+    storage_class,
+)
 
 Progress = Callable[[str], None]
 READY_TIMEOUT = 120.0
@@ -208,6 +215,7 @@ def _restart(cluster: str) -> None:
 
 
 def _add_nodes(spec: TestbedSpec, member: str) -> None:
+    """Its kwok nodes, and its default StorageClass."""
     client = api_client(credentials(member))
     existing = {n.metadata.name for n in k8s.CoreV1Api(client).list_node().items}
     for node in node_manifests(spec.member(member), spec.node):
@@ -368,6 +376,20 @@ def up(
     return spec
 
 
+def _remove_volumes(cluster: str) -> None:
+    """The directories of the cluster's hostPath volumes (its provisioner made them under
+    /tmp/hostpath_pv, beside other beds' own): they would outlive the cluster. A cluster that
+    does not answer keeps them."""
+    try:
+        volumes = list_objects(api_client(credentials(cluster, 5)), "v1", "PersistentVolume")
+    except (ClusterError, TestbedError):
+        return
+    for volume in volumes:
+        path = ((volume.get("spec") or {}).get("hostPath") or {}).get("path") or ""
+        if path.startswith(HOSTPATH_ROOT):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def down(progress: Progress = print) -> None:
     """Stop the DNS chain, stop and delete every test-bed cluster; leave no process behind."""
     if dns.running(_dns_dir(), build.bin_dir()):
@@ -378,6 +400,7 @@ def down(progress: Progress = print) -> None:
     running = processes()
     for cluster in sorted(_existing_clusters()):
         progress(f"deleting cluster {cluster}")
+        _remove_volumes(cluster)
         _kwokctl("--name", cluster, "delete", "cluster", check=False)
         kubeconfig_path(cluster).unlink(missing_ok=True)
     for pid in (pid for pids in running.values() for pid in pids.values()):

@@ -239,6 +239,9 @@ STORAGE_CLASS = "fleetflow-local"
 each claim's volume a real directory on this machine (under /tmp/hostpath_pv), which
 migration's rsync mover copies. Upstream code, for tests and development only."""
 
+HOSTPATH_ROOT = "/tmp/hostpath_pv/"
+"""Where kube-controller-manager's hostPath provisioner makes volumes (fixed upstream)."""
+
 STORAGE_PATCH = (
     "componentsPatches:\n"
     "- name: kube-controller-manager\n"

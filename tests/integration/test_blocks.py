@@ -104,4 +104,5 @@ def test_federation_block_names_clusters_and_holds_no_secret(prefect_server: Non
         "dns_zone": "fleet.local",
         "dns_server": None,
         "health": None,
+        "regions": None,
     }

@@ -226,7 +226,7 @@ def _lease_lapsed(testbed: TestbedSpec, federation: str, namespace: str) -> None
 def test_a_migration_killed_mid_copy_resumes_and_copies_only_what_was_missing(
     fleet: str, testbed: TestbedSpec, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "5")  # the killed run's lease lapses sooner
+    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "3")  # the killed run's lease lapses sooner
     a, _b, c = (m.name for m in testbed.members)
     source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)
     total = seed(source, small=200, small_size=16384, large_mb=60)
