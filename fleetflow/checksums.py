@@ -1,4 +1,5 @@
-"""sha256 manifests of a directory tree: every regular file's digest by its relative path.
+"""sha256 manifests of a directory tree (every regular file's digest by its relative path), and
+what its files hold.
 
 Files are hashed in parallel threads: ``hashlib`` releases the GIL while it digests, so a tree
 of many files hashes at about the disks' speed instead of one core's. A symbolic link is
@@ -26,6 +27,15 @@ def _digest(root: Path, relative: str) -> str:
         return "->" + os.readlink(path)
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def usage(root: Path) -> int:
+    """The bytes of every regular file under ``root``."""
+    return sum(
+        os.lstat(os.path.join(root, path)).st_size
+        for path in _files(root)
+        if not os.path.islink(os.path.join(root, path))
+    )
 
 
 def manifest(root: Path, workers: int | None = None) -> dict[str, str]:

@@ -86,11 +86,10 @@ class RegionMatrix(BaseModel):
 
 class Volume(BaseModel):
     """One claim template of the workload: its name and the bytes each replica's claim asks
-    for (``used``: what the source's claims hold, once measured)."""
+    for."""
 
     name: str
     requested: int
-    used: int | None = None
 
 
 def claim_volumes(fd: FederatedDeployment) -> list[Volume]:
@@ -248,9 +247,10 @@ def _row(s: Score) -> str:
     )
 
 
-def data_bytes(volumes: Sequence[Volume], replicas: int) -> int:
-    """The bytes to move: what the claims hold once measured, else what they ask for."""
-    return sum((v.used if v.used is not None else v.requested * replicas) for v in volumes)
+def data_bytes(volumes: Sequence[Volume], replicas: int, used: int | None = None) -> int:
+    """The bytes to move: what the claims hold (``used``) once measured, else what they ask
+    for."""
+    return used if used is not None else sum(v.requested * replicas for v in volumes)
 
 
 def choose_target(
@@ -260,11 +260,12 @@ def choose_target(
     matrix: RegionMatrix,
     replicas: int,
     *,
-    volumes: Sequence[Volume] | None = None,
+    used: int | None = None,
     named: str | None = None,
 ) -> Choice:
     """Score every member but the source; the cheapest that fits is the target (or ``named``,
-    if it fits). Nothing fits: ``MigrationRefused`` says why each member was excluded."""
+    if it fits). Nothing fits: ``MigrationRefused`` says why each member was excluded.
+    ``used``: the bytes the claims hold (else what they ask for is scored)."""
     data = fd.spec.data or DataSpec()
     allowed: set[str] | None = None
     if data.residency is not None:
@@ -280,7 +281,7 @@ def choose_target(
     if named is not None and named not in {m.name for m in members}:
         known = ", ".join(sorted(m.name for m in members)) or "none"
         raise InvalidRequest(f"no member {named!r} in this federation (members: {known})")
-    moving = data_bytes(volumes if volumes is not None else claim_volumes(fd), replicas)
+    moving = data_bytes(claim_volumes(fd), replicas, used)
     if allowed is not None and source.region not in allowed:
         allowed_text = ", ".join(sorted(allowed))
         note = f" (it runs in {source.region}, outside {allowed_text}: moving it fixes that)"
@@ -463,9 +464,11 @@ def decide_migration(
     *,
     named: str | None,
     record: Mapping[str, object] | None = None,
+    used: int | None = None,
 ) -> MigrationPlan:
     """Where ``key`` moves from and to. ``record``: the parameters of its unfinished
-    operation, which a resumed run keeps to."""
+    operation, which a resumed run keeps to; ``used``: the bytes its claims hold, once
+    measured on the source (else the claims' requested size is scored)."""
     fd = find_workload(seen.view.workloads, key)
     check_migratable(fd)
     if record:
@@ -506,7 +509,7 @@ def decide_migration(
         for name, view in sorted(seen.found.members.items())
     ]
     source = next(c for c in candidates if c.name == running[0])
-    choice = choose_target(fd, source, candidates, matrix, fd.spec.replicas, named=named)
+    choice = choose_target(fd, source, candidates, matrix, fd.spec.replicas, named=named, used=used)
     try:
         select(moved_placement(fd, choice.target), seen.found.members)
     except PlacementError as exc:

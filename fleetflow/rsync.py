@@ -96,7 +96,7 @@ def sync(
     )
     assert proc.stdout is not None and proc.stderr is not None
     tail: list[str] = []
-    shown = 0.0
+    shown = start  # the first line after ``every`` seconds: a quick pass says nothing
     for raw in proc.stdout:
         line = raw.rstrip("\n")
         match = _PROGRESS.match(line)

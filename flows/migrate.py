@@ -72,6 +72,7 @@ from fleetflow.tasks.migrate import (
     provision_claims,
     running_replicas,
     stop_workload,
+    used_bytes,
 )
 from fleetflow.tasks.operations import read_operation, save_operation
 from fleetflow.tasks.rebalance import wait_members_ready
@@ -96,9 +97,12 @@ def migrate_workload(request: MigrateRequest) -> Report:
         op = None  # cleaned up: a new migration starts a new record
     seen, blocks = probe(view, federation, trust_watcher=False)
     record = op.parameters if op is not None else None
-    plan = decide_migration(
-        seen, key, federation.region_matrix(), named=request.target, record=record
-    )
+    matrix = federation.region_matrix()
+    plan = decide_migration(seen, key, matrix, named=request.target, record=record)
+    if plan.choice is not None and (source := blocks.get(plan.source)) is not None:
+        # Scored again with what the claims hold: they may ask for far more than they use.
+        used = used_bytes(source, plan.source, request.namespace, plan.claims)
+        plan = decide_migration(seen, key, matrix, named=request.target, used=used)
     if record and request.target not in (None, plan.target):
         raise InvalidRequest(
             f"{key}: an unfinished migration to {plan.target} is on record; rerun without "
@@ -212,8 +216,8 @@ class Move:
         """Per claim, the source's and the target's directories (read once the claims exist)."""
         if self._pairs is None:
             ns, claims = self.fd.namespace, self.plan.claims
-            source = claim_directories(self.source, ns, claims)
-            target = claim_directories(self.target, ns, claims)
+            source = claim_directories(self.source, self.plan.source, ns, claims)
+            target = claim_directories(self.target, self.plan.target, ns, claims)
             self._pairs = [(c, source[c], target[c]) for c in claims]
         return self._pairs
 
@@ -223,7 +227,9 @@ class Move:
     def provision(self) -> Done:
         self._hold()
         claims = claim_manifests(self.fd, self.plan.replicas, self.federation.name)
-        actions = provision_claims(self.target, claims, self.request.deadline, False)
+        actions = provision_claims(
+            self.target, self.plan.target, claims, self.request.deadline, False
+        )
         return Done(actions=actions, message=f"{len(claims)} claims bound on {self.plan.target}")
 
     def _round(self, label: str) -> Round:
@@ -267,7 +273,9 @@ class Move:
             rate = throughput([*recorded, *self.rounds])
         self._hold()
         at = datetime.now(UTC)
-        stopped = stop_workload(self.source, self.fd.namespace, self.fd.name, self.request.deadline)
+        stopped = stop_workload(
+            self.source, self.plan.source, self.fd.namespace, self.fd.name, self.request.deadline
+        )
         return Done(
             actions=[stopped],
             message=f"final sync predicted {predicted:.2f}s ({changed.bytes:,} bytes changed)",
@@ -442,7 +450,7 @@ def cleanup_migration(request: CleanupRequest) -> Report:
             f"{key} runs on {op.parameters['source']} again: its claims are in use; nothing deleted"
         )
     claims = [str(c) for c in op.status.result.get("retained", [])]
-    report.actions = delete_claims(source, request.namespace, claims, request.dry_run)
+    report.actions = delete_claims(source, member, request.namespace, claims, request.dry_run)
     if not request.dry_run:
         save_operation(host, step_done(op, CLEANED, datetime.now(UTC), f"{len(claims)} claims"))
     return publish(report, key=f"migrate-cleanup-{federation.name}")

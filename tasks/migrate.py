@@ -39,9 +39,12 @@ def _volume_path(volume: Manifest) -> str | None:
 
 
 @task(**CLUSTER_TASK)
-def claim_directories(block: KubeCluster, namespace: str, claims: list[str]) -> dict[str, str]:
-    """Each claim's volume directory on this machine (a hostPath or local volume)."""
-    api, where = client(block), cluster_name(block)
+def claim_directories(
+    block: KubeCluster, where: str, namespace: str, claims: list[str]
+) -> dict[str, str]:
+    """Each claim's volume directory on this machine (a hostPath or local volume); ``where``:
+    the member's name."""
+    api = client(block)
     found = {}
     for claim in claims:
         pvc = get(api, "v1", "PersistentVolumeClaim", claim, namespace)
@@ -59,12 +62,23 @@ def claim_directories(block: KubeCluster, namespace: str, claims: list[str]) -> 
 
 
 @task(**CLUSTER_TASK)
+def used_bytes(block: KubeCluster, where: str, namespace: str, claims: list[str]) -> int | None:
+    """What the claims hold, when their volumes are directories on this machine; else None
+    (the plan then scores what they ask for)."""
+    try:
+        found = claim_directories.fn(block, where, namespace, claims)
+    except TransferFailed:
+        return None
+    return sum(checksums.usage(Path(path)) for path in found.values())
+
+
+@task(**CLUSTER_TASK)
 def provision_claims(
-    block: KubeCluster, manifests: list[Manifest], timeout: float, dry_run: bool
+    block: KubeCluster, where: str, manifests: list[Manifest], timeout: float, dry_run: bool
 ) -> list[Action]:
     """Create the claims (those already there are kept as they are) and wait until each is
     bound to its volume."""
-    api, where = client(block), cluster_name(block)
+    api = client(block)
     actions = []
     for manifest in manifests:
         meta = manifest["metadata"]
@@ -166,9 +180,11 @@ def discard_copies(pairs: Pairs, paths: list[str]) -> None:
 
 
 @task(**CLUSTER_TASK)
-def stop_workload(block: KubeCluster, namespace: str, name: str, timeout: float) -> Action:
+def stop_workload(
+    block: KubeCluster, where: str, namespace: str, name: str, timeout: float
+) -> Action:
     """Scale the StatefulSet to 0 and wait until none of its pods is left (writes stopped)."""
-    api, where = client(block), cluster_name(block)
+    api = client(block)
     k8s.AppsV1Api(api).patch_namespaced_stateful_set_scale(
         name, namespace, {"spec": {"replicas": 0}}
     )
@@ -225,10 +241,10 @@ def hold_workload(
 
 @task(**CLUSTER_TASK)
 def delete_claims(
-    block: KubeCluster, namespace: str, claims: list[str], dry_run: bool
+    block: KubeCluster, where: str, namespace: str, claims: list[str], dry_run: bool
 ) -> list[Action]:
     """Delete the claims (their volumes go with them, as their StorageClass says)."""
-    api, where = client(block), cluster_name(block)
+    api = client(block)
     actions = []
     for claim in claims:
         if dry_run:

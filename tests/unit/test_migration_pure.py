@@ -110,6 +110,8 @@ def test_the_cheapest_member_that_fits_is_chosen_and_the_table_explains_every_on
     assert eu.move_cost == pytest.approx(eu.move_bytes / GB * 0.05)
     assert eu.transfer_seconds == pytest.approx(eu.move_bytes / MB / 50)
     assert "<- target" in choice.lines()[0] and "| us2 | us |" in choice.markdown()
+    measured = choose_target(db(), SOURCE, members(), MATRIX, 1, used=10 * MB)
+    assert measured.rows[1].move_bytes == 10 * MB  # what the claims hold, once measured
 
 
 def test_the_data_it_reads_pulls_it_to_its_region_unless_residency_keeps_it() -> None:
