@@ -46,6 +46,15 @@ class OperationStatus(WireModel):
     steps: list[Step] = Field(default_factory=list)
     result: dict[str, Any] = Field(default_factory=dict)
 
+    def wire(self) -> dict[str, Any]:
+        # An empty map is left out: applied as {} over a record's earlier result (a new
+        # migration of a workload moved before), the apiserver stores null, which the schema
+        # refuses; left out, this field manager's earlier keys are simply removed.
+        found = super().wire()
+        if not found.get("result"):
+            found.pop("result", None)
+        return found
+
 
 class Operation(BaseModel):
     """A procedure's record: what it acts on (spec) and how far it got (status)."""

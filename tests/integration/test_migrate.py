@@ -200,6 +200,12 @@ def test_a_statefulset_moves_to_the_region_of_its_data_byte_for_byte_with_its_do
     )
     assert digests(target) == before
 
+    # Cleaned up, it may move again: a new record, and its data back where it was.
+    migrate_workload(MigrateRequest(federation=fleet, namespace=namespace, name="db", target=a))
+    op = operation(testbed, fleet, namespace)
+    assert op["spec"]["parameters"]["source"] == c and op["status"]["phase"] == "Succeeded"
+    assert digests(directories(a, namespace)) == before and running(a, namespace) == 1
+
 
 def _lease_lapsed(testbed: TestbedSpec, federation: str, namespace: str) -> None:
     host = client_for(testbed.host)

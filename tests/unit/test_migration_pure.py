@@ -30,7 +30,7 @@ from fleetflow.migration import (
     throughput,
 )
 from fleetflow.objects import FederatedObjects
-from fleetflow.operations import Operation, Step, rolled_back
+from fleetflow.operations import Operation, OperationStatus, Step, rolled_back
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, MemberView, Observed, plan_workload
 from fleetflow.registry import MemberCluster
@@ -284,3 +284,6 @@ def test_a_rolled_back_record_keeps_only_what_stays_valid() -> None:
     op = op.model_copy(update={"status": op.status.model_copy(update={"steps": steps})})
     kept = rolled_back(op, ("provisioned", "pre-copied"))
     assert [s.name for s in kept.status.steps] == ["provisioned", "pre-copied"]
+    # A new record over a finished one leaves its result out rather than apply {} (null).
+    assert "result" not in OperationStatus().wire()
+    assert OperationStatus(result={"files": 3}).wire()["result"] == {"files": 3}
