@@ -60,6 +60,7 @@ from fleetflow.models import CleanupRequest, MigrateRequest, RebalanceRequest, R
 from fleetflow.operations import Operation, parse_stamp, rolled_back, stamp, step_done
 from fleetflow.settings import settings
 from fleetflow.tasks.host import list_members, observe_host
+from fleetflow.tasks.member import unreachable_reason
 from fleetflow.tasks.migrate import (
     Pairs,
     changed_since,
@@ -250,8 +251,8 @@ class Move:
         )
 
     def quiesce(self, op: Operation) -> Done:
-        """Stop the source once the final sync is predicted to fit the budget; until then
-        (within the round limit) pre-copy more while it serves."""
+        """Stop the source once the final sync is predicted to fit the budget (until then,
+        within the round limit, pre-copy more while it serves) and the target answers."""
         recorded = [Round.model_validate(r) for r in op.status.result.get("precopy", [])]
         rate = throughput([*recorded, *self.rounds])
         link = self.federation.region_matrix().between(None, None)
@@ -271,6 +272,11 @@ class Move:
             extra += 1
             self._round(f"top-up {extra}")
             rate = throughput([*recorded, *self.rounds])
+        if reason := unreachable_reason(self.target):
+            raise MigrationHalted(
+                f"{self.plan.target} does not answer ({reason}): the source was not stopped and "
+                "still serves; rerun once the target is back"
+            )
         self._hold()
         at = datetime.now(UTC)
         stopped = stop_workload(
