@@ -144,6 +144,7 @@ class HostObject(BaseModel):
     finalizers: list[str] = Field(default_factory=list)
     deleting: bool = False
     orphan: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
     migration: str | None = None
     """The migration holding it (its operation record), if one does."""
     status: WireModel
@@ -172,6 +173,7 @@ class HostObject(BaseModel):
             "deleting": bool(meta.get("deletionTimestamp")),
             "orphan": (meta.get("annotations") or {}).get(ANNOTATION_ORPHAN) == "true",
             "migration": (meta.get("annotations") or {}).get(ANNOTATION_MIGRATION),
+            "labels": meta.get("labels") or {},
         }
 
     def status_patch(self) -> dict[str, Any]:

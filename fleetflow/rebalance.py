@@ -143,10 +143,12 @@ def plan_workload(
     max_moves: int | None = None,
     *,
     capped: bool = False,
+    hold: str | None = None,
 ) -> WorkloadPlan:
     """Plan one workload; a bad placement becomes ``error`` and plans nothing. A workload being
     deleted is removed from every member that runs it (unless it asked to orphan them).
-    ``capped``: every member's free room caps what it gets, whatever the placement's mode."""
+    ``capped``: every member's free room caps what it gets, whatever the placement's mode.
+    ``hold``: why this run leaves it as it runs (so does a migration holding it)."""
     plan = WorkloadPlan(key=fd.key)
     current = {
         m: v.deployments[fd.key].replicas for m, v in members.items() if fd.key in v.deployments
@@ -158,10 +160,10 @@ def plan_workload(
     plan.ready = {
         m: v.deployments[fd.key].ready for m, v in members.items() if fd.key in v.deployments
     }
-    if fd.deleting:
+    if fd.deleting and not hold:
         return plan_deletion(fd, plan, members)
-    if fd.migration:
-        plan.held = f"being migrated (operation {fd.migration}): left as it runs"
+    if hold or fd.migration:
+        plan.held = hold or f"being migrated (operation {fd.migration}): left as it runs"
         plan.replicas = dict(current)
         plan.reasons = {m: plan.held for m in current}
         return plan

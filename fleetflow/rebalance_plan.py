@@ -205,16 +205,32 @@ class RebalancePlan(BaseModel):
             raise PlacementError("; ".join(workload_errors))
 
 
+OUTSIDE = "outside this run's name and labels: left as it runs"
+
+
+def _named(fd: FederatedDeployment, request: RebalanceRequest) -> bool:
+    """The run's name and labels select it (its namespace was selected by the read)."""
+    if request.name is not None and fd.name != request.name:
+        return False
+    return request.labels.items() <= fd.labels.items()
+
+
 def decide_rebalance(
     seen: Snapshot, request: RebalanceRequest, *, federation: str, zone: str
 ) -> RebalancePlan:
     """The rebalance of what the host holds over the members as probed. Pure."""
     view, found = seen.view, seen.found
-    if request.name and not view.workloads:
+    named = [fd for fd in view.workloads if _named(fd, request)]
+    if request.name and not named:
         where = f" in namespace {request.namespace}" if request.namespace else ""
         raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
     workloads, objects = view.workloads, view.objects
-    plans = {fd.key: plan_workload(fd, found.members, request.max_moves) for fd in workloads}
+    plans = {
+        fd.key: plan_workload(
+            fd, found.members, request.max_moves, hold=None if fd in named else OUTSIDE
+        )
+        for fd in workloads
+    }
     joined: Mapping[str, list[str]] = {m.name: m.namespaces for m in view.members}
     placed = plan_objects(
         objects.valid,
@@ -235,5 +251,5 @@ def decide_rebalance(
         plans=plans,
         placed=placed,
         writes=write_plan(workloads, plans, found.members, federation),
-        protect=[*to_protect(workloads), *objects_to_protect(objects.valid)],
+        protect=[*to_protect(workloads, plans), *objects_to_protect(objects.valid)],
     )

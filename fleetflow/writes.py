@@ -170,9 +170,16 @@ def workload_status(fd: FederatedDeployment, plan: WorkloadPlan) -> FederatedDep
     return None if status == fd.status else fd.model_copy(update={"status": status})
 
 
-def to_protect(workloads: Iterable[FederatedDeployment]) -> list[FederatedDeployment]:
-    """Workloads that need our finalizer before anything is propagated for them."""
-    return [fd for fd in workloads if not fd.deleting and not fd.protected]
+def to_protect(
+    workloads: Iterable[FederatedDeployment], plans: dict[str, WorkloadPlan] | None = None
+) -> list[FederatedDeployment]:
+    """Workloads that need our finalizer before anything is propagated for them (none that
+    this run leaves as they run)."""
+    return [
+        fd
+        for fd in workloads
+        if not fd.deleting and not fd.protected and not (plans and plans[fd.key].held)
+    ]
 
 
 def to_release(
@@ -188,6 +195,7 @@ def to_release(
         for fd in workloads
         if fd.deleting
         and fd.protected
+        and not plans[fd.key].held
         and not plans[fd.key].blocked_by
         and not failed & set(plans[fd.key].remove_from)
     ]

@@ -85,3 +85,23 @@ def test_unknown_names_and_impossible_plans_are_errors() -> None:
     with pytest.raises(PlacementError):
         plan.raise_errors()
     plan.model_copy(update={"dry_run": True}).raise_errors()  # a dry run only says so
+
+
+def test_a_run_filtered_by_name_writes_only_that_workload_and_plans_the_others_as_they_run() -> (
+    None
+):
+    web, db = fd(6), fd(3).model_copy(update={"name": "db"})
+    seen = snapshot({"us": 6}, workload=web)
+    seen = seen.model_copy(update={"view": seen.view.model_copy(update={"workloads": [web, db]})})
+    plan = decide_rebalance(
+        seen, RebalanceRequest(federation="prod", name="db"), federation="prod", zone="z"
+    )
+    assert plan.plans["shop/web"].held == "outside this run's name and labels: left as it runs"
+    assert plan.plans["shop/web"].replicas == {"us": 6}  # what follows it stays where it runs
+    written = {m["metadata"]["name"] for w in plan.writes.ups.values() for m in w.apply}
+    assert written == {"db"} and plan.writes.downs == {}
+    assert [o.key for o in plan.protect] == ["shop/db"]
+    with pytest.raises(UnknownName, match="no FederatedDeployment named 'nope'"):
+        decide_rebalance(
+            seen, RebalanceRequest(federation="prod", name="nope"), federation="prod", zone="z"
+        )
