@@ -77,8 +77,8 @@ from fleetflow.tasks.migrate import (
 )
 from fleetflow.tasks.operations import read_operation, save_operation
 from fleetflow.tasks.rebalance import wait_members_ready
-from fleetflow.tasks.traffic import list_endpoints, wait_answers
-from fleetflow.traffic import expected_answers
+from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, wait_answers
+from fleetflow.traffic import endpoint, expected_answers, record
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
 CLEANED = "source-cleaned"
@@ -119,7 +119,8 @@ def migrate_workload(request: MigrateRequest) -> Report:
             message=f"migrate {key}: would move from {plan.source} to {plan.target} (dry run)",
         )
     op = op or _record(plan, federation)
-    move = Move(federation, host, blocks, plan, request)
+    ingress = {m.name: m.spec.ingress_address for m in view.members}
+    move = Move(federation, host, blocks, plan, request, ingress)
     lease = f"fleetflow-migrate-{request.namespace}-{request.name}"
     with phased(host, op, PHASES, lease=lease, refusal=_busy(key)) as run:
         try:
@@ -202,11 +203,13 @@ class Move:
         blocks: dict[str, KubeCluster | None],
         plan: MigrationPlan,
         request: MigrateRequest,
+        ingress: dict[str, str | None],
     ) -> None:
         self.federation, self.host, self.plan, self.request = federation, host, plan, request
         self.source = _block(blocks, plan.source)
         self.target = _block(blocks, plan.target)
         self.fd = plan.workload
+        self.ingress = ingress
         self._pairs: Pairs | None = None
         self.rounds: list[Round] = []
         self.cut_over = False
@@ -330,19 +333,21 @@ class Move:
         return Done(actions=done.actions, result={"servingAt": stamp(datetime.now(UTC))})
 
     def switch(self) -> Done:
-        """With a DNS name and the federation's DNS server known: wait until it answers with
-        the target."""
-        server, exposure = self.federation.dns_server, self.fd.spec.dns
-        if not (server and exposure):
+        """Its DNS name to the target alone (the rebalance wrote it so from what it saw Ready;
+        put right here if the stopped source was still counted); with the federation's DNS
+        server known, wait until it answers so."""
+        if self.fd.spec.dns is None:
             return Done(message="no DNS name to switch")
-        wanted = [
-            e
-            for e in list_endpoints(self.host, self.federation.name).values()
-            if e["metadata"]["namespace"] == self.fd.namespace
-            and e["metadata"]["name"] == self.fd.name
-        ]
-        answers = wait_answers(server, expected_answers(wanted), self.request.deadline)
+        name, zone = self.federation.name, self.federation.dns_zone
+        wanted = endpoint(self.fd, record(self.fd, zone, [self.plan.target], self.ingress), name)
+        actions = apply_endpoints(self.host, [wanted], list_endpoints(self.host, name), False)
+        if not self.federation.dns_server:
+            return Done(actions=actions, result={"switchedAt": stamp(datetime.now(UTC))})
+        answers = wait_answers(
+            self.federation.dns_server, expected_answers([wanted]), self.request.deadline
+        )
         return Done(
+            actions=actions,
             message="; ".join(f"{n}: {a.summary()}" for n, a in answers.items()),
             result={"switchedAt": stamp(datetime.now(UTC))},
         )
