@@ -228,6 +228,20 @@ class Move:
     def _hold(self) -> None:
         hold_workload(self.host, self.fd, self.plan.operation_name, self.plan.clusters)
 
+    def _place(self, clusters: list[str] | None) -> Report:
+        """Release the hold with ``clusters`` as the placement, and let a rebalance of this
+        workload carry it out (make-before-break, DNS following Ready replicas)."""
+        hold_workload(self.host, self.fd, None, clusters)
+        return rebalance_replicas(
+            RebalanceRequest(
+                federation=self.request.federation,
+                namespace=self.fd.namespace,
+                name=self.fd.name,
+                max_moves=None,
+                wait_timeout=self.request.deadline,
+            )
+        )
+
     def provision(self) -> Done:
         self._hold()
         claims = claim_manifests(self.fd, self.plan.replicas, self.federation.name)
@@ -312,16 +326,7 @@ class Move:
     def start(self) -> Done:
         """The placement names the target; a rebalance of this workload starts it there and
         removes the stopped source copy once the target is Ready (its claims stay)."""
-        hold_workload(self.host, self.fd, None, [self.plan.target])
-        done = rebalance_replicas(
-            RebalanceRequest(
-                federation=self.request.federation,
-                namespace=self.fd.namespace,
-                name=self.fd.name,
-                max_moves=None,
-                wait_timeout=self.request.deadline,
-            )
-        )
+        done = self._place([self.plan.target])
         ready = wait_members_ready(
             {self.plan.target: self.target}, {self.plan.target: [self.fd.key]}, 0.1, False
         )
@@ -371,16 +376,7 @@ class Move:
             return
         logger.warning(f"{type(exc).__name__}: {exc}; rolling back: the source serves again")
         try:
-            hold_workload(self.host, self.fd, None, self.plan.clusters)
-            rebalance_replicas(
-                RebalanceRequest(
-                    federation=self.request.federation,
-                    namespace=self.fd.namespace,
-                    name=self.fd.name,
-                    max_moves=None,
-                    wait_timeout=self.request.deadline,
-                )
-            )
+            self._place(self.plan.clusters)
         except Exception as undo:  # the first error is the one to tell; this one is logged
             logger.error(f"rollback incomplete: {undo}; rerun the migration to finish it")
             return

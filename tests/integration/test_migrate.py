@@ -25,7 +25,7 @@ from fleetflow.flows.migrate import migrate_workload
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.kube import apply, get, list_objects
 from fleetflow.lease import LEASE_API, Lease
-from fleetflow.migration import Link, RegionMatrix
+from fleetflow.migration import PHASES, Link, RegionMatrix
 from fleetflow.models import MigrateRequest, RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
@@ -162,16 +162,7 @@ def test_a_statefulset_moves_to_the_region_of_its_data_byte_for_byte_with_its_do
 
     op = operation(testbed, fleet, namespace)
     assert op["status"]["phase"] == "Succeeded"
-    assert [s["name"] for s in op["status"]["steps"]] == [
-        "provisioned",
-        "pre-copied",
-        "quiesced",
-        "final-synced",
-        "verified",
-        "started",
-        "traffic-switched",
-        "source-retained",
-    ]
+    assert tuple(s["name"] for s in op["status"]["steps"]) == PHASES
     result = op["status"]["result"]
     assert result["precopy"][0]["bytes"] == total  # the first round moved everything
     assert result["finalSync"]["bytes"] < total / 100  # nothing was writing: little to sync
