@@ -25,6 +25,7 @@ from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, 
 from fleetflow.errors import InvalidRequest, MigrationRefused, PlacementError, UnknownName
 from fleetflow.federated import LABEL_WORKLOAD, DataSpec, FederatedDeployment
 from fleetflow.rebalance import select
+from fleetflow.rsync import Pass
 from fleetflow.snapshot import Snapshot
 
 GB = 1_000_000_000
@@ -350,21 +351,13 @@ def _score(
     )
 
 
-class Round(BaseModel):
-    """One rsync pass over every volume: bytes and files it moved, and how long it took."""
-
-    bytes: int = 0
-    files: int = 0
-    seconds: float = 0.0
-
-
-def precopy_done(rounds: Sequence[Round], threshold: int, limit: int) -> bool:
+def precopy_done(rounds: Sequence[Pass], threshold: int, limit: int) -> bool:
     """Pre-copying stops once a round moved at most ``threshold`` bytes, or after ``limit``
     rounds: the next would move about what changed during the last."""
     return bool(rounds) and (rounds[-1].bytes <= threshold or len(rounds) >= limit)
 
 
-def throughput(rounds: Sequence[Round]) -> float | None:
+def throughput(rounds: Sequence[Pass]) -> float | None:
     """Bytes per second the copies achieved, from the rounds that moved at least 1 MB."""
     big = [r for r in rounds if r.bytes >= MB and r.seconds > 0]
     if not big:

@@ -246,8 +246,8 @@ class WorkloadDeps(BaseModel):
 def workload_deps(fd: FederatedDeployment, plan: WorkloadPlan) -> WorkloadDeps:
     """Where a workload's dependencies are needed after this run: where it is planned, or
     where it runs now if the run leaves it as it is (an invalid placement, an orphaning
-    deletion, a migration)."""
-    if plan.held:  # a migration scales it: what it needs stays wherever it runs, even at 0
+    deletion, a migration, a run filtered to others)."""
+    if plan.held:  # left as it runs (or at 0, stopped by a migration): its needs stay there
         replicas = {m: max(n, 1) for m, n in plan.current.items()}
     elif plan.error or (plan.deleting and fd.orphan):
         replicas = plan.current

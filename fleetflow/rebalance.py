@@ -78,7 +78,8 @@ class WorkloadPlan(BaseModel):
     blocked_by: list[str] = Field(default_factory=list)
     """Deleting: unreachable members that may still run the workload; its deletion waits."""
     held: str | None = None
-    """Why this run leaves the workload as it runs (a migration moves it)."""
+    """Why this run leaves the workload as it runs (a migration holds it, or the run's filter
+    names others)."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:

@@ -20,8 +20,9 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -43,6 +44,23 @@ class Pass(BaseModel):
     files: int = 0
     size: int = 0
     seconds: float = 0.0
+
+    def __add__(self, other: Pass) -> Pass:
+        """Two passes as one (the volumes of a round, one after the other)."""
+        return Pass(
+            bytes=self.bytes + other.bytes,
+            files=self.files + other.files,
+            size=self.size + other.size,
+            seconds=self.seconds + other.seconds,
+        )
+
+
+def volume_directory(volume: Mapping[str, Any]) -> str | None:
+    """Where a PersistentVolume keeps its data on its machine: a hostPath or local volume's
+    directory; None for any other kind (the mover cannot reach it)."""
+    spec = volume.get("spec") or {}
+    path = (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
+    return str(path) if path else None
 
 
 def rsync_binary() -> str:

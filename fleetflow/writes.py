@@ -86,7 +86,7 @@ def write_plan(
     downs: dict[str, MemberWrites] = {m: MemberWrites() for m in reachable}
     for fd in workloads:
         plan = plans.get(fd.key)
-        if plan is None or plan.error or plan.held:  # not planned, invalid, or migrating
+        if plan is None or plan.error or plan.held:  # not planned, invalid, or left as it runs
             continue
         for member, replicas in plan.replicas.items():
             if member not in reachable:

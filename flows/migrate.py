@@ -45,7 +45,6 @@ from fleetflow.migration import (
     KEPT_ON_ROLLBACK,
     PHASES,
     MigrationPlan,
-    Round,
     claim_manifests,
     decide_migration,
     downtime,
@@ -58,6 +57,7 @@ from fleetflow.migration import (
 )
 from fleetflow.models import CleanupRequest, MigrateRequest, RebalanceRequest, Report
 from fleetflow.operations import Operation, parse_stamp, rolled_back, stamp, step_done
+from fleetflow.rsync import Pass
 from fleetflow.settings import settings
 from fleetflow.tasks.host import list_members, observe_host
 from fleetflow.tasks.member import unreachable_reason
@@ -211,7 +211,7 @@ class Move:
         self.fd = plan.workload
         self.ingress = ingress
         self._pairs: Pairs | None = None
-        self.rounds: list[Round] = []
+        self.rounds: list[Pass] = []
         self.cut_over = False
         """The target runs it Ready and its DNS may answer there: no rollback from here."""
 
@@ -250,7 +250,7 @@ class Move:
         )
         return Done(actions=actions, message=f"{len(claims)} claims bound on {self.plan.target}")
 
-    def _round(self, label: str) -> Round:
+    def _round(self, label: str) -> Pass:
         done = copy_round(self.pairs, label, self.request.bandwidth_mbps)
         self.rounds.append(done)
         get_run_logger().info(
@@ -270,18 +270,18 @@ class Move:
     def quiesce(self, op: Operation) -> Done:
         """Stop the source once the final sync is predicted to fit the budget (until then,
         within the round limit, pre-copy more while it serves) and the target answers."""
-        recorded = [Round.model_validate(r) for r in op.status.result.get("precopy", [])]
+        recorded = [Pass.model_validate(r) for r in op.status.result.get("precopy", [])]
         rate = throughput([*recorded, *self.rounds])
         link = self.federation.region_matrix().between(None, None)
         extra = 0
         while True:
             changed = changed_since(self.pairs)
-            predicted = predicted_sync(changed.bytes, changed.seconds, rate, link)
+            predicted = predicted_sync(changed.size, changed.seconds, rate, link)
             if final_sync_fits(predicted, self.request.downtime_budget):
                 break
             if extra >= self.request.max_precopy_rounds:
                 raise OverBudget(
-                    f"the final sync would take ~{predicted:.1f}s ({changed.bytes:,} bytes "
+                    f"the final sync would take ~{predicted:.1f}s ({changed.size:,} bytes "
                     f"changed), over the {self.request.downtime_budget:g}s downtime budget, after "
                     f"{extra} more pre-copy rounds: the source still serves; rerun when it writes "
                     "less, or give a larger --downtime-budget"
@@ -294,14 +294,14 @@ class Move:
                 f"{self.plan.target} does not answer ({reason}): the source was not stopped and "
                 "still serves; rerun once the target is back"
             )
-        self._hold()
+        self._hold()  # again: a rollback released it, and a rerun resumes here
         at = datetime.now(UTC)
         stopped = stop_workload(
             self.source, self.plan.source, self.fd.namespace, self.fd.name, self.request.deadline
         )
         return Done(
             actions=[stopped],
-            message=f"final sync predicted {predicted:.2f}s ({changed.bytes:,} bytes changed)",
+            message=f"final sync predicted {predicted:.2f}s ({changed.size:,} bytes changed)",
             result={"quiescedAt": stamp(at)},
         )
 
@@ -395,26 +395,14 @@ def _block(blocks: dict[str, KubeCluster | None], member: str) -> KubeCluster:
 def _report(run: PhasedRun, plan: MigrationPlan, federation: str) -> Report:
     """The report, the bytes of each round as a table, and the downtime in the final message."""
     result = run.op.status.result
-    rounds = [Round.model_validate(r) for r in result.get("precopy", [])]
-    final = Round.model_validate(result["finalSync"]) if "finalSync" in result else None
+    rounds = [Pass.model_validate(r) for r in result.get("precopy", [])]
+    final = Pass.model_validate(result["finalSync"]) if "finalSync" in result else None
+    named = [(f"pre-copy {i}", r) for i, r in enumerate(rounds, 1)]
+    named += [("final sync", final)] if final is not None else []
     rows = [
-        {
-            "round": f"pre-copy {i}",
-            "bytes": r.bytes,
-            "files": r.files,
-            "seconds": round(r.seconds, 2),
-        }
-        for i, r in enumerate(rounds, 1)
+        {"round": n, "bytes": r.bytes, "files": r.files, "seconds": round(r.seconds, 2)}
+        for n, r in named
     ]
-    if final is not None:
-        rows.append(
-            {
-                "round": "final sync",
-                "bytes": final.bytes,
-                "files": final.files,
-                "seconds": round(final.seconds, 2),
-            }
-        )
     create_table_artifact(table=rows, key="migrate-rounds", description=plan.workload.key)
     serving = parse_stamp(result.get("switchedAt") or result.get("servingAt"))
     stopped = downtime(parse_stamp(result.get("quiescedAt")), serving)
@@ -454,7 +442,7 @@ def cleanup_migration(request: CleanupRequest) -> Report:
     source = load_cluster(registry[member].spec.credentials_block)
     if running_replicas(source, request.namespace, request.name) > 0:
         raise InvalidRequest(
-            f"{key} runs on {op.parameters['source']} again: its claims are in use; nothing deleted"
+            f"{key} runs on {member} again: its claims are in use; nothing deleted"
         )
     claims = [str(c) for c in op.status.result.get("retained", [])]
     report.actions = delete_claims(source, member, request.namespace, claims, request.dry_run)

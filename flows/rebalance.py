@@ -45,9 +45,6 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     """Plan and apply replica placement for the federated workloads."""
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    # Every workload of the namespace, not only those the filter names: what follows a
-    # workload (its ConfigMaps, Services) is needed wherever any workload runs, so a filtered
-    # run plans the others as they run and writes only what its filter names.
     view = observe_host(host, federation.name, federation.namespace, request.namespace)
     seen, blocks = probe(view, federation, trust_watcher=True)
     plan = decide_rebalance(seen, request, federation=federation.name, zone=federation.dns_zone)

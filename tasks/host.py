@@ -90,16 +90,13 @@ def list_workloads(
     host: KubeCluster,
     federation: str,
     namespace: str | None = None,
-    name: str | None = None,
-    labels: dict[str, str] | None = None,
 ) -> list[FederatedDeployment]:
-    """The federation's FederatedDeployments (of ``namespace``, or all)."""
-    wanted = [federation_selector(federation), *(f"{k}={v}" for k, v in (labels or {}).items())]
+    """The federation's FederatedDeployments (of ``namespace``, or all). Every one: a run
+    that acts on some plans the others as they run (what follows them stays where they are)."""
     found = list_objects(
-        client(host), API_VERSION, "FederatedDeployment", namespace, ",".join(wanted)
+        client(host), API_VERSION, "FederatedDeployment", namespace, federation_selector(federation)
     )
-    workloads = [FederatedDeployment.from_object(o) for o in found]
-    return [w for w in workloads if name is None or w.name == name]
+    return [FederatedDeployment.from_object(o) for o in found]
 
 
 @task(**CLUSTER_TASK)
@@ -131,13 +128,11 @@ def observe_host(
     federation: str,
     registry_namespace: str,
     namespace: str | None = None,
-    name: str | None = None,
-    labels: dict[str, str] | None = None,
 ) -> HostView:
     """The host as a rebalance needs it, in one task run (the reads are quick, and a run on a
     schedule should cost Prefect a task run per step that tells something, not per request)."""
     return HostView(
-        workloads=list_workloads.fn(host, federation, namespace, name, labels),
+        workloads=list_workloads.fn(host, federation, namespace),
         objects=list_federated_objects.fn(host, federation, namespace),
         unassigned=list_unassigned(host, namespace),
         members=list_members.fn(host, registry_namespace, federation),

@@ -18,9 +18,9 @@ from fleetflow.controlplane import API_VERSION, Manifest
 from fleetflow.errors import ResourceNotFound, TransferFailed
 from fleetflow.federated import ANNOTATION_MIGRATION, FederatedDeployment
 from fleetflow.kube import apply, delete, get, list_objects
-from fleetflow.migration import Round
 from fleetflow.models import Action, Verb
 from fleetflow.polling import poll_until
+from fleetflow.rsync import Pass
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 from fleetflow.tasks.rebalance import apply_in_namespace
@@ -31,11 +31,6 @@ target as its placement), apart from the rest of the object."""
 
 Pairs = list[tuple[str, str, str]]
 """Per claim: its name, the source volume's directory, the target volume's."""
-
-
-def _volume_path(volume: Manifest) -> str | None:
-    spec = volume.get("spec") or {}
-    return (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
 
 
 @task(**CLUSTER_TASK)
@@ -51,7 +46,7 @@ def claim_directories(
         volume_name = (pvc.get("spec") or {}).get("volumeName")
         if not volume_name or (pvc.get("status") or {}).get("phase") != "Bound":
             raise TransferFailed(f"{where}: claim {namespace}/{claim} is not bound to a volume yet")
-        path = _volume_path(get(api, "v1", "PersistentVolume", volume_name))
+        path = rsync.volume_directory(get(api, "v1", "PersistentVolume", volume_name))
         if path is None:
             raise TransferFailed(
                 f"{where}: claim {namespace}/{claim}'s volume {volume_name} is not a directory on "
@@ -115,10 +110,10 @@ def provision_claims(
 
 
 @task(**PRIVATE)
-def copy_round(pairs: Pairs, number: str, bwlimit_mbps: float | None) -> Round:
+def copy_round(pairs: Pairs, number: str, bwlimit_mbps: float | None) -> Pass:
     """One rsync pass over every volume, its progress in the run's log while it copies."""
     logger = get_run_logger()
-    total = Round()
+    total = Pass()
     for claim, source, target in pairs:
 
         def say(line: str, claim: str = claim) -> None:
@@ -126,26 +121,15 @@ def copy_round(pairs: Pairs, number: str, bwlimit_mbps: float | None) -> Round:
 
         done = rsync.sync(Path(source), Path(target), bwlimit_mbps=bwlimit_mbps, progress=say)
         logger.info(f"round {number}, {claim}: {done.bytes:,} bytes in {done.files} files")
-        total = Round(
-            bytes=total.bytes + done.bytes,
-            files=total.files + done.files,
-            seconds=total.seconds + done.seconds,
-        )
+        total += done
     return total
 
 
 @task(**PRIVATE)
-def changed_since(pairs: Pairs) -> Round:
-    """What a pass would send now, and how long finding it took (rsync's dry run)."""
-    total = Round()
-    for _claim, source, target in pairs:
-        seen = rsync.sync(Path(source), Path(target), dry_run=True)
-        total = Round(
-            bytes=total.bytes + seen.size,  # at most the files it would update, whole
-            files=total.files + seen.files,
-            seconds=total.seconds + seen.seconds,
-        )
-    return total
+def changed_since(pairs: Pairs) -> Pass:
+    """What a pass would send now (its ``size``: the files it would update, whole), and how
+    long finding it took: rsync's dry run."""
+    return sum((rsync.sync(Path(s), Path(t), dry_run=True) for _c, s, t in pairs), Pass())
 
 
 @task(**PRIVATE)
@@ -190,8 +174,10 @@ def stop_workload(
     )
 
     def left() -> int:
-        live = get(api, "apps/v1", "StatefulSet", name, namespace)
-        return int((live.get("status") or {}).get("replicas") or 0)
+        """Pods left, or still counted Ready: traffic follows Ready replicas, so the source
+        must be stopped in its status too before the target is started."""
+        status = get(api, "apps/v1", "StatefulSet", name, namespace).get("status") or {}
+        return max(int(status.get("replicas") or 0), int(status.get("readyReplicas") or 0))
 
     poll_until(
         left,

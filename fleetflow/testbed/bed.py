@@ -31,6 +31,7 @@ from fleetflow.errors import ClusterError, TestbedError
 from fleetflow.kube import ClusterCredentials, api_client, apply, list_objects
 from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
+from fleetflow.rsync import volume_directory
 from fleetflow.settings import settings
 from fleetflow.testbed import build, dns, memory
 from fleetflow.testbed.spec import (
@@ -385,7 +386,7 @@ def _remove_volumes(cluster: str) -> None:
     except (ClusterError, TestbedError):
         return
     for volume in volumes:
-        path = ((volume.get("spec") or {}).get("hostPath") or {}).get("path") or ""
+        path = volume_directory(volume) or ""
         if path.startswith(HOSTPATH_ROOT):
             shutil.rmtree(path, ignore_errors=True)
 

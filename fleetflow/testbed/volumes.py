@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 from fleetflow.kube import ClusterApiClient, get, list_objects
+from fleetflow.rsync import volume_directory
 
 
 def claim_directories(api: ClusterApiClient, namespace: str, workload: str) -> dict[str, Path]:
@@ -19,8 +20,9 @@ def claim_directories(api: ClusterApiClient, namespace: str, workload: str) -> d
             "Bound"
         ):
             continue
-        volume = get(api, "v1", "PersistentVolume", claim["spec"]["volumeName"])
-        found[name] = Path(volume["spec"]["hostPath"]["path"])
+        path = volume_directory(get(api, "v1", "PersistentVolume", claim["spec"]["volumeName"]))
+        if path is not None:
+            found[name] = Path(path)
     return found
 
 

@@ -18,7 +18,6 @@ from fleetflow.migration import (
     Candidate,
     Link,
     RegionMatrix,
-    Round,
     choose_target,
     claim_manifests,
     claim_names,
@@ -34,6 +33,7 @@ from fleetflow.operations import Operation, OperationStatus, Step, rolled_back
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, MemberView, Observed, plan_workload
 from fleetflow.registry import MemberCluster
+from fleetflow.rsync import Pass
 from fleetflow.snapshot import Snapshot
 from fleetflow.writes import write_plan
 
@@ -244,13 +244,13 @@ def test_a_migration_is_decided_from_one_look_or_resumed_from_its_record() -> No
 
 def test_pre_copy_stops_when_a_round_moves_little_or_at_the_limit() -> None:
     assert not precopy_done([], 100, 5)
-    assert not precopy_done([Round(bytes=1000)], 100, 5)
-    assert precopy_done([Round(bytes=1000), Round(bytes=100)], 100, 5)
-    assert precopy_done([Round(bytes=1000)] * 5, 100, 5)
+    assert not precopy_done([Pass(bytes=1000)], 100, 5)
+    assert precopy_done([Pass(bytes=1000), Pass(bytes=100)], 100, 5)
+    assert precopy_done([Pass(bytes=1000)] * 5, 100, 5)
 
 
 def test_the_final_sync_is_predicted_from_what_changed_at_the_measured_rate() -> None:
-    rounds = [Round(bytes=200 * MB, seconds=2), Round(bytes=10, seconds=0.5)]
+    rounds = [Pass(bytes=200 * MB, seconds=2), Pass(bytes=10, seconds=0.5)]
     assert throughput(rounds) == 100 * MB  # the tiny round says nothing about speed
     assert predicted_sync(50 * MB, 0.5, throughput(rounds), MATRIX.between("us", "eu")) == 1.0
     # Before anything was measured, the link's nominal bandwidth.
