@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetflow.autoscaling import AutoscalingSpec
 from fleetflow.capacity import Resources, pod_requests
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
 from fleetflow.patches import merge_patch
@@ -95,6 +96,31 @@ class DataSpec(_Spec):
     datasets: list[Dataset] = Field(default_factory=list)
 
 
+class Autoscaling(_Spec):
+    """One replica budget across the federation: each member's HPA scales the workload within
+    its share of ``minReplicas``..``maxReplicas``, and budget moves to the members that hit
+    their max (``fleetflow.autoscaling``). ``metrics`` and ``behavior`` are the HPA's
+    (``autoscaling/v2``), the same in every member; no metrics: the HPA's default, 80% CPU."""
+
+    min_replicas: int = Field(default=1, alias="minReplicas", ge=1)
+    max_replicas: int = Field(alias="maxReplicas", ge=1)
+    metrics: list[dict[str, Any]] = Field(default_factory=list)
+    behavior: dict[str, Any] | None = None
+    max_budget_move: int | None = Field(default=None, alias="maxBudgetMove", ge=1)
+    """Replicas of max budget moved per run; default a tenth of maxReplicas, at least 1."""
+    hysteresis: int = Field(default=1, ge=0)
+    """Replicas a donor keeps above what it uses, so a wobble does not move budget back."""
+
+    def budget(self) -> AutoscalingSpec:
+        step = self.max_budget_move or max(1, self.max_replicas // 10)
+        return AutoscalingSpec(
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            max_budget_move=step,
+            hysteresis=self.hysteresis,
+        )
+
+
 WorkloadKind = Literal["Deployment", "StatefulSet"]
 
 
@@ -115,6 +141,8 @@ class FederatedDeploymentSpec(_Spec):
     overrides: list[Override] = Field(default_factory=list)
     dns: Exposure | None = None
     data: DataSpec | None = None
+    autoscaling: Autoscaling | None = None
+    """With it, ``replicas`` is only where members start: each member's HPA owns its count."""
 
 
 class ClusterPlacement(WireModel):
@@ -224,29 +252,29 @@ class FederatedDeployment(HostObject):
 
 
 def member_deployment(
-    fd: FederatedDeployment, cluster: str, replicas: int, federation: str
+    fd: FederatedDeployment, cluster: str, replicas: int | None, federation: str
 ) -> dict[str, Any]:
     """The Deployment this member runs: template, its overrides, the replicas, our labels and a
-    hash of it all, so that a later run can tell from one list call that nothing changed."""
+    hash of it all, so that a later run can tell from one list call that nothing changed.
+    ``replicas`` None: the member's HPA owns the count, and the manifest leaves it out. An
+    autoscaled workload's hash never covers the count."""
     template = copy.deepcopy(fd.spec.template)
     meta = template.get("metadata") or {}
-    labels = {
-        **(meta.get("labels") or {}),
-        LABEL_MANAGED: MANAGED_BY,
-        LABEL_FEDERATION: federation,
-        LABEL_WORKLOAD: fd.name,
-    }
     manifest: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
             "name": fd.name,
             "namespace": fd.namespace,
-            "labels": labels,
+            "labels": {**(meta.get("labels") or {}), **member_labels(fd, federation)},
             "annotations": dict(meta.get("annotations") or {}),
         },
-        "spec": {**(template.get("spec") or {}), "replicas": replicas},
+        "spec": {**(template.get("spec") or {})},
     }
+    if replicas is not None:
+        manifest["spec"]["replicas"] = replicas
+    else:
+        manifest["spec"].pop("replicas", None)
     for override in fd.spec.overrides:
         if override.cluster_name != cluster:
             continue
@@ -255,11 +283,55 @@ def member_deployment(
                 container["image"] = override.image
         if override.patch:
             manifest = merge_patch(manifest, override.patch)
+    manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(
+        manifest, count=fd.spec.autoscaling is None
+    )
+    return manifest
+
+
+def member_labels(fd: FederatedDeployment, federation: str) -> dict[str, str]:
+    """What marks a member object as this workload's, for this federation."""
+    return {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation, LABEL_WORKLOAD: fd.name}
+
+
+HPA_API_VERSION = "autoscaling/v2"
+
+
+def member_autoscaler(
+    fd: FederatedDeployment, min_replicas: int, max_replicas: int, federation: str
+) -> dict[str, Any]:
+    """The HorizontalPodAutoscaler a member runs for its copy of the workload, with the
+    member's share of the budget; hashed like the workload."""
+    auto = fd.spec.autoscaling
+    assert auto is not None, "only an autoscaled workload has member autoscalers"
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": fd.kind, "name": fd.name},
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+    }
+    if auto.metrics:
+        spec["metrics"] = copy.deepcopy(auto.metrics)
+    if auto.behavior:
+        spec["behavior"] = copy.deepcopy(auto.behavior)
+    manifest: dict[str, Any] = {
+        "apiVersion": HPA_API_VERSION,
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {
+            "name": fd.name,
+            "namespace": fd.namespace,
+            "labels": member_labels(fd, federation),
+            "annotations": {},
+        },
+        "spec": spec,
+    }
     manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(manifest)
     return manifest
 
 
-def spec_hash(manifest: dict[str, Any]) -> str:
+def spec_hash(manifest: dict[str, Any], *, count: bool = True) -> str:
+    """A short digest of the manifest; without ``count``, of all but its replica count."""
     body = copy.deepcopy(manifest)
     body["metadata"].get("annotations", {}).pop(ANNOTATION_HASH, None)
+    if not count:
+        body.get("spec", {}).pop("replicas", None)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

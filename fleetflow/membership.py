@@ -52,6 +52,8 @@ MEMBER_RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch", "create"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": WRITE},
     {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": READ},
+    # Federated autoscaling: each member's HPA for its copy, and its status.
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": WRITE},
 ]
 """Cluster-wide rules of a member's service account."""
 

@@ -75,5 +75,6 @@ def assess(
             reachable=obs.reachable,
             free=obs.free,
             deployments=obs.deployments,
+            autoscalers=obs.autoscalers,
         )
     return result

@@ -625,7 +625,7 @@ def member_workload(
     kind: Literal["Deployment", "StatefulSet"],
     fd: FederatedDeployment,
     cluster: str,
-    replicas: int,
+    replicas: int | None,
     federation: str,
 ) -> Manifest:
     """The member's workload of ``kind`` (the template being that kind's spec): as
@@ -635,5 +635,7 @@ def member_workload(
         return manifest
     manifest["kind"] = kind
     manifest = retain_claims(manifest)
-    manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(manifest)
+    manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(
+        manifest, count=fd.spec.autoscaling is None
+    )
     return manifest

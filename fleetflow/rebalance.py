@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from fleetflow.autoscaling import Autoscaler, Budget, divide
 from fleetflow.capacity import Resources, replicas_that_fit
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import PlacementError
@@ -41,6 +42,7 @@ class MemberObservation(BaseModel):
     allocatable: Resources | None = None  # of the Ready nodes
     free: Resources | None = None
     deployments: dict[str, Observed] = Field(default_factory=dict)
+    autoscalers: dict[str, Autoscaler] = Field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -61,6 +63,7 @@ class MemberView(BaseModel):
     reachable: bool = True
     free: Resources | None = None
     deployments: dict[str, Observed] = Field(default_factory=dict)  # by namespace/name
+    autoscalers: dict[str, Autoscaler] = Field(default_factory=dict)  # by namespace/name
 
 
 class WorkloadPlan(BaseModel):
@@ -80,6 +83,9 @@ class WorkloadPlan(BaseModel):
     held: str | None = None
     """Why this run leaves the workload as it runs (a migration holds it, or the run's filter
     names others)."""
+    budget: Budget | None = None
+    """An autoscaled workload's division: each member's HPA min and max, and the moves made.
+    Its ``replicas`` are then what the members' HPAs set (or where a new member starts)."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
@@ -169,27 +175,10 @@ def plan_workload(
         plan.reasons = {m: plan.held for m in current}
         return plan
     try:
-        selected = select(fd, members)
+        candidates = _candidates(fd, members, current, capped=capped)
+        if fd.spec.autoscaling is not None:
+            return _autoscaled(fd, plan, members, candidates)
         placement = fd.spec.placement
-        per_replica = fd.per_replica()
-        candidates = []
-        for name in selected:
-            view = members[name]
-            capacity = None
-            if (capped or placement.mode == "Capacity") and view.free is not None:
-                capacity = replicas_that_fit(view.free, per_replica) + current.get(name, 0)
-            candidates.append(
-                Candidate(
-                    name=name,
-                    weight=placement.weights.get(name, 0 if placement.weights else 1),
-                    min=placement.min.get(name, 0),
-                    max=placement.max.get(name),
-                    capacity=capacity,
-                    healthy=view.health.placeable,
-                    fenced=view.fenced,
-                    current=current.get(name, 0),
-                )
-            )
         result = plan_replicas(
             fd.spec.replicas,
             candidates,
@@ -207,6 +196,66 @@ def plan_workload(
             plan.reasons[name] = f"{plan.reasons[name]} (moving: max_moves reached)"
     plan.unplaced = result.unplaced
     plan.remove_from = sorted(m for m in current if m not in plan.replicas and m in members)
+    return plan
+
+
+def _candidates(
+    fd: FederatedDeployment,
+    members: dict[str, MemberView],
+    current: dict[str, int],
+    *,
+    capped: bool,
+) -> list[Candidate]:
+    """The members a workload's placement selects, as the planner reads them."""
+    placement = fd.spec.placement
+    per_replica = fd.per_replica()
+    candidates = []
+    for name in select(fd, members):
+        view = members[name]
+        capacity = None
+        if (capped or placement.mode == "Capacity") and view.free is not None:
+            capacity = replicas_that_fit(view.free, per_replica) + current.get(name, 0)
+        candidates.append(
+            Candidate(
+                name=name,
+                weight=placement.weights.get(name, 0 if placement.weights else 1),
+                min=placement.min.get(name, 0),
+                max=placement.max.get(name),
+                capacity=capacity,
+                healthy=view.health.placeable,
+                fenced=view.fenced,
+                current=current.get(name, 0),
+            )
+        )
+    return candidates
+
+
+def _autoscaled(
+    fd: FederatedDeployment,
+    plan: WorkloadPlan,
+    members: dict[str, MemberView],
+    candidates: list[Candidate],
+) -> WorkloadPlan:
+    """An autoscaled workload: its budget divided over the members (``fleetflow.autoscaling``);
+    a member runs what its HPA sets, a new one starts at its share of ``spec.replicas``."""
+    assert fd.spec.autoscaling is not None
+    seen = {m: v.autoscalers[fd.key] for m, v in members.items() if fd.key in v.autoscalers}
+    budget = divide(
+        fd.spec.autoscaling.budget(),
+        candidates,
+        seen,
+        workload=fd.key,
+        replicas=fd.spec.replicas,
+        running=plan.current,
+    )
+    plan.budget = budget
+    plan.replicas = {
+        m: min(max(plan.current.get(m, share.start), share.min), share.max)
+        for m, share in budget.shares.items()
+    }
+    plan.reasons = dict(budget.reasons)
+    plan.unplaced = budget.unplaced
+    plan.remove_from = sorted(m for m in plan.current if m not in plan.replicas and m in members)
     return plan
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from fleetflow.autoscaling import Autoscaler
 from fleetflow.capacity import Resources
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.lease import Lease
@@ -72,6 +73,8 @@ class Probe(BaseModel):
     seconds: float = 0.0
     free: Resources | None = None
     deployments: dict[str, Observed] = Field(default_factory=dict)
+    autoscalers: dict[str, Autoscaler] = Field(default_factory=dict)
+    """The federation's HPAs on the member, by namespace/name (a probe for placement)."""
 
     @property
     def ok(self) -> bool:
@@ -103,6 +106,7 @@ class Probe(BaseModel):
             allocatable=self.allocatable,
             free=self.free,
             deployments=self.deployments,
+            autoscalers=self.autoscalers,
         )
 
 

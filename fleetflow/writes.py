@@ -24,6 +24,7 @@ from fleetflow.federated import (
     ClusterPlacement,
     FederatedDeployment,
     FederatedDeploymentStatus,
+    member_autoscaler,
 )
 from fleetflow.models import Action
 from fleetflow.objects import (
@@ -54,14 +55,27 @@ from fleetflow.wire import Condition
 
 class MemberWrites(BaseModel):
     """One member's share of a phase: workloads (Deployments, StatefulSets) to apply, workloads
-    (namespace/name, of the kind the member runs) to remove."""
+    (namespace/name, of the kind the member runs) to remove, and the HPAs of autoscaled ones.
+
+    In a member, HPAs go first (``unscale``: an HPA deleted before its workload's count is set
+    again), then the workloads, then ``autoscalers`` (an HPA scales what exists), then
+    removals."""
 
     apply: list[Manifest] = Field(default_factory=list)
     remove: list[str] = Field(default_factory=list)
+    seeds: dict[str, int] = Field(default_factory=dict)
+    """Autoscaled workloads among ``apply`` (namespace/name): the count to hand to the HPA.
+    Their manifests leave the count out, so that fleetflow never resets what the HPA set; the
+    count is held by a field manager of its own, which the HPA takes over from."""
+    autoscalers: list[Manifest] = Field(default_factory=list)
+    new_autoscalers: list[str] = Field(default_factory=list)
+    """Of ``autoscalers``, those the member has no HPA for yet."""
+    unscale: list[str] = Field(default_factory=list)
+    """HPAs (namespace/name) to delete: autoscaling turned off, or the workload leaves."""
 
     @property
     def empty(self) -> bool:
-        return not self.apply and not self.remove
+        return not (self.apply or self.remove or self.autoscalers or self.unscale)
 
     def applied_keys(self) -> list[str]:
         return [f"{m['metadata']['namespace']}/{m['metadata']['name']}" for m in self.apply]
@@ -91,20 +105,59 @@ def write_plan(
         for member, replicas in plan.replicas.items():
             if member not in reachable:
                 continue
-            manifest = member_workload(fd.kind, fd, member, replicas, federation)
             live = members[member].deployments.get(fd.key)
+            if plan.budget is not None:
+                _autoscaled(fd, plan, member, members[member], federation, ups, downs)
+                continue
+            manifest = member_workload(fd.kind, fd, member, replicas, federation)
             digest = manifest["metadata"]["annotations"][ANNOTATION_HASH]
             if live is not None and live.spec_hash == digest and live.replicas == replicas:
                 continue
             shrink = live is not None and replicas < live.replicas
-            (downs if shrink else ups)[member].apply.append(manifest)
+            phase = downs if shrink else ups
+            phase[member].apply.append(manifest)
+            if fd.key in members[member].autoscalers:  # autoscaling turned off
+                phase[member].unscale.append(fd.key)
         for member in plan.remove_from:
             if member in reachable:
-                (ups if plan.deleting else downs)[member].remove.append(fd.key)
+                phase = ups if plan.deleting else downs
+                phase[member].remove.append(fd.key)
+                if fd.key in members[member].autoscalers:
+                    phase[member].unscale.append(fd.key)
     return WritePlan(
         ups={m: w for m, w in sorted(ups.items()) if not w.empty},
         downs={m: w for m, w in sorted(downs.items()) if not w.empty},
     )
+
+
+def _autoscaled(
+    fd: FederatedDeployment,
+    plan: WorkloadPlan,
+    member: str,
+    view: MemberView,
+    federation: str,
+    ups: dict[str, MemberWrites],
+    downs: dict[str, MemberWrites],
+) -> None:
+    """An autoscaled workload in one member: its workload without a count (a new one starts at
+    its share of ``spec.replicas``), and its HPA when its share changed: in the first phase
+    when its max falls or stays, in the second when it rises or the HPA is new, so that the
+    members' maxes never add up to more than the federation's between two writes."""
+    assert plan.budget is not None
+    live = view.deployments.get(fd.key)
+    start = plan.replicas[member]
+    manifest = member_workload(fd.kind, fd, member, None if live else start, federation)
+    if live is None or live.spec_hash != manifest["metadata"]["annotations"][ANNOTATION_HASH]:
+        ups[member].apply.append(manifest)
+        ups[member].seeds[fd.key] = live.replicas if live else start
+    share = plan.budget.shares[member]
+    hpa = member_autoscaler(fd, share.min, share.max, federation)
+    seen = view.autoscalers.get(fd.key)
+    if seen is None or seen.spec_hash != hpa["metadata"]["annotations"][ANNOTATION_HASH]:
+        phase = (ups if seen is not None and share.max <= seen.max else downs)[member]
+        phase.autoscalers.append(hpa)
+        if seen is None:
+            phase.new_autoscalers.append(fd.key)
 
 
 class Readiness(BaseModel):

@@ -8,11 +8,14 @@ raises: a failed probe is an input to the health model, not an error.
 
 from __future__ import annotations
 
+from typing import Any
+
+from fleetflow.autoscaling import Autoscaler, read_autoscaler
 from fleetflow.blocks import KubeCluster
 from fleetflow.capacity import free, node_ready
 from fleetflow.controlplane import LABEL_FEDERATION
-from fleetflow.errors import FleetflowError
-from fleetflow.federated import ANNOTATION_HASH
+from fleetflow.errors import ClusterForbidden, FleetflowError
+from fleetflow.federated import ANNOTATION_HASH, HPA_API_VERSION
 from fleetflow.kube import api_client, list_objects
 from fleetflow.kube.probe import readyz
 from fleetflow.kube.workloads import member_workloads, workload_ready
@@ -41,6 +44,7 @@ def probe_member(
         nodes = list_objects(api, "v1", "Node")
         pods = list_objects(api, "v1", "Pod") if capacity else []
         ours = member_workloads(api, f"{LABEL_FEDERATION}={federation}")
+        hpas = _autoscalers(api, federation) if capacity else {}
     except FleetflowError as exc:
         return Probe(name=name, error=str(exc))
     return Probe(
@@ -54,7 +58,23 @@ def probe_member(
         seconds=ready.seconds,
         free=free(nodes, pods) if capacity else None,
         deployments={_key(w): _observed(w) for w in ours} if capacity else {},
+        autoscalers=hpas,
     )
+
+
+def _autoscalers(api: Any, federation: str) -> dict[str, Autoscaler]:
+    """The federation's HPAs on the member. A member joined before fleetflow wrote HPAs may
+    not grant reading them: none, and a write there says why."""
+    selector = f"{LABEL_FEDERATION}={federation}"
+    try:
+        found = list_objects(api, HPA_API_VERSION, "HorizontalPodAutoscaler", None, selector)
+    except ClusterForbidden:
+        return {}
+    return {_key(h): read_autoscaler(h, _hash(h)) for h in found}
+
+
+def _hash(obj: dict[str, Any]) -> str:
+    return str((obj["metadata"].get("annotations") or {}).get(ANNOTATION_HASH, ""))
 
 
 def _key(workload: dict[str, object]) -> str:

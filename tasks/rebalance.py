@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.errors import ResourceConflict, ResourceNotFound, WaitTimeout
-from fleetflow.federated import LABEL_WORKLOAD
+from fleetflow.federated import HPA_API_VERSION, LABEL_WORKLOAD
 from fleetflow.kube import apply, delete
 from fleetflow.kube.workloads import member_workloads, workload_ready
 from fleetflow.models import Action, Verb
@@ -21,6 +21,8 @@ from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import MEMBER_TASK, PRIVATE
 from fleetflow.tasks.probe import probe_member
 from fleetflow.writes import MemberWrites, Readiness
+
+HPA_KIND = "HorizontalPodAutoscaler"
 
 
 @task(**PRIVATE)
@@ -50,19 +52,55 @@ def write_workloads(
 ) -> list[Action]:
     """``write_member``'s work, for tasks that do more in the same member."""
     actions = []
+    for key in writes.unscale:
+        namespace, name = key.split("/", 1)
+        if dry_run or delete(api, HPA_API_VERSION, HPA_KIND, name, namespace):
+            actions.append(_action(member, HPA_KIND, namespace, name, Verb.DELETE))
     for manifest in writes.apply:
         meta = manifest["metadata"]
         key = f"{meta['namespace']}/{meta['name']}"
+        seed = writes.seeds.get(key)
         if not dry_run:
+            if seed is not None and key in existing:
+                _hand_over(api, manifest, seed)
             apply_in_namespace(api, manifest)
+            if seed is not None and key not in existing:
+                _hand_over(api, manifest, seed)
         verb = Verb.UPDATE if key in existing else Verb.CREATE
         actions.append(_action(member, manifest["kind"], meta["namespace"], meta["name"], verb))
+    for manifest in writes.autoscalers:
+        meta = manifest["metadata"]
+        if not dry_run:
+            apply(api, manifest)
+        key = f"{meta['namespace']}/{meta['name']}"
+        verb = Verb.CREATE if key in writes.new_autoscalers else Verb.UPDATE
+        actions.append(_action(member, HPA_KIND, meta["namespace"], meta["name"], verb))
     for key in writes.remove:
         namespace, name = key.split("/", 1)
         kind = existing.get(key, "Deployment")
         if dry_run or delete(api, "apps/v1", kind, name, namespace):
             actions.append(_action(member, kind, namespace, name, Verb.DELETE))
     return actions
+
+
+SCALE_MANAGER = "fleetflow-autoscaling"
+"""The field manager that holds an autoscaled workload's count until its HPA takes it over."""
+
+
+def _hand_over(api: Any, manifest: dict[str, Any], replicas: int) -> None:
+    """Hold the workload's count under ``SCALE_MANAGER``, so that fleetflow's own apply can
+    leave it out without the server dropping it (a field no manager holds is reset: a
+    Deployment to 1 replica). Not forced: a conflict means another manager, the HPA, holds the
+    count already, and then there is nothing to hand over."""
+    meta = manifest["metadata"]
+    scale = {
+        "apiVersion": manifest["apiVersion"],
+        "kind": manifest["kind"],
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"replicas": replicas},
+    }
+    with contextlib.suppress(ResourceConflict):
+        apply(api, scale, force=False, manager=SCALE_MANAGER)
 
 
 def _action(member: str, kind: str, namespace: str, name: str, verb: Verb) -> Action:

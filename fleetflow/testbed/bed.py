@@ -33,9 +33,10 @@ from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
 from fleetflow.rsync import volume_directory
 from fleetflow.settings import settings
-from fleetflow.testbed import build, dns, memory
+from fleetflow.testbed import build, dns, memory, metrics
 from fleetflow.testbed.spec import (
     HOSTPATH_ROOT,
+    MetricsServer,
     TestbedSpec,
     kwokctl_config,
     node_manifests,
@@ -168,14 +169,19 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
     bins = build.bin_dir()
     config = testbed_dir() / "config" / f"{cluster}.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
+    member = cluster != spec.host
+    served = MetricsServer(str(bins / "metrics-server"), str(metrics.manifests_dir()))
     config.write_text(
         kwokctl_config(
             spec.port(cluster),
             kube_version,
-            member=cluster != spec.host,
+            member=member,
             ports=spec.component_ports(cluster),
+            metrics=served if member else None,
         )
     )
+    # kwok's metrics emulation: the nodes' resource metrics, pods' usage from annotations.
+    emulation = [a for f in metrics.config_files() for a in ("--config", str(f))] if member else []
     _kwokctl(
         "--name",
         cluster,
@@ -183,6 +189,7 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
         "cluster",
         "--config",
         str(config),
+        *emulation,
         "--kubeconfig",
         "",
         "--heartbeat-factor",
@@ -206,7 +213,9 @@ def _create_cluster(spec: TestbedSpec, cluster: str, kube_version: str) -> None:
 def _components(spec: TestbedSpec, cluster: str) -> set[str]:
     """The processes a healthy cluster runs."""
     host = {"etcd", "kube-apiserver", "kube-controller-manager"}
-    return host if cluster == spec.host else host | {"kube-scheduler", "kwok-controller"}
+    if cluster == spec.host:
+        return host
+    return host | {"kube-scheduler", "kwok-controller", "metrics-server"}
 
 
 def _restart(cluster: str) -> None:

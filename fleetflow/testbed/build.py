@@ -123,6 +123,9 @@ class Component:
     # and name a newer Go when their module needs one (the go command fetches it from the proxy).
     write_module: Callable[[Path, str], list[str]] | None = None
     toolchain: str = ""
+    # Files a component needs beside its binaries (manifests from its module), copied from the
+    # module cache after the build: (workdir, binaries' directory, version).
+    after_build: Callable[[Path, Path, str], None] | None = None
 
 
 COMPONENTS = (
@@ -133,10 +136,11 @@ COMPONENTS = (
 
 
 def components() -> tuple[Component, ...]:
-    """Every component: the clusters' first, then the DNS chain's."""
-    from fleetflow.testbed import dns  # imported here: dns builds on this module's helpers
+    """Every component: the clusters' first, then the DNS chain's, then the members' metrics."""
+    # imported here: they build on this module's helpers
+    from fleetflow.testbed import dns, metrics
 
-    return (*COMPONENTS, *dns.COMPONENTS)
+    return (*COMPONENTS, *dns.COMPONENTS, *metrics.COMPONENTS)
 
 
 def _go() -> str:
@@ -241,6 +245,8 @@ def _ldflags(component: Component, version: str, kube_version: str) -> str:
             f"-X sigs.k8s.io/kwok/pkg/consts.Version={version.removeprefix('v')} "
             f"-X sigs.k8s.io/kwok/pkg/consts.KubeVersion={kube_version.removeprefix('v')}"
         )
+    if component.name == "metrics-server":  # as its Makefile stamps it; kwokctl reads it
+        return f"-X k8s.io/client-go/pkg/version.gitVersion={version}"
     return ""
 
 
@@ -257,7 +263,8 @@ def _build_component(
             progress(f"{label}: resolving modules")
             tidy = f"{label} (go mod tidy)"
             _run([go, "mod", "tidy"], workdir, progress, tidy, component.toolchain)
-            progress(f"{label}: compiling {', '.join(component.binaries)}")
+            binaries = ", ".join(b for b in component.binaries if "/" not in b)
+            progress(f"{label}: compiling {binaries}")
             if packages == ["."]:
                 cmd = [go, "build", "-v", "-trimpath", "-o", str(out / component.binaries[0]), "."]
             else:
@@ -266,6 +273,8 @@ def _build_component(
             if flags:
                 cmd[3:3] = ["-ldflags", flags]
             _run(cmd, workdir, progress, label, component.toolchain)
+            if component.after_build is not None:
+                component.after_build(workdir, out, version)
             return version
         except BuildError as exc:
             errors.append(str(exc))

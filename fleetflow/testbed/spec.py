@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address
 from typing import Any, ClassVar, NamedTuple
 
@@ -11,6 +12,8 @@ from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
 from fleetflow.models import DNS_LABEL
 
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+METRICS_PATH_ANNOTATION = "metrics.k8s.io/resource-metrics-path"
+"""On a kwok node: where kwok serves the node's kubelet resource metrics, for metrics-server."""
 
 # The DNS chain's ports sit this far above base_port, clear of the clusters' API ports (one per
 # cluster from base_port up), which caps the members at DNS_PORT_OFFSET - 1.
@@ -26,6 +29,7 @@ class ComponentPorts(NamedTuple):
     controller_manager: int
     scheduler: int
     kwok_controller: int
+    metrics_server: int
 
 
 # Members' ingress addresses: 127.0.10.1, 127.0.10.2, ... Loopback, so that nothing has to
@@ -148,7 +152,7 @@ class TestbedSpec(BaseModel):
         kwokctl's random pick in the ephemeral range: a cluster stopped by a drill must find them
         free again when it restarts, and an outgoing connection may hold an ephemeral port."""
         first = self.base_port + COMPONENT_PORT_OFFSET + 10 * self.cluster_names().index(cluster)
-        return ComponentPorts(first, first + 1, first + 2, first + 3, first + 4)
+        return ComponentPorts(first, first + 1, first + 2, first + 3, first + 4, first + 5)
 
     def dns_ports(self) -> DnsPorts:
         first = self.base_port + DNS_PORT_OFFSET
@@ -179,7 +183,10 @@ def node_manifests(member: MemberSpec, shape: NodeShape) -> list[dict[str, Any]]
                 "kind": "Node",
                 "metadata": {
                     "name": name,
-                    "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                    "annotations": {
+                        KWOK_NODE_ANNOTATION: "fake",
+                        METRICS_PATH_ANNOTATION: f"/metrics/nodes/{name}/metrics/resource",
+                    },
                     "labels": {
                         "kubernetes.io/hostname": name,
                         "kubernetes.io/os": "linux",
@@ -195,16 +202,37 @@ def node_manifests(member: MemberSpec, shape: NodeShape) -> list[dict[str, Any]]
     return nodes
 
 
+class MetricsServer(NamedTuple):
+    """A member's metrics-server: the binary, and the directory of its base manifests."""
+
+    binary: str
+    manifests: str
+
+
 def kwokctl_config(
-    port: int, kube_version: str, *, member: bool, ports: ComponentPorts | None = None
+    port: int,
+    kube_version: str,
+    *,
+    member: bool,
+    ports: ComponentPorts | None = None,
+    metrics: MetricsServer | None = None,
 ) -> str:
     """kwokctl's configuration: loopback only, RBAC on, fast node heartbeats for drills.
 
     Client QPS limits are off, so controllers create pods as fast as the machine allows (the
     default 20 QPS would make a 1,000-pod rollout take a minute). Nodes turn NotReady about 16-20 s
-    after their kwok controller stops, instead of the default 40+.
+    after their kwok controller stops, instead of the default 40+. A member with ``metrics``
+    runs metrics-server, and its HPA controller syncs faster than upstream's.
     """
     disabled = "" if member else "  disable: [kube-scheduler, kwok-controller]\n"
+    served = (
+        "  enableMetricsServer: true\n"
+        f"  metricsServerBinary: {metrics.binary}\n"
+        f"  metricsServerManifests: [{metrics.manifests}]\n"
+        + (f"  metricsServerPort: {ports.metrics_server}\n" if ports else "")
+        if member and metrics
+        else ""
+    )
     return (
         "apiVersion: config.kwok.x-k8s.io/v1alpha1\n"
         "kind: KwokctlConfiguration\n"
@@ -230,7 +258,7 @@ def kwokctl_config(
         "  nodeStatusUpdateFrequencyMilliseconds: 4000\n"
         "  kubeControllerManagerNodeMonitorPeriodMilliseconds: 2000\n"
         "  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 16000\n"
-        f"{disabled}" + (STORAGE_PATCH if member else "")
+        f"{disabled}{served}" + (_controller_manager_patch(metrics is not None) if member else "")
     )
 
 
@@ -242,13 +270,23 @@ migration's rsync mover copies. Upstream code, for tests and development only.""
 HOSTPATH_ROOT = "/tmp/hostpath_pv/"
 """Where kube-controller-manager's hostPath provisioner makes volumes (fixed upstream)."""
 
-STORAGE_PATCH = (
-    "componentsPatches:\n"
-    "- name: kube-controller-manager\n"
-    "  extraArgs:\n"
-    "  - key: enable-hostpath-provisioner\n"
-    '    value: "true"\n'
-)
+HPA_SYNC_PERIOD = "3s"
+"""The members' HPA controller syncs every 3 s (upstream: 15 s), so that tests see it react
+fast."""
+HPA_DOWNSCALE_STABILIZATION = "20s"
+"""And scales down after 20 s of lower load (upstream: 5 min)."""
+
+
+def _controller_manager_patch(autoscaling: bool) -> str:
+    """A member's kube-controller-manager: the hostPath provisioner, and a quick HPA."""
+    args = [("enable-hostpath-provisioner", "true")]
+    if autoscaling:
+        args += [
+            ("horizontal-pod-autoscaler-sync-period", HPA_SYNC_PERIOD),
+            ("horizontal-pod-autoscaler-downscale-stabilization", HPA_DOWNSCALE_STABILIZATION),
+        ]
+    lines = "".join(f"  - key: {k}\n    value: {json.dumps(v)}\n" for k, v in args)
+    return f"componentsPatches:\n- name: kube-controller-manager\n  extraArgs:\n{lines}"
 
 
 def storage_class() -> dict[str, Any]:

@@ -10,10 +10,11 @@ import yaml
 from pydantic import ValidationError
 
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
-from fleetflow.testbed import build, dns
+from fleetflow.testbed import build, dns, metrics
 from fleetflow.testbed.spec import (
     DnsPorts,
     MemberSpec,
+    MetricsServer,
     NodeShape,
     TestbedSpec,
     kwokctl_config,
@@ -54,7 +55,10 @@ def test_nodes_carry_region_zones_and_capacity() -> None:
     zones = [n["metadata"]["labels"][ZONE_LABEL] for n in nodes]
     assert zones == ["m1a", "m1b", "m1c", "m1a"]
     assert nodes[0]["status"]["allocatable"] == {"cpu": "4", "memory": "8Gi", "pods": "50"}
-    assert nodes[0]["metadata"]["annotations"] == {"kwok.x-k8s.io/node": "fake"}
+    assert nodes[0]["metadata"]["annotations"] == {
+        "kwok.x-k8s.io/node": "fake",
+        "metrics.k8s.io/resource-metrics-path": "/metrics/nodes/m1-node-0/metrics/resource",
+    }
 
 
 def test_kwokctl_config_binds_loopback_with_rbac_and_fast_heartbeats() -> None:
@@ -67,6 +71,30 @@ def test_kwokctl_config_binds_loopback_with_rbac_and_fast_heartbeats() -> None:
     assert "disable" not in options
     host = yaml.safe_load(kwokctl_config(32400, "v1.36.3", member=False))
     assert host["options"]["disable"] == ["kube-scheduler", "kwok-controller"]
+
+
+def test_members_serve_metrics_and_run_a_quick_hpa_controller() -> None:
+    spec = TestbedSpec()
+    ports = spec.component_ports("us-east-1")
+    served = MetricsServer("/bin/metrics-server", "/m/base")
+    member = yaml.safe_load(
+        kwokctl_config(23401, "v1.36.3", member=True, ports=ports, metrics=served)
+    )
+    options = member["options"]
+    assert options["enableMetricsServer"] is True
+    assert options["metricsServerBinary"] == "/bin/metrics-server"
+    assert options["metricsServerManifests"] == ["/m/base"]
+    assert options["metricsServerPort"] == ports.metrics_server
+    (kcm,) = member["componentsPatches"]
+    args = {a["key"]: a["value"] for a in kcm["extraArgs"]}
+    assert args == {
+        "enable-hostpath-provisioner": "true",
+        "horizontal-pod-autoscaler-sync-period": "3s",
+        "horizontal-pod-autoscaler-downscale-stabilization": "20s",
+    }
+    host = yaml.safe_load(kwokctl_config(23400, "v1.36.3", member=False, metrics=served))
+    assert "enableMetricsServer" not in host["options"]
+    assert "componentsPatches" not in host
 
 
 def test_kubernetes_module_replaces_every_staging_module(tmp_path: Path) -> None:
@@ -205,7 +233,7 @@ def test_coredns_module_builds_its_main_package(tmp_path: Path) -> None:
     assert '_ "github.com/coredns/coredns"' in (tmp_path / "tools.go").read_text()
 
 
-def test_a_cache_without_the_dns_binaries_is_incomplete(
+def test_a_cache_without_the_dns_or_metrics_binaries_is_incomplete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLEETFLOW_TESTBED_CACHE", str(tmp_path))
@@ -220,14 +248,14 @@ def test_a_cache_without_the_dns_binaries_is_incomplete(
     assert build._built() == versions
     for binary in ("external-dns", "coredns"):
         (bins / binary).touch()
-    build.manifest_path().write_text(
-        json.dumps({**versions, "external-dns": "v0.23.0", "coredns": "v1.15.0"})
-    )
-    assert build.cached_versions() == {
-        **versions,
-        "external-dns": "v0.23.0",
-        "coredns": "v1.15.0",
-    }
+    versions |= {"external-dns": "v0.23.0", "coredns": "v1.15.0", "metrics-server": "v0.8.0"}
+    build.manifest_path().write_text(json.dumps(versions))
+    assert build.cached_versions() is None  # metrics-server and its manifests missing
+    for component in metrics.COMPONENTS:
+        for binary in component.binaries:
+            (bins / binary).parent.mkdir(parents=True, exist_ok=True)
+            (bins / binary).touch()
+    assert build.cached_versions() == versions
 
 
 def test_every_process_of_every_cluster_has_a_fixed_port_below_the_ephemeral_range() -> None:

@@ -1,0 +1,438 @@
+"""Federated autoscaling: one replica budget for a workload across the members, each member's
+own HorizontalPodAutoscaler scaling within its share. Pure.
+
+Kubernetes Federation v1's design, which needs no central metrics pipeline: the workload's
+``minReplicas``/``maxReplicas`` are divided over the members that run it, each member's HPA
+scales on its own metrics between its shares, and max budget moves from members with headroom
+to members that hit their max. The total therefore stays within [min, max] across the
+federation: it is the sum of numbers each between its member's min and max share.
+
+How a division is made (``divide``), in order:
+
+1. **The fair split of max**, with the placement planner's rules (weights, per-member min and
+   max, capacity, health and fencing; bounded Sainte-Laguë, stable): what each member would
+   hold with no load anywhere. A member whose share of max is 0 does not run the workload.
+2. **What is owed, at once.** Budget held by a member that is no longer placeable (unhealthy,
+   fenced, unselected) or a changed ``maxReplicas`` is settled in this run: owed budget goes
+   first to members at their max that want more, then to those below their fair share; budget
+   to take back comes first from the members with the most headroom.
+3. **Budget moves, bounded.** A member whose HPA is at its max and wants more (``wanted``, the
+   replica count its metrics ask for, from the HPA's status) takes budget from members whose
+   HPA uses well below their max: a donor always keeps ``hysteresis`` replicas above what it
+   uses, so the move never stops a running replica and a small wobble does not move budget back
+   and forth. At most ``maxBudgetMove`` replicas of budget move per run.
+4. **Return.** With no member wanting more, budget above the fair share goes back to the
+   members below it, as far as each holder's headroom allows, at most ``maxBudgetMove`` a run.
+5. **Mins** are the fair split of ``minReplicas`` over the members that run the workload, each
+   at least 1 (an HPA's floor) and at most its max share.
+
+Order of writes: an HPA whose max falls is written before one whose max rises, so that the sum
+of the members' maxes never exceeds the federation's max between two writes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fleetflow.errors import PlacementError
+from fleetflow.placement import Candidate, plan_replicas
+from fleetflow.wire import WireModel
+
+
+class AutoscalingSpec(BaseModel):
+    """What ``divide`` reads of a workload's ``spec.autoscaling``."""
+
+    min_replicas: int
+    max_replicas: int
+    max_budget_move: int
+    hysteresis: int
+
+
+class Autoscaler(BaseModel):
+    """A member's HPA for the workload, as read from its spec and status."""
+
+    min: int
+    max: int
+    current: int = 0
+    desired: int = 0
+    wanted: int = 0
+    """What its metrics ask for before its max caps it (``desired`` when not limited)."""
+    limited: bool = False
+    """At its max and wanting more (the HPA's ``ScalingLimited`` says ``TooManyReplicas``)."""
+    spec_hash: str = ""
+
+    @property
+    def used(self) -> int:
+        """Replicas it runs or is about to run: a donor's floor."""
+        return max(self.current, self.desired)
+
+    @property
+    def wants_more(self) -> bool:
+        return self.wanted > self.max
+
+
+TOO_MANY = "TooManyReplicas"
+
+
+def read_autoscaler(obj: Mapping[str, Any], spec_hash: str = "") -> Autoscaler:
+    """A member HPA (``autoscaling/v2``) as the division reads it.
+
+    ``wanted``: for each Resource or ContainerResource metric with a utilization target, the
+    HPA's own rule ``ceil(current replicas x current / target)``; the highest wins, as in the
+    HPA controller. A metric it cannot compute from the status (a value target, a custom
+    metric) counts as asking one more than the max while ``ScalingLimited`` says
+    ``TooManyReplicas``."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    current = int(status.get("currentReplicas") or 0)
+    desired = int(status.get("desiredReplicas") or 0)
+    high = int(spec.get("maxReplicas") or 0)
+    limited = any(
+        c.get("type") == "ScalingLimited"
+        and c.get("status") == "True"
+        and c.get("reason") == TOO_MANY
+        for c in status.get("conditions") or []
+    )
+    targets = {}
+    for metric in spec.get("metrics") or []:
+        source = metric.get(_source(metric)) or {}
+        utilization = (source.get("target") or {}).get("averageUtilization")
+        if utilization:
+            targets[(source.get("name"), source.get("container"))] = utilization
+    wanted = desired
+    for metric in status.get("currentMetrics") or []:
+        source = metric.get(_source(metric)) or {}
+        target = targets.get((source.get("name"), source.get("container")))
+        now = (source.get("current") or {}).get("averageUtilization")
+        if target and now is not None and current:
+            wanted = max(wanted, math.ceil(current * now / target - 1e-9))
+    if limited:
+        wanted = max(wanted, high + 1)
+    return Autoscaler(
+        min=int(spec.get("minReplicas") or 1),
+        max=high,
+        current=current,
+        desired=desired,
+        wanted=wanted,
+        limited=limited,
+        spec_hash=spec_hash,
+    )
+
+
+def _source(metric: Mapping[str, Any]) -> str:
+    """The key of a metric's source: ``resource`` for ``type: Resource``, and so on."""
+    kind = str(metric.get("type") or "")
+    return kind[:1].lower() + kind[1:]
+
+
+class BudgetMove(WireModel):
+    """Max budget moved between two members, and why; ``source`` empty: owed budget (a
+    member lost, the max changed) or the first division."""
+
+    source: str = ""
+    target: str = ""
+    """Empty: budget given back (``maxReplicas`` lowered)."""
+    replicas: int
+    reason: str
+    at: str | None = None
+
+    def line(self) -> str:
+        where = " -> ".join(m for m in (self.source, self.target) if m)
+        return f"{where}: {self.replicas} of max ({self.reason})"
+
+
+class Share(BaseModel):
+    """One member's part of the budget: its HPA's min and max, and, for a member that does not
+    run the workload yet, the replicas its Deployment starts with."""
+
+    min: int
+    max: int
+    start: int
+
+
+class Budget(BaseModel):
+    """The division of one workload's budget: the members that run it, the moves made, why each
+    member holds what it holds, and the max no member can hold (capacity, bounds)."""
+
+    shares: dict[str, Share] = Field(default_factory=dict)
+    moves: list[BudgetMove] = Field(default_factory=list)
+    reasons: dict[str, str] = Field(default_factory=dict)
+    unplaced: int = 0
+
+
+def check(spec: AutoscalingSpec, must_run: Iterable[str]) -> None:
+    """Refuse what no division can satisfy, with the fix in the line."""
+    if spec.min_replicas < 1:
+        raise PlacementError(f"autoscaling.minReplicas must be at least 1, got {spec.min_replicas}")
+    if spec.min_replicas > spec.max_replicas:
+        raise PlacementError(
+            f"autoscaling.minReplicas {spec.min_replicas} is above maxReplicas "
+            f"{spec.max_replicas}: lower minReplicas or raise maxReplicas"
+        )
+    named = sorted(must_run)
+    if len(named) > spec.max_replicas:
+        raise PlacementError(
+            f"autoscaling.maxReplicas {spec.max_replicas} is below the {len(named)} members that "
+            f"must run it (placement min: {', '.join(named)}): each needs at least 1; raise "
+            "maxReplicas or drop some placement mins"
+        )
+
+
+def divide(
+    spec: AutoscalingSpec,
+    candidates: list[Candidate],
+    seen: Mapping[str, Autoscaler],
+    *,
+    workload: str,
+    replicas: int,
+    running: Mapping[str, int] | None = None,
+) -> Budget:
+    """Divide the budget of one workload over ``candidates`` (the placement's members; their
+    ``current`` is ignored), given the member HPAs ``seen`` (by member) and the replicas the
+    members ``running`` it run. ``replicas``: the workload's ``spec.replicas``, what members
+    that do not run it yet start from. Raise ``PlacementError`` for impossible input."""
+    running = running or {}
+    check(spec, [c.name for c in candidates if c.min])
+    placeable = {c.name for c in candidates if c.healthy and not c.fenced}
+    held = {m: a.max for m, a in seen.items() if m in placeable and a.max > 0}
+    floors = {c.name: max(c.min, 1 if held.get(c.name) else 0) for c in candidates}
+    fair_plan = plan_replicas(
+        spec.max_replicas,
+        [c._replace(current=held.get(c.name, 0)) for c in candidates],
+        workload=workload,
+    )
+    fair = fair_plan.replicas
+    caps = {c.name: _cap(c, fair_plan.unplaced, fair[c.name]) for c in candidates}
+    budget = Budget(unplaced=fair_plan.unplaced)
+    if not held:
+        shares = {m: n for m, n in fair.items() if n}
+        budget.moves = [
+            BudgetMove(target=m, replicas=n, reason="first division: " + fair_plan.reasons[m])
+            for m, n in sorted(shares.items())
+        ]
+    else:
+        shares = {m: held.get(m, 0) for m in sorted(placeable)}
+        lost = {m: a.max for m, a in seen.items() if m not in placeable and a.max > 0}
+        owed = spec.max_replicas - fair_plan.unplaced - sum(shares.values())
+        budget.moves += _settle(shares, owed, fair, seen, caps, floors, lost, spec.hysteresis)
+        budget.moves += _demand(shares, fair, seen, caps, floors, spec)
+        shares = {m: n for m, n in shares.items() if n}
+    budget.shares = _with_mins(spec, shares, candidates, seen, replicas, running, workload)
+    budget.reasons = {
+        m: _reason(m, budget.shares.get(m), fair.get(m, 0), seen.get(m), fair_plan.reasons[m])
+        for m in sorted(fair)
+    }
+    return budget
+
+
+def _cap(c: Candidate, unplaced: int, fair: int) -> int | None:
+    """The most budget a member may hold: its placement max and capacity (a member the planner
+    filled to its cap while budget was left unplaced holds exactly that)."""
+    caps = [x for x in (c.max, c.capacity) if x is not None]
+    if not c.healthy or c.fenced:
+        return 0
+    if not c.weight:
+        return fair
+    return min(caps) if caps else None
+
+
+def _room(m: str, shares: Mapping[str, int], caps: Mapping[str, int | None]) -> int:
+    cap = caps.get(m)
+    return 10**9 if cap is None else max(0, cap - shares.get(m, 0))
+
+
+def _spare(
+    m: str,
+    shares: Mapping[str, int],
+    seen: Mapping[str, Autoscaler],
+    floors: Mapping[str, int],
+    hysteresis: int,
+) -> int:
+    """Budget a member can give without stopping a replica it runs, keeping ``hysteresis``
+    above what it uses (a member with no HPA yet uses nothing)."""
+    a = seen.get(m)
+    used = a.used + hysteresis if a is not None else 0
+    return max(0, shares.get(m, 0) - max(used, floors.get(m, 0)))
+
+
+def _need(m: str, shares: Mapping[str, int], seen: Mapping[str, Autoscaler]) -> int:
+    """Budget a member at its max asks for."""
+    a = seen.get(m)
+    if a is None or not a.wants_more or shares.get(m, 0) < a.max:
+        return 0
+    return a.wanted - shares.get(m, 0)
+
+
+def _settle(
+    shares: dict[str, int],
+    owed: int,
+    fair: Mapping[str, int],
+    seen: Mapping[str, Autoscaler],
+    caps: Mapping[str, int | None],
+    floors: Mapping[str, int],
+    lost: Mapping[str, int],
+    hysteresis: int,
+) -> list[BudgetMove]:
+    """Give (``owed`` > 0) or take back (< 0) budget at once: needy members first, then those
+    below their fair share; taken from the most spare first, then from above the fair share."""
+    why = (
+        "owed: " + ", ".join(f"{m} no longer placeable (held {n})" for m, n in sorted(lost.items()))
+        if lost
+        else "owed: maxReplicas or the members changed"
+    )
+    moves = []
+    if owed > 0:
+        order = sorted(
+            shares, key=lambda m: (-_need(m, shares, seen), shares[m] - fair.get(m, 0), m)
+        )
+        for rule in ("need", "fair", "any"):
+            for m in order:
+                if rule == "need":
+                    give = _need(m, shares, seen)
+                elif rule == "fair":
+                    give = fair.get(m, 0) - shares[m]
+                else:
+                    give = owed
+                give = min(owed, give, _room(m, shares, caps))
+                if give > 0:
+                    shares[m] += give
+                    owed -= give
+                    moves.append(BudgetMove(target=m, replicas=give, reason=why))
+    elif owed < 0:
+        take_back = -owed
+        order = sorted(shares, key=lambda m: (-_spare(m, shares, seen, floors, hysteresis), m))
+        for rule in ("spare", "fair", "floor", "all"):
+            for m in order:
+                if rule == "spare":
+                    take = _spare(m, shares, seen, floors, hysteresis)
+                elif rule == "fair":
+                    take = shares[m] - max(fair.get(m, 0), floors.get(m, 0))
+                elif rule == "floor":
+                    take = shares[m] - floors.get(m, 0)
+                else:  # more members than budget: some stop running it
+                    take = shares[m]
+                take = min(take_back, take)
+                if take > 0:
+                    shares[m] -= take
+                    take_back -= take
+                    moves.append(
+                        BudgetMove(source=m, target="", replicas=take, reason="maxReplicas lowered")
+                    )
+    return moves
+
+
+def _demand(
+    shares: dict[str, int],
+    fair: Mapping[str, int],
+    seen: Mapping[str, Autoscaler],
+    caps: Mapping[str, int | None],
+    floors: Mapping[str, int],
+    spec: AutoscalingSpec,
+) -> list[BudgetMove]:
+    """Budget moves of this run: to the members at their max that want more, else back towards
+    the fair shares; at most ``max_budget_move`` replicas of budget in all."""
+    left, moves = spec.max_budget_move, []
+    h = spec.hysteresis
+    takers = [m for m in shares if _need(m, shares, seen) and _room(m, shares, caps)]
+    if takers:
+        while left:
+            takers = [m for m in takers if _need(m, shares, seen) and _room(m, shares, caps)]
+            givers = [m for m in shares if m not in takers and _spare(m, shares, seen, floors, h)]
+            if not takers or not givers:
+                break
+            taker = max(takers, key=lambda m: (_need(m, shares, seen), m))
+            giver = max(givers, key=lambda m: (_spare(m, shares, seen, floors, h), m))
+            n = min(
+                left,
+                _need(taker, shares, seen),
+                _room(taker, shares, caps),
+                _spare(giver, shares, seen, floors, h),
+            )
+            a, b = seen[taker], seen.get(giver)
+            used = f"uses {b.used} of {shares[giver]}" if b is not None else "not scaled yet"
+            reason = f"{taker} at max {shares[taker]} wants {a.wanted}; {giver} {used}"
+            shares[taker] += n
+            shares[giver] -= n
+            left -= n
+            moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
+        return moves
+    while left:
+        over = [
+            m for m in shares if shares[m] > fair.get(m, 0) and _spare(m, shares, seen, floors, h)
+        ]
+        under = [m for m in shares if shares[m] < fair.get(m, 0)]
+        if not over or not under:
+            break
+        giver = max(over, key=lambda m: (shares[m] - fair.get(m, 0), m))
+        taker = max(under, key=lambda m: (fair.get(m, 0) - shares[m], m))
+        n = min(
+            left,
+            shares[giver] - fair.get(giver, 0),
+            _spare(giver, shares, seen, floors, h),
+            fair.get(taker, 0) - shares[taker],
+        )
+        shares[giver] -= n
+        shares[taker] += n
+        left -= n
+        reason = f"load fell: back towards the fair shares ({giver} {fair.get(giver, 0)})"
+        moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
+    return moves
+
+
+def _with_mins(
+    spec: AutoscalingSpec,
+    shares: Mapping[str, int],
+    candidates: list[Candidate],
+    seen: Mapping[str, Autoscaler],
+    replicas: int,
+    running: Mapping[str, int],
+    workload: str,
+) -> dict[str, Share]:
+    """Each running member's min (the fair split of minReplicas over them, at least 1, at most
+    its max) and, for those that do not run it yet, the replicas to start with (its part of
+    ``spec.replicas``, between its min and max)."""
+    if not shares:
+        return {}
+    by_name = {c.name: c for c in candidates}
+    on = [
+        Candidate(
+            name=m,
+            weight=max(by_name[m].weight, 1),
+            max=n,
+            current=seen[m].min if m in seen else 0,
+        )
+        for m, n in sorted(shares.items())
+    ]
+    total_min = min(spec.min_replicas, sum(shares.values()))
+    mins = plan_replicas(total_min, on, workload=workload).replicas
+    start_total = min(max(replicas, spec.min_replicas), sum(shares.values()))
+    starts = plan_replicas(
+        start_total, [c._replace(current=running.get(c.name, 0)) for c in on], workload=workload
+    ).replicas
+    result = {}
+    for m, n in sorted(shares.items()):
+        low = min(max(mins[m], 1), n)
+        result[m] = Share(min=low, max=n, start=min(max(starts[m], low), n))
+    return result
+
+
+def _reason(m: str, share: Share | None, fair: int, seen: Autoscaler | None, planned: str) -> str:
+    if share is None:
+        return f"no budget ({planned})"
+    what = f"min {share.min}, max {share.max}"
+    if share.max == fair:
+        return f"{what}: fair share ({planned})"
+    if seen is not None and seen.wants_more:
+        return f"{what}: fair share {fair}, at max and wants {seen.wanted}"
+    return f"{what}: fair share {fair}, budget moved"
+
+
+def step_order(before: Mapping[str, int], after: Mapping[str, int]) -> tuple[list[str], list[str]]:
+    """The members whose HPA max falls or stays (written first), and those whose max rises or
+    who get a new HPA (written once the first are)."""
+    first = sorted(m for m, n in after.items() if m in before and n <= before[m])
+    then = sorted(m for m, n in after.items() if m not in before or n > before[m])
+    return first, then
