@@ -251,11 +251,16 @@ def _spare(
     floors: Mapping[str, int],
     hysteresis: int,
 ) -> int:
-    """Budget a member can give without stopping a replica it runs, keeping ``hysteresis``
-    above what it uses (a member with no HPA yet uses nothing)."""
+    """Budget a member can give without stopping a replica it runs or denying one its metrics
+    ask for, keeping ``hysteresis`` above (a member with no HPA yet uses nothing)."""
     a = seen.get(m)
-    used = a.used + hysteresis if a is not None else 0
+    used = max(a.used, a.wanted) + hysteresis if a is not None else 0
     return max(0, shares.get(m, 0) - max(used, floors.get(m, 0)))
+
+
+def _headroom(m: str, shares: Mapping[str, int], seen: Mapping[str, Autoscaler]) -> int:
+    a = seen.get(m)
+    return shares.get(m, 0) - (max(a.used, a.wanted) if a is not None else 0)
 
 
 def _need(m: str, shares: Mapping[str, int], seen: Mapping[str, Autoscaler]) -> int:
@@ -303,7 +308,7 @@ def _settle(
                     moves.append(BudgetMove(target=m, replicas=give, reason=why))
     elif owed < 0:
         take_back = -owed
-        order = sorted(shares, key=lambda m: (-_spare(m, shares, seen, floors, hysteresis), m))
+        order = sorted(shares, key=lambda m: (-_headroom(m, shares, seen), m))
         for rule in ("spare", "fair", "floor", "all"):
             for m in order:
                 if rule == "spare":

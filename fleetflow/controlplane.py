@@ -169,6 +169,40 @@ _PLACEMENT: dict[str, Any] = {
 }
 
 
+_AUTOSCALING: dict[str, Any] = {
+    "type": "object",
+    "description": "One replica budget across the federation: each member's HPA scales within "
+    "its share of minReplicas..maxReplicas, and budget moves to members at their max",
+    "required": ["maxReplicas"],
+    "properties": {
+        "minReplicas": {**_INT, "minimum": 1, "default": 1},
+        "maxReplicas": {**_INT, "minimum": 1},
+        "metrics": {
+            "type": "array",
+            "description": "The members' HPA metrics (autoscaling/v2 MetricSpec)",
+            "items": {**_ANY, "required": ["type"]},
+        },
+        "behavior": {**_ANY, "description": "The members' HPA behavior (autoscaling/v2)"},
+        "maxBudgetMove": {
+            **_INT,
+            "minimum": 1,
+            "description": "Replicas of max budget moved per run (default: a tenth of max)",
+        },
+        "hysteresis": {
+            **_INT,
+            "minimum": 0,
+            "description": "Replicas a donor keeps above what it uses (default 1)",
+        },
+    },
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.minReplicas <= self.maxReplicas",
+            "message": "minReplicas must not be above maxReplicas",
+        }
+    ],
+}
+
+
 def federated_deployment_crd() -> Manifest:
     override = {
         "type": "object",
@@ -227,6 +261,7 @@ def federated_deployment_crd() -> Manifest:
                     },
                 },
             },
+            "autoscaling": _AUTOSCALING,
         },
     }
     status = {
@@ -242,10 +277,23 @@ def federated_deployment_crd() -> Manifest:
                         "name": _STR,
                         "desired": _INT,
                         "ready": _INT,
+                        "minReplicas": _INT,
+                        "maxReplicas": _INT,
+                        "autoscalerDesired": _INT,
                     },
                 },
             },
             "unplaced": _INT,
+            "lastBudgetMove": {
+                "type": "object",
+                "properties": {
+                    "source": _STR,
+                    "target": _STR,
+                    "replicas": _INT,
+                    "reason": _STR,
+                    "at": _STR,
+                },
+            },
         },
     }
     columns = [

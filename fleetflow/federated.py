@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetflow.autoscaling import AutoscalingSpec
+from fleetflow.autoscaling import AutoscalingSpec, BudgetMove
 from fleetflow.capacity import Resources, pod_requests
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
 from fleetflow.patches import merge_patch
@@ -146,11 +146,15 @@ class FederatedDeploymentSpec(_Spec):
 
 
 class ClusterPlacement(WireModel):
-    """How many replicas one member should run and how many were Ready."""
+    """How many replicas one member should run and how many were Ready; for an autoscaled
+    workload, also its HPA's share of the budget and the count its HPA wanted."""
 
     name: str
     desired: int
     ready: int = 0
+    min_replicas: int | None = Field(default=None, alias="minReplicas")
+    max_replicas: int | None = Field(default=None, alias="maxReplicas")
+    autoscaler_desired: int | None = Field(default=None, alias="autoscalerDesired")
 
 
 class FederatedDeploymentStatus(WireModel):
@@ -158,6 +162,7 @@ class FederatedDeploymentStatus(WireModel):
     clusters: list[ClusterPlacement] = Field(default_factory=list)
     unplaced: int | None = None
     conditions: list[Condition] = Field(default_factory=list)
+    last_budget_move: BudgetMove | None = Field(default=None, alias="lastBudgetMove")
 
 
 class HostObject(BaseModel):

@@ -86,6 +86,8 @@ class WorkloadPlan(BaseModel):
     budget: Budget | None = None
     """An autoscaled workload's division: each member's HPA min and max, and the moves made.
     Its ``replicas`` are then what the members' HPAs set (or where a new member starts)."""
+    autoscaler_desired: dict[str, int] = Field(default_factory=dict)
+    """What each member's HPA last asked for (its ``desiredReplicas``)."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
@@ -249,6 +251,7 @@ def _autoscaled(
         running=plan.current,
     )
     plan.budget = budget
+    plan.autoscaler_desired = {m: a.desired for m, a in seen.items()}
     plan.replicas = {
         m: min(max(plan.current.get(m, share.start), share.min), share.max)
         for m, share in budget.shares.items()

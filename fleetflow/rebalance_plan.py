@@ -11,6 +11,7 @@ switch, and the run's report.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
@@ -194,6 +195,32 @@ class RebalancePlan(BaseModel):
             ],
         )
 
+    def autoscalers(self) -> dict[str, list[Manifest]]:
+        """Per member, one HPA of each autoscaled workload this run writes: what the members'
+        HPA API must accept before anything is written."""
+        found: dict[str, list[Manifest]] = {}
+        seen: set[str] = set()
+        for phase in (self.writes.ups, self.writes.downs):
+            for member, writes in phase.items():
+                for hpa in writes.autoscalers:
+                    key = f"{hpa['metadata']['namespace']}/{hpa['metadata']['name']}"
+                    if key not in seen:
+                        seen.add(key)
+                        found.setdefault(member, []).append(hpa)
+        return found
+
+    def refusing(self, refused: Mapping[str, str]) -> RebalancePlan:
+        """The plan without the workloads whose autoscaling a member's API refused: each is in
+        error, and nothing of it is written."""
+        if not refused:
+            return self
+        plans = {
+            k: p.model_copy(update={"error": refused[k]}) if k in refused else p
+            for k, p in self.plans.items()
+        }
+        seen = Snapshot(view=self.view, found=self.found, watched=self.watched)
+        return _assembled(seen, plans, self.dry_run, federation=self.federation, zone=self.zone)
+
     def raise_errors(self) -> None:
         """A run that met invalid input fails, after doing what it could (not a dry run)."""
         workload_errors, object_errors = self.errors()
@@ -215,6 +242,15 @@ def _named(fd: FederatedDeployment, request: RebalanceRequest) -> bool:
     return request.labels.items() <= fd.labels.items()
 
 
+def stamped(plan: WorkloadPlan, at: datetime | None) -> WorkloadPlan:
+    """The plan with its budget moves dated: when the members were seen."""
+    if plan.budget is None or at is None or not plan.budget.moves:
+        return plan
+    when = at.isoformat(timespec="seconds")
+    moves = [m.model_copy(update={"at": when}) for m in plan.budget.moves]
+    return plan.model_copy(update={"budget": plan.budget.model_copy(update={"moves": moves})})
+
+
 def decide_rebalance(
     seen: Snapshot, request: RebalanceRequest, *, federation: str, zone: str
 ) -> RebalancePlan:
@@ -224,13 +260,31 @@ def decide_rebalance(
     if request.name and not named:
         where = f" in namespace {request.namespace}" if request.namespace else ""
         raise UnknownName(f"no FederatedDeployment named {request.name!r}{where}")
-    workloads, objects = view.workloads, view.objects
+    workloads = view.workloads
     plans = {
-        fd.key: plan_workload(
-            fd, found.members, request.max_moves, hold=None if fd in named else OUTSIDE
+        fd.key: stamped(
+            plan_workload(
+                fd, found.members, request.max_moves, hold=None if fd in named else OUTSIDE
+            ),
+            seen.at,
         )
         for fd in workloads
     }
+    return _assembled(seen, plans, request.dry_run, federation=federation, zone=zone)
+
+
+def _assembled(
+    seen: Snapshot,
+    plans: dict[str, WorkloadPlan],
+    dry_run: bool,
+    *,
+    federation: str,
+    zone: str,
+) -> RebalancePlan:
+    """Everything the workloads' plans imply: where the objects go, the writes, the
+    finalizers."""
+    view, found = seen.view, seen.found
+    workloads, objects = view.workloads, view.objects
     joined: Mapping[str, list[str]] = {m.name: m.namespaces for m in view.members}
     placed = plan_objects(
         objects.valid,
@@ -244,7 +298,7 @@ def decide_rebalance(
     return RebalancePlan(
         federation=federation,
         zone=zone,
-        dry_run=request.dry_run,
+        dry_run=dry_run,
         view=view,
         found=found,
         watched=seen.watched,

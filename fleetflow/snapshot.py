@@ -8,6 +8,8 @@ snapshot alone.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel
 
 from fleetflow.probes import Assessment
@@ -21,3 +23,5 @@ class Snapshot(BaseModel):
     view: HostView
     found: Assessment
     watched: bool
+    at: datetime | None = None
+    """When the members were probed."""

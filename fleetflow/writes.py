@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, Field
 
+from fleetflow.autoscaling import Budget, BudgetMove
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import InvalidRequest
 from fleetflow.federated import (
@@ -107,7 +108,8 @@ def write_plan(
                 continue
             live = members[member].deployments.get(fd.key)
             if plan.budget is not None:
-                _autoscaled(fd, plan, member, members[member], federation, ups, downs)
+                later = downs if _lowers(fd.key, plan, members) else ups
+                _autoscaled(fd, plan, member, members[member], federation, ups, later)
                 continue
             manifest = member_workload(fd.kind, fd, member, replicas, federation)
             digest = manifest["metadata"]["annotations"][ANNOTATION_HASH]
@@ -130,6 +132,18 @@ def write_plan(
     )
 
 
+def _lowers(key: str, plan: WorkloadPlan, members: dict[str, MemberView]) -> bool:
+    """Whether a reachable member's HPA max falls in this run (budget moves between members)."""
+    assert plan.budget is not None
+    return any(
+        key in v.autoscalers
+        and plan.budget.shares.get(m, None) is not None
+        and plan.budget.shares[m].max < v.autoscalers[key].max
+        for m, v in members.items()
+        if v.reachable
+    )
+
+
 def _autoscaled(
     fd: FederatedDeployment,
     plan: WorkloadPlan,
@@ -137,12 +151,14 @@ def _autoscaled(
     view: MemberView,
     federation: str,
     ups: dict[str, MemberWrites],
-    downs: dict[str, MemberWrites],
+    later: dict[str, MemberWrites],
 ) -> None:
     """An autoscaled workload in one member: its workload without a count (a new one starts at
-    its share of ``spec.replicas``), and its HPA when its share changed: in the first phase
-    when its max falls or stays, in the second when it rises or the HPA is new, so that the
-    members' maxes never add up to more than the federation's between two writes."""
+    its share of ``spec.replicas``), and its HPA when its share changed. When budget moves
+    between members, an HPA whose max rises (or a new one) waits for the second phase
+    (``later``), after those whose max falls, so that the members' maxes never add up to more
+    than the federation's between two writes; budget that a lost member held goes to the
+    survivors in the first phase, make-before-break."""
     assert plan.budget is not None
     live = view.deployments.get(fd.key)
     start = plan.replicas[member]
@@ -154,7 +170,7 @@ def _autoscaled(
     hpa = member_autoscaler(fd, share.min, share.max, federation)
     seen = view.autoscalers.get(fd.key)
     if seen is None or seen.spec_hash != hpa["metadata"]["annotations"][ANNOTATION_HASH]:
-        phase = (ups if seen is not None and share.max <= seen.max else downs)[member]
+        phase = (ups if seen is not None and share.max <= seen.max else later)[member]
         phase.autoscalers.append(hpa)
         if seen is None:
             phase.new_autoscalers.append(fd.key)
@@ -211,16 +227,35 @@ def workload_status(fd: FederatedDeployment, plan: WorkloadPlan) -> FederatedDep
             update={"observed_generation": fd.generation, "conditions": [condition]}
         )
     else:
+        budget = plan.budget
+        moves = budget.moves if budget is not None else []
         status = FederatedDeploymentStatus(
             observed_generation=fd.generation,
-            clusters=[
-                ClusterPlacement(name=c, desired=n, ready=plan.ready.get(c, 0))
-                for c, n in sorted(plan.replicas.items())
-            ],
+            clusters=[_placement(c, n, plan) for c, n in sorted(plan.replicas.items())],
             unplaced=plan.unplaced,
             conditions=[Condition(type="Planned", status="True", reason="Placed")],
+            last_budget_move=moves[-1] if moves else _kept_move(fd, budget),
         )
     return None if status == fd.status else fd.model_copy(update={"status": status})
+
+
+def _kept_move(fd: FederatedDeployment, budget: Budget | None) -> BudgetMove | None:
+    """The last budget move recorded, while the workload is autoscaled."""
+    return fd.status.last_budget_move if budget is not None else None
+
+
+def _placement(member: str, replicas: int, plan: WorkloadPlan) -> ClusterPlacement:
+    entry = ClusterPlacement(name=member, desired=replicas, ready=plan.ready.get(member, 0))
+    if plan.budget is None or member not in plan.budget.shares:
+        return entry
+    share = plan.budget.shares[member]
+    return entry.model_copy(
+        update={
+            "min_replicas": share.min,
+            "max_replicas": share.max,
+            "autoscaler_desired": plan.autoscaler_desired.get(member),
+        }
+    )
 
 
 def to_protect(

@@ -32,4 +32,4 @@ def probe(
     found = assess(view.members, probes, federation.health_policy(), now, watched=watched)
     for line in found.transitions:
         get_run_logger().info(line)
-    return Snapshot(view=view, found=found, watched=watched), blocks
+    return Snapshot(view=view, found=found, watched=watched, at=now), blocks

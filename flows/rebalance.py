@@ -33,7 +33,7 @@ from fleetflow.rebalance_plan import Acted, RebalancePlan, decide_rebalance
 from fleetflow.settings import settings
 from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
 from fleetflow.tasks.propagate import Propagated, finish_members, propagate_members
-from fleetflow.tasks.rebalance import wait_members_ready
+from fleetflow.tasks.rebalance import check_members_autoscalers, wait_members_ready
 from fleetflow.tasks.traffic import apply_endpoints, list_endpoints
 
 
@@ -48,6 +48,7 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     view = observe_host(host, federation.name, federation.namespace, request.namespace)
     seen, blocks = probe(view, federation, trust_watcher=True)
     plan = decide_rebalance(seen, request, federation=federation.name, zone=federation.dns_zone)
+    plan = plan.refusing(check_members_autoscalers(blocks, plan.autoscalers()))
     publish_plan(plan.plans, plan.dry_run, plan.placed.graph.markdown())
     protected = _finalizers(host, plan.protect, hold=True, dry_run=plan.dry_run)
     ups = _scale_up(blocks, plan)

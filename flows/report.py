@@ -35,6 +35,18 @@ def publish(report: Report, key: str, message: str | None = None) -> Report:
     return finished(report, message or report.summary())
 
 
+def _shares(plan: WorkloadPlan, cluster: str) -> dict[str, int | str]:
+    """An autoscaled workload's HPA min and max there, and what its HPA asked for."""
+    share = plan.budget.shares.get(cluster) if plan.budget else None
+    if share is None:
+        return {"hpa min": "", "hpa max": "", "hpa desired": ""}
+    return {
+        "hpa min": share.min,
+        "hpa max": share.max,
+        "hpa desired": plan.autoscaler_desired.get(cluster, ""),
+    }
+
+
 def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "") -> None:
     """The rebalance plan as a table (workload, cluster, current, desired, ready, reason) and a
     markdown summary, with ``graph``: what each workload needs and who provides it (names
@@ -46,6 +58,7 @@ def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "")
             "current": plan.current.get(cluster, 0),
             "desired": desired,
             "ready": plan.ready.get(cluster, 0),
+            **_shares(plan, cluster),
             "reason": plan.reasons.get(cluster, ""),
         }
         for key, plan in sorted(plans.items())
@@ -72,6 +85,9 @@ def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "")
         f"- invalid placements: {len(errors)}",
         *(f"  - {e}" for e in errors),
     ]
+    moves = [(k, m) for k, p in sorted(plans.items()) if p.budget for m in p.budget.moves]
+    if moves:
+        lines += ["", "### Budget moves", "", *(f"- {k}: {m.line()}" for k, m in moves)]
     if graph:
         lines += ["", "### Dependencies", "", graph]
     create_markdown_artifact(markdown="\n".join(lines), key="rebalance-summary")

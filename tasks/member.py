@@ -224,6 +224,7 @@ def unreachable_reason(block: KubeCluster) -> str | None:
 
 
 PROPAGATED_KINDS = (
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("networking.k8s.io/v1", "Ingress"),
     ("batch/v1", "Job"),
     ("apps/v1", "StatefulSet"),

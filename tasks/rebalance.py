@@ -10,7 +10,7 @@ from prefect import task, unmapped
 from pydantic import BaseModel, Field
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.errors import ResourceConflict, ResourceNotFound, WaitTimeout
+from fleetflow.errors import InvalidResource, ResourceConflict, ResourceNotFound, WaitTimeout
 from fleetflow.federated import HPA_API_VERSION, LABEL_WORKLOAD
 from fleetflow.kube import apply, delete
 from fleetflow.kube.workloads import member_workloads, workload_ready
@@ -147,6 +147,38 @@ def wait_member_ready(
         )
     except WaitTimeout as exc:  # not Ready in time: the caller holds the scale-downs back
         return exc.last if isinstance(exc.last, Readiness) else Readiness(pending=keys)
+
+
+@task(**MEMBER_TASK)
+def check_autoscalers(block: KubeCluster, manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """Whether the member's API accepts each HPA, by a server-side dry run (nothing is
+    written): the metrics and behavior are the HPA API's to judge, and its answer comes before
+    any write of the workload. The dry run goes to ``default``, which every cluster has, so
+    that a workload new to a namespace can be checked too. By namespace/name: why it was
+    refused."""
+    api, refused = client(block), {}
+    for manifest in manifests:
+        meta = manifest["metadata"]
+        probe = {**manifest, "metadata": {**meta, "namespace": "default"}}
+        try:
+            apply(api, probe, dry_run=True)
+        except InvalidResource as exc:
+            refused[f"{meta['namespace']}/{meta['name']}"] = exc.detail
+    return refused
+
+
+def check_members_autoscalers(
+    blocks: dict[str, KubeCluster | None], manifests: dict[str, list[dict[str, Any]]]
+) -> dict[str, str]:
+    """``check_autoscalers`` in every member with HPAs to write, at once; by workload, the
+    first refusal, naming the member."""
+    todo = [m for m, found in manifests.items() if found and blocks.get(m) is not None]
+    futures = check_autoscalers.map([blocks[m] for m in todo], [manifests[m] for m in todo])
+    refused: dict[str, str] = {}
+    for member, future in zip(todo, futures, strict=True):
+        for key, why in future.result().items():
+            refused.setdefault(key, f"{key}: {member}'s HPA API refuses the autoscaling: {why}")
+    return refused
 
 
 class MemberResults(BaseModel):
