@@ -441,3 +441,75 @@ def step_order(before: Mapping[str, int], after: Mapping[str, int]) -> tuple[lis
     first = sorted(m for m, n in after.items() if m in before and n <= before[m])
     then = sorted(m for m, n in after.items() if m not in before or n > before[m])
     return first, then
+
+
+# --- what `fleetflow autoscale status` and the autoscale-status artifact show -----------------
+
+
+class AutoscaleRow(BaseModel):
+    """One member's part of an autoscaled workload, as the last rebalance recorded it; member
+    None: the workload as a whole (the federation's min and max, the total, the last move)."""
+
+    workload: str
+    member: str | None = None
+    min: int
+    max: int
+    current: int
+    ready: int
+    desired: int | None = None
+    """What the member's HPA asked for."""
+    last_move: str = ""
+
+
+COLUMNS = ("WORKLOAD", "MEMBER", "MIN", "MAX", "CURRENT", "READY", "HPA DESIRED", "LAST MOVE")
+
+
+def autoscale_rows(
+    key: str, low: int, high: int, placements: Iterable[Any], last: BudgetMove | None
+) -> list[AutoscaleRow]:
+    """The rows of one autoscaled workload from its status (``placements``: its members'
+    entries, each with ``name``, ``desired``, ``ready``, ``min_replicas``, ``max_replicas``,
+    ``autoscaler_desired``)."""
+    members = [
+        AutoscaleRow(
+            workload=key,
+            member=p.name,
+            min=p.min_replicas or 0,
+            max=p.max_replicas or 0,
+            current=p.desired,
+            ready=p.ready,
+            desired=p.autoscaler_desired,
+        )
+        for p in sorted(placements, key=lambda p: p.name)
+    ]
+    when = f" at {last.at}" if last is not None and last.at else ""
+    whole = AutoscaleRow(
+        workload=key,
+        min=low,
+        max=high,
+        current=sum(r.current for r in members),
+        ready=sum(r.ready for r in members),
+        last_move=f"{last.line()}{when}" if last is not None else "none yet",
+    )
+    return [whole, *members]
+
+
+def autoscale_table(rows: Iterable[AutoscaleRow]) -> str:
+    """A fixed-width table: per workload its whole row (member ``-``), then its members."""
+    cells = [COLUMNS] + [
+        (
+            r.workload,
+            r.member or "-",
+            str(r.min),
+            str(r.max),
+            str(r.current),
+            str(r.ready),
+            "" if r.desired is None else str(r.desired),
+            r.last_move,
+        )
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(COLUMNS))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )

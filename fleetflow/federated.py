@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetflow.autoscaling import AutoscalingSpec, BudgetMove
+from fleetflow.autoscaling import AutoscaleRow, AutoscalingSpec, BudgetMove, autoscale_rows
 from fleetflow.capacity import Resources, pod_requests
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
 from fleetflow.patches import merge_patch
@@ -340,3 +340,14 @@ def spec_hash(manifest: dict[str, Any], *, count: bool = True) -> str:
     if not count:
         body.get("spec", {}).pop("replicas", None)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def workload_rows(fd: FederatedDeployment) -> list[AutoscaleRow]:
+    """An autoscaled workload's rows for ``fleetflow autoscale status`` (none otherwise)."""
+    auto = fd.spec.autoscaling
+    if auto is None:
+        return []
+    status = fd.status
+    return autoscale_rows(
+        fd.key, auto.min_replicas, auto.max_replicas, status.clusters, status.last_budget_move
+    )

@@ -15,9 +15,10 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from fleetflow.autoscaling import AutoscaleRow
 from fleetflow.controlplane import LABEL_FEDERATION, Manifest
 from fleetflow.errors import InvalidRequest, PlacementError, UnknownName
-from fleetflow.federated import FederatedDeployment, HostObject
+from fleetflow.federated import FederatedDeployment, HostObject, workload_rows
 from fleetflow.health import Health
 from fleetflow.models import Action, RebalanceRequest, Report
 from fleetflow.objects import InvalidObject
@@ -140,6 +141,13 @@ class RebalancePlan(BaseModel):
             updated=[*workloads, *objects],
         )
         return [*self.found.changed, *workloads, *objects, *reported], rows
+
+    def autoscaled(self, ups: Acted, downs: Acted) -> list[AutoscaleRow]:
+        """The autoscale-status rows: each autoscaled workload with the status this run
+        records."""
+        changes, _ = self.statuses(ups, downs)
+        newer = {c.key: c for c in changes if isinstance(c, FederatedDeployment)}
+        return [r for fd in self.workloads for r in workload_rows(newer.get(fd.key, fd))]
 
     def traffic(self) -> tuple[list[Manifest], list[str]]:
         """The DNSEndpoints that differ from those the run read, and why some workloads cannot

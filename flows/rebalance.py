@@ -27,7 +27,7 @@ from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.federated import HostObject
 from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.report import finished, publish_plan
-from fleetflow.flows.status_report import publish_status
+from fleetflow.flows.status_report import publish_autoscale, publish_status
 from fleetflow.models import Action, RebalanceRequest, Report
 from fleetflow.rebalance_plan import Acted, RebalancePlan, decide_rebalance
 from fleetflow.settings import settings
@@ -98,6 +98,7 @@ def _record(host: KubeCluster, plan: RebalancePlan, ups: Acted, downs: Acted) ->
     written = write_statuses(host, changes, plan.dry_run) if changes else 0
     if not plan.dry_run:
         publish_status(rows)
+        publish_autoscale(plan.autoscaled(ups, downs))
     return written
 
 

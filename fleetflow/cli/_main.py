@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import httpx
 from pydantic import ValidationError
 
-from fleetflow.cli import drill, flows, plan, stack, status, testbed
+from fleetflow.cli import autoscale, drill, flows, plan, stack, status, testbed
 from fleetflow.cli.console import error
 from fleetflow.cli.options import Handler
 from fleetflow.errors import FleetflowError, prefect_overloaded
@@ -31,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     drill.add_commands(sub)
     plan.add_commands(sub)
     status.add_commands(sub)
+    autoscale.add_commands(sub)
     testbed.add_commands(sub)
     return root
 

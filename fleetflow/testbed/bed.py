@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from fleetflow.controlplane import DNS_CRD_NAME, dns_endpoint_crd
 from fleetflow.errors import ClusterError, TestbedError
-from fleetflow.kube import ClusterCredentials, api_client, apply, list_objects
+from fleetflow.kube import ClusterCredentials, api_client, apply, get, list_objects
 from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
 from fleetflow.rsync import volume_directory
@@ -256,6 +256,40 @@ def _wait_ready(
     )
 
 
+METRICS_API = "v1beta1.metrics.k8s.io"
+
+
+def _metrics_available(member: str) -> str:
+    """Empty when the member serves the metrics API; else why not."""
+    try:
+        service = get(
+            api_client(credentials(member, 3)),
+            "apiregistration.k8s.io/v1",
+            "APIService",
+            METRICS_API,
+        )
+    except (ClusterError, TestbedError) as exc:
+        return str(exc)
+    for condition in (service.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Available":
+            return "" if condition.get("status") == "True" else condition.get("message", "")
+    return "not Available yet"
+
+
+def _wait_metrics(spec: TestbedSpec, members: list[str], timeout: float = READY_TIMEOUT) -> None:
+    """Wait until each member's metrics-server answers, so that its HPAs can scale."""
+    poll_until(
+        lambda: {m: _metrics_available(m) for m in members},
+        lambda row: not any(row.values()),
+        timeout=timeout,
+        interval=1.0,
+        waiting_for=f"the metrics API ({METRICS_API}) served in {', '.join(members)}",
+        describe=lambda row: "; ".join(f"{m}: {why}" for m, why in row.items() if why),
+        hint="its log: "
+        + str(testbed_dir() / "kwok" / "clusters" / "<member>" / "logs" / "metrics-server.log"),
+    )
+
+
 def _dns_ports_taken(spec: TestbedSpec) -> list[str]:
     """Ports of the DNS chain's stopped processes that something else holds."""
     alive = dns.running(_dns_dir(), build.bin_dir())
@@ -370,6 +404,7 @@ def up(
         for member in spec.members:
             _add_nodes(spec, member.name)
         _wait_ready(spec)
+        _wait_metrics(spec, [m.name for m in spec.members])
         dns_started = _start_dns(spec, progress)
     except BaseException:
         for cluster in created:

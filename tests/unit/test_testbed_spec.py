@@ -85,7 +85,14 @@ def test_members_serve_metrics_and_run_a_quick_hpa_controller() -> None:
     assert options["metricsServerBinary"] == "/bin/metrics-server"
     assert options["metricsServerManifests"] == ["/m/base"]
     assert options["metricsServerPort"] == ports.metrics_server
-    (kcm,) = member["componentsPatches"]
+    kcm, metrics_server = member["componentsPatches"]
+    assert metrics_server == {
+        "name": "metrics-server",
+        "extraArgs": [
+            {"key": "metric-resolution", "value": "10s"},
+            {"key": "kubelet-request-timeout", "value": "5s"},
+        ],
+    }
     args = {a["key"]: a["value"] for a in kcm["extraArgs"]}
     assert args == {
         "enable-hostpath-provisioner": "true",
