@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
 from fleetflow.errors import PlacementError
-from fleetflow.placement import Candidate, plan_replicas
+from fleetflow.placement import Candidate, Plan, plan_replicas
 from fleetflow.wire import WireModel
 
 
@@ -144,9 +144,10 @@ class BudgetMove(WireModel):
         return f"{where}: {self.replicas} of max ({self.reason})"
 
 
-class Share(BaseModel):
+class Share(NamedTuple):
     """One member's part of the budget: its HPA's min and max, and, for a member that does not
-    run the workload yet, the replicas its Deployment starts with."""
+    run the workload yet, the replicas its Deployment starts with. A tuple: a division of
+    10,000 workloads makes a million of them."""
 
     min: int
     max: int
@@ -199,43 +200,69 @@ def divide(
     placeable = {c.name for c in candidates if c.healthy and not c.fenced}
     held = {m: a.max for m, a in seen.items() if m in placeable and a.max > 0}
     floors = {c.name: max(c.min, 1 if held.get(c.name) else 0) for c in candidates}
-    fair_plan = plan_replicas(
-        spec.max_replicas,
-        [c._replace(current=held.get(c.name, 0)) for c in candidates],
-        workload=workload,
-    )
-    fair = fair_plan.replicas
-    caps = {c.name: _cap(c, fair_plan.unplaced, fair[c.name]) for c in candidates}
-    budget = Budget(unplaced=fair_plan.unplaced)
+    caps = {c.name: _cap(c) for c in candidates}
+    fair = _Fair(spec.max_replicas, candidates, held, workload)
+    budget = Budget()
     if not held:
-        shares = {m: n for m, n in fair.items() if n}
+        shares = {m: n for m, n in fair.plan().replicas.items() if n}
         budget.moves = [
-            BudgetMove(target=m, replicas=n, reason="first division: " + fair_plan.reasons[m])
+            BudgetMove(target=m, replicas=n, reason="first division: " + fair.plan().reasons[m])
             for m, n in sorted(shares.items())
         ]
     else:
         shares = {m: held.get(m, 0) for m in sorted(placeable)}
         lost = {m: a.max for m, a in seen.items() if m not in placeable and a.max > 0}
-        owed = spec.max_replicas - fair_plan.unplaced - sum(shares.values())
-        budget.moves += _settle(shares, owed, fair, seen, caps, floors, lost, spec.hysteresis)
+        # Without caps every member can hold any budget: nothing is left unplaced.
+        capped = any(caps[m] is not None for m in placeable)
+        owed = spec.max_replicas - (fair.plan().unplaced if capped else 0) - sum(shares.values())
+        if owed:
+            budget.moves += _settle(
+                shares, owed, fair.plan().replicas, seen, caps, floors, lost, spec.hysteresis
+            )
         budget.moves += _demand(shares, fair, seen, caps, floors, spec)
         shares = {m: n for m, n in shares.items() if n}
+    budget.unplaced = fair.plan().unplaced if fair.known else 0
     budget.shares = _with_mins(spec, shares, candidates, seen, replicas, running, workload)
     budget.reasons = {
-        m: _reason(m, budget.shares.get(m), fair.get(m, 0), seen.get(m), fair_plan.reasons[m])
-        for m in sorted(fair)
+        c.name: _reason(budget.shares.get(c.name), fair, c.name, seen.get(c.name))
+        for c in candidates
     }
     return budget
 
 
-def _cap(c: Candidate, unplaced: int, fair: int) -> int | None:
-    """The most budget a member may hold: its placement max and capacity (a member the planner
-    filled to its cap while budget was left unplaced holds exactly that)."""
-    caps = [x for x in (c.max, c.capacity) if x is not None]
+class _Fair:
+    """The fair split of max (the planner's, with no load anywhere), made only when a step
+    needs it: a division in steady state, where budget follows the load, never does."""
+
+    def __init__(
+        self, total: int, candidates: list[Candidate], held: Mapping[str, int], workload: str
+    ) -> None:
+        self._args = (total, candidates, held, workload)
+        self._plan: Plan | None = None
+
+    @property
+    def known(self) -> bool:
+        return self._plan is not None
+
+    def plan(self) -> Plan:
+        if self._plan is None:
+            total, candidates, held, workload = self._args
+            self._plan = plan_replicas(
+                total,
+                [c._replace(current=held.get(c.name, 0)) for c in candidates],
+                workload=workload,
+            )
+        return self._plan
+
+
+def _cap(c: Candidate) -> int | None:
+    """The most budget a member may hold: its placement max and capacity; a standby (weight
+    0) its min; none where replicas may not go."""
     if not c.healthy or c.fenced:
         return 0
     if not c.weight:
-        return fair
+        return c.min
+    caps = [x for x in (c.max, c.capacity) if x is not None]
     return min(caps) if caps else None
 
 
@@ -331,7 +358,7 @@ def _settle(
 
 def _demand(
     shares: dict[str, int],
-    fair: Mapping[str, int],
+    fairness: _Fair,
     seen: Mapping[str, Autoscaler],
     caps: Mapping[str, int | None],
     floors: Mapping[str, int],
@@ -341,49 +368,45 @@ def _demand(
     the fair shares; at most ``max_budget_move`` replicas of budget in all."""
     left, moves = spec.max_budget_move, []
     h = spec.hysteresis
-    takers = [m for m in shares if _need(m, shares, seen) and _room(m, shares, caps)]
-    if takers:
-        while left:
-            takers = [m for m in takers if _need(m, shares, seen) and _room(m, shares, caps)]
-            givers = [m for m in shares if m not in takers and _spare(m, shares, seen, floors, h)]
-            if not takers or not givers:
-                break
-            taker = max(takers, key=lambda m: (_need(m, shares, seen), m))
-            giver = max(givers, key=lambda m: (_spare(m, shares, seen, floors, h), m))
-            n = min(
-                left,
-                _need(taker, shares, seen),
-                _room(taker, shares, caps),
-                _spare(giver, shares, seen, floors, h),
-            )
-            a, b = seen[taker], seen.get(giver)
-            used = f"uses {b.used} of {shares[giver]}" if b is not None else "not scaled yet"
-            reason = f"{taker} at max {shares[taker]} wants {a.wanted}; {giver} {used}"
-            shares[taker] += n
-            shares[giver] -= n
-            left -= n
-            moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
+    need = {m: n for m in shares if (n := min(_need(m, shares, seen), _room(m, shares, caps))) > 0}
+    if need:
+        spare = {
+            m: n for m in shares if m not in need and (n := _spare(m, shares, seen, floors, h))
+        }
+        for taker in sorted(need, key=lambda m: (-need[m], m)):
+            for giver in sorted(spare, key=lambda m: (-spare[m], m)):
+                n = min(left, need[taker], spare[giver])
+                if n <= 0:
+                    continue
+                a, b = seen[taker], seen.get(giver)
+                used = f"uses {b.used} of {shares[giver]}" if b is not None else "not scaled yet"
+                reason = f"{taker} at max {a.max} wants {a.wanted}; {giver} {used}"
+                shares[taker] += n
+                shares[giver] -= n
+                need[taker] -= n
+                spare[giver] -= n
+                left -= n
+                moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
         return moves
-    while left:
-        over = [
-            m for m in shares if shares[m] > fair.get(m, 0) and _spare(m, shares, seen, floors, h)
-        ]
-        under = [m for m in shares if shares[m] < fair.get(m, 0)]
-        if not over or not under:
-            break
-        giver = max(over, key=lambda m: (shares[m] - fair.get(m, 0), m))
-        taker = max(under, key=lambda m: (fair.get(m, 0) - shares[m], m))
-        n = min(
-            left,
-            shares[giver] - fair.get(giver, 0),
-            _spare(giver, shares, seen, floors, h),
-            fair.get(taker, 0) - shares[taker],
-        )
-        shares[giver] -= n
-        shares[taker] += n
-        left -= n
-        reason = f"load fell: back towards the fair shares ({giver} {fair.get(giver, 0)})"
-        moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
+    fair = fairness.plan().replicas
+    over = {
+        m: n
+        for m in shares
+        if (n := min(shares[m] - fair.get(m, 0), _spare(m, shares, seen, floors, h))) > 0
+    }
+    under = {m: n for m in shares if (n := fair.get(m, 0) - shares[m]) > 0}
+    for giver in sorted(over, key=lambda m: (-over[m], m)):
+        for taker in sorted(under, key=lambda m: (-under[m], m)):
+            n = min(left, over[giver], under[taker])
+            if n <= 0:
+                continue
+            shares[giver] -= n
+            shares[taker] += n
+            over[giver] -= n
+            under[taker] -= n
+            left -= n
+            reason = f"load fell: back towards the fair shares ({giver} {fair.get(giver, 0)})"
+            moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
     return moves
 
 
@@ -412,27 +435,39 @@ def _with_mins(
         for m, n in sorted(shares.items())
     ]
     total_min = min(spec.min_replicas, sum(shares.values()))
-    mins = plan_replicas(total_min, on, workload=workload).replicas
-    start_total = min(max(replicas, spec.min_replicas), sum(shares.values()))
-    starts = plan_replicas(
-        start_total, [c._replace(current=running.get(c.name, 0)) for c in on], workload=workload
-    ).replicas
+    # No more min than members: each holds 1, the HPA's floor (no plan needed).
+    mins = (
+        dict.fromkeys(shares, 1)
+        if total_min <= len(shares)
+        else plan_replicas(total_min, on, workload=workload).replicas
+    )
+    starts: Mapping[str, int] = {}
+    if any(m not in running for m in shares):  # only a member new to it starts anywhere
+        start_total = min(max(replicas, spec.min_replicas), sum(shares.values()))
+        starts = plan_replicas(
+            start_total,
+            [c._replace(current=running.get(c.name, 0)) for c in on],
+            workload=workload,
+        ).replicas
     result = {}
     for m, n in sorted(shares.items()):
         low = min(max(mins[m], 1), n)
-        result[m] = Share(min=low, max=n, start=min(max(starts[m], low), n))
+        result[m] = Share(low, n, min(max(starts.get(m, low), low), n))
     return result
 
 
-def _reason(m: str, share: Share | None, fair: int, seen: Autoscaler | None, planned: str) -> str:
+def _reason(share: Share | None, fair: _Fair, m: str, seen: Autoscaler | None) -> str:
+    wants = f", at max and wants {seen.wanted}" if seen is not None and seen.wants_more else ""
+    if not fair.known:
+        return f"min {share.min}, max {share.max}{wants}" if share else "no budget"
+    planned = fair.plan().reasons[m]
     if share is None:
         return f"no budget ({planned})"
     what = f"min {share.min}, max {share.max}"
-    if share.max == fair:
-        return f"{what}: fair share ({planned})"
-    if seen is not None and seen.wants_more:
-        return f"{what}: fair share {fair}, at max and wants {seen.wanted}"
-    return f"{what}: fair share {fair}, budget moved"
+    fair_share = fair.plan().replicas[m]
+    if share.max == fair_share:
+        return f"{what}: fair share ({planned}){wants}"
+    return f"{what}: fair share {fair_share}{wants or ', budget moved'}"
 
 
 def step_order(before: Mapping[str, int], after: Mapping[str, int]) -> tuple[list[str], list[str]]:
