@@ -49,9 +49,7 @@ def workloads(
             max_budget_move=max(1, high // 10),
             hysteresis=1,
         )
-        cands = [
-            Candidate(name=n, weight=rng.randint(1, 5), healthy=n not in down) for n in names
-        ]
+        cands = [Candidate(name=n, weight=rng.randint(1, 5), healthy=n not in down) for n in names]
         # As the last run wrote them (every member up then): the first division, then each
         # HPA at its own load; since then, one member in fifty went down.
         up = [c._replace(healthy=True) for c in cands]

@@ -242,6 +242,19 @@ def _autoscaled(
     a member runs what its HPA sets, a new one starts at its share of ``spec.replicas``."""
     assert fd.spec.autoscaling is not None
     seen = {m: v.autoscalers[fd.key] for m, v in members.items() if fd.key in v.autoscalers}
+    for entry in fd.status.clusters:  # last known, for members we cannot see now
+        view = members.get(entry.name)
+        if view is not None and not view.reachable and entry.max_replicas:
+            seen.setdefault(
+                entry.name,
+                Autoscaler(
+                    min=entry.min_replicas or 1,
+                    max=entry.max_replicas,
+                    current=entry.desired,
+                    desired=entry.desired,
+                    wanted=entry.desired,
+                ),
+            )
     budget = divide(
         fd.spec.autoscaling.budget(),
         candidates,

@@ -27,7 +27,8 @@ class Footprint:
     # Peaks measured with bench/bench_memory.py over a whole `make test` run beside a `make up`
     # stack (2 cores, Kubernetes 1.36), rounded up.
     host: int = 560  # etcd, kube-apiserver, kube-controller-manager: 512 at peak
-    member: int = 600  # ... + kube-scheduler and a kwok controller, three nodes: 580 at peak
+    # ... + kube-scheduler and a kwok controller, three nodes: 580 at peak; + metrics-server: 72
+    member: int = 680
     node: float = 2.0  # each kwok node beyond three: 50 more nodes added 45 MiB, pods extra
     dns: int = 120  # the records' etcd, CoreDNS, ExternalDNS: 94 at peak
     stack: int = 900  # `fleetflow up`'s Prefect server, worker and a flow run: 660 idle

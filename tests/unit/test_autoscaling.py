@@ -343,14 +343,22 @@ def test_budget_moves_write_the_falling_hpas_first_and_the_rising_one_after() ->
 def test_a_failed_members_budget_moves_in_the_first_phase_and_the_total_holds() -> None:
     workload = autoscaled(2, 9)
     plan = plan_workload(workload, {m: MemberView(name=m) for m in NAMES})
+    recorded = workload_status(workload, plan)
+    assert recorded is not None
     views = run_as_written(workload, plan)
+    gone = {"autoscalers": {}, "deployments": {}, "reachable": False}
     views["us2"] = views["us2"].model_copy(
-        update={"health": HealthState(health=Health.UNHEALTHY), "reachable": False}
+        update={**gone, "health": HealthState(health=Health.SUSPECT)}
     )
-    failed = plan_workload(workload, views)
+    suspect = plan_workload(recorded, views)  # it holds its share while only suspect
+    assert suspect.budget is not None and suspect.budget.moves == []
+    assert suspect.budget.shares["us2"].max == 3
+    views["us2"] = views["us2"].model_copy(update={"health": HealthState(health=Health.UNHEALTHY)})
+    failed = plan_workload(recorded, views)
     assert failed.budget is not None
     assert set(failed.budget.shares) == {"eu", "us"}
     assert sum(s.max for s in failed.budget.shares.values()) == 9
+    assert all("us2 no longer placeable (held 3)" in m.reason for m in failed.budget.moves)
     writes = write_plan([workload], {workload.key: failed}, views, "prod")
     assert sorted(writes.ups) == ["eu", "us"]
     assert "us2" not in writes.downs  # unreachable: nothing to write there
