@@ -262,7 +262,13 @@ def test_a_failed_member_hands_its_share_to_the_survivors(
         assert sum(low for low, _ in survivors.values()) >= 3
         status = get(client_for(testbed.host), API_VERSION, "FederatedDeployment", "web", namespace)
         assert f"{b} no longer placeable (held 3)" in status["status"]["lastBudgetMove"]["reason"]
-        total = sum(replicas(testbed, namespace, [a, c]).values())
-        assert 3 <= total <= 9
+        # The survivors' HPAs raise them to their new mins at their next sync.
+        total = poll_until(
+            lambda: sum(replicas(testbed, namespace, [a, c]).values()),
+            lambda n: n >= 3,
+            timeout=30,
+            waiting_for="the survivors at the federation's min",
+        )
+        assert total <= 9
     finally:
         bed.fault(b, bed.Fault.START_CLUSTER, progress=lambda m: None)
