@@ -63,6 +63,9 @@ class Autoscaler(BaseModel):
     """What its metrics ask for before its max caps it (``desired`` when not limited)."""
     limited: bool = False
     """At its max and wanting more (the HPA's ``ScalingLimited`` says ``TooManyReplicas``)."""
+    active: bool = True
+    """It has computed a count from its metrics (``ScalingActive``): until then its
+    ``desired`` says nothing."""
     spec_hash: str = ""
 
     @property
@@ -90,12 +93,12 @@ def read_autoscaler(obj: Mapping[str, Any], spec_hash: str = "") -> Autoscaler:
     current = int(status.get("currentReplicas") or 0)
     desired = int(status.get("desiredReplicas") or 0)
     high = int(spec.get("maxReplicas") or 0)
+    conditions = status.get("conditions") or []
     limited = any(
-        c.get("type") == "ScalingLimited"
-        and c.get("status") == "True"
-        and c.get("reason") == TOO_MANY
-        for c in status.get("conditions") or []
+        (c.get("type"), c.get("status"), c.get("reason")) == ("ScalingLimited", "True", TOO_MANY)
+        for c in conditions
     )
+    active = any((c.get("type"), c.get("status")) == ("ScalingActive", "True") for c in conditions)
     targets = {}
     for metric in spec.get("metrics") or []:
         source = metric.get(_source(metric)) or {}
@@ -118,6 +121,7 @@ def read_autoscaler(obj: Mapping[str, Any], spec_hash: str = "") -> Autoscaler:
         desired=desired,
         wanted=wanted,
         limited=limited,
+        active=active,
         spec_hash=spec_hash,
     )
 
@@ -405,7 +409,7 @@ def _demand(
             over[giver] -= n
             under[taker] -= n
             left -= n
-            reason = f"load fell: back towards the fair shares ({giver} {fair.get(giver, 0)})"
+            reason = f"load fell: {giver} above its fair share {fair.get(giver, 0)}"
             moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
     return moves
 

@@ -264,7 +264,7 @@ def _autoscaled(
         running=plan.current,
     )
     plan.budget = budget
-    plan.autoscaler_desired = {m: a.desired for m, a in seen.items()}
+    plan.autoscaler_desired = {m: a.desired for m, a in seen.items() if a.active}
     plan.replicas = {
         m: min(max(plan.current.get(m, share.start), share.min), share.max)
         for m, share in budget.shares.items()

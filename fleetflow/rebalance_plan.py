@@ -180,6 +180,7 @@ class RebalancePlan(BaseModel):
                     for m, v in members.items()
                     if v.health.health is not Health.HEALTHY
                 ),
+                *self.budget_lines(),
                 *ups.notes,
                 *self.holds,
                 *downs.notes,
@@ -228,6 +229,15 @@ class RebalancePlan(BaseModel):
         }
         seen = Snapshot(view=self.view, found=self.found, watched=self.watched)
         return _assembled(seen, plans, self.dry_run, federation=self.federation, zone=self.zone)
+
+    def budget_lines(self) -> list[str]:
+        """One line per budget move of an autoscaled workload, with its reason."""
+        return [
+            f"{key}: budget {move.line()}"
+            for key, plan in sorted(self.plans.items())
+            if plan.budget is not None
+            for move in plan.budget.moves
+        ]
 
     def raise_errors(self) -> None:
         """A run that met invalid input fails, after doing what it could (not a dry run)."""
