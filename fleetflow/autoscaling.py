@@ -474,14 +474,6 @@ def _reason(share: Share | None, fair: _Fair, m: str, seen: Autoscaler | None) -
     return f"{what}: fair share {fair_share}{wants or ', budget moved'}"
 
 
-def step_order(before: Mapping[str, int], after: Mapping[str, int]) -> tuple[list[str], list[str]]:
-    """The members whose HPA max falls or stays (written first), and those whose max rises or
-    who get a new HPA (written once the first are)."""
-    first = sorted(m for m, n in after.items() if m in before and n <= before[m])
-    then = sorted(m for m, n in after.items() if m not in before or n > before[m])
-    return first, then
-
-
 # --- what `fleetflow autoscale status` and the autoscale-status artifact show -----------------
 
 
