@@ -51,6 +51,7 @@ def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "")
     """The rebalance plan as a table (workload, cluster, current, desired, ready, reason) and a
     markdown summary, with ``graph``: what each workload needs and who provides it (names
     only, never an object's content)."""
+    autoscaled = any(p.budget for p in plans.values())  # no empty columns otherwise
     rows = [
         {
             "workload": key,
@@ -58,7 +59,7 @@ def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "")
             "current": plan.current.get(cluster, 0),
             "desired": desired,
             "ready": plan.ready.get(cluster, 0),
-            **_shares(plan, cluster),
+            **(_shares(plan, cluster) if autoscaled else {}),
             "reason": plan.reasons.get(cluster, ""),
         }
         for key, plan in sorted(plans.items())

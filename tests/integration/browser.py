@@ -281,6 +281,9 @@ def start_and_follow(
         fill_text(form_field(page, label), text)
     for label, number in run.number_fields.items():
         form_field(page, label).get_by_role("spinbutton").fill(str(number))
+    # Leave the last field as a person does before reaching for Submit: a click that lands
+    # while the focused field commits its value can re-render the form and be lost.
+    page.get_by_role("heading", name="Parameters").click()
     screens.take(page, "custom-run-form")
 
     submit = page.get_by_role("button", name="Submit", exact=True)
