@@ -281,15 +281,12 @@ def start_and_follow(
         fill_text(form_field(page, label), text)
     for label, number in run.number_fields.items():
         form_field(page, label).get_by_role("spinbutton").fill(str(number))
-    # Leave the last field as a person does before reaching for Submit: a click that lands
-    # while the focused field commits its value can re-render the form and be lost.
-    page.get_by_role("heading", name="Parameters").click()
     screens.take(page, "custom-run-form")
 
     submit = page.get_by_role("button", name="Submit", exact=True)
     clicked_at = datetime.now(UTC)
     clicked = time.monotonic()
-    submit.click()
+    submitted(page, submit)
     # The UI confirms with a toast linking to the new run.
     page.get_by_role("link", name="View run").click()
     page.wait_for_url(re.compile(r"/runs/flow-run/[0-9a-f-]{36}"))
@@ -335,6 +332,26 @@ def start_and_follow(
         to_final_state_shown=to_final,
         seconds=time.monotonic() - began,
     )
+
+
+def submitted(page: Page, submit: Locator, attempts: int = 3) -> None:
+    """Click Submit until the UI sends the run to the API. A click that lands while the form
+    is still re-rendering (its block picker loads asynchronously) is sometimes lost, and the
+    form just stays; clicking again then is what a person does, and cannot start a second run
+    because none was sent."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        try:
+            with page.expect_request(
+                lambda r: r.method == "POST" and r.url.endswith("/create_flow_run"),
+                timeout=10_000,
+            ):
+                submit.click()
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
 
 
 def wait_for_log_line(api_url: str, flow_run_id: str, line: str) -> None:
