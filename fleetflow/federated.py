@@ -342,7 +342,7 @@ def spec_hash(manifest: dict[str, Any], *, count: bool = True) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def workload_rows(fd: FederatedDeployment) -> list[AutoscaleRow]:
+def budget_rows(fd: FederatedDeployment) -> list[AutoscaleRow]:
     """An autoscaled workload's rows for ``fleetflow autoscale status`` (none otherwise)."""
     auto = fd.spec.autoscaling
     if auto is None:

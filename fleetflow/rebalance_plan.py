@@ -10,7 +10,7 @@ switch, and the run's report.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, Field
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from fleetflow.autoscaling import AutoscaleRow
 from fleetflow.controlplane import LABEL_FEDERATION, Manifest
 from fleetflow.errors import InvalidRequest, PlacementError, UnknownName
-from fleetflow.federated import FederatedDeployment, HostObject, workload_rows
+from fleetflow.federated import FederatedDeployment, HostObject, budget_rows
 from fleetflow.health import Health
 from fleetflow.models import Action, RebalanceRequest, Report
 from fleetflow.objects import InvalidObject
@@ -142,12 +142,11 @@ class RebalancePlan(BaseModel):
         )
         return [*self.found.changed, *workloads, *objects, *reported], rows
 
-    def autoscaled(self, ups: Acted, downs: Acted) -> list[AutoscaleRow]:
+    def autoscaled(self, changes: Iterable[object]) -> list[AutoscaleRow]:
         """The autoscale-status rows: each autoscaled workload with the status this run
-        records."""
-        changes, _ = self.statuses(ups, downs)
+        records (``changes``: what ``statuses`` said to write)."""
         newer = {c.key: c for c in changes if isinstance(c, FederatedDeployment)}
-        return [r for fd in self.workloads for r in workload_rows(newer.get(fd.key, fd))]
+        return [r for fd in self.workloads for r in budget_rows(newer.get(fd.key, fd))]
 
     def traffic(self) -> tuple[list[Manifest], list[str]]:
         """The DNSEndpoints that differ from those the run read, and why some workloads cannot

@@ -103,12 +103,12 @@ def write_plan(
         plan = plans.get(fd.key)
         if plan is None or plan.error or plan.held:  # not planned, invalid, or left as it runs
             continue
+        later = downs if plan.budget is not None and _lowers(fd.key, plan, members) else ups
         for member, replicas in plan.replicas.items():
             if member not in reachable:
                 continue
             live = members[member].deployments.get(fd.key)
             if plan.budget is not None:
-                later = downs if _lowers(fd.key, plan, members) else ups
                 _autoscaled(fd, plan, member, members[member], federation, ups, later)
                 continue
             manifest = member_workload(fd.kind, fd, member, replicas, federation)

@@ -98,7 +98,7 @@ def _record(host: KubeCluster, plan: RebalancePlan, ups: Acted, downs: Acted) ->
     written = write_statuses(host, changes, plan.dry_run) if changes else 0
     if not plan.dry_run:
         publish_status(rows)
-        publish_autoscale(plan.autoscaled(ups, downs))
+        publish_autoscale(plan.autoscaled(changes))
     return written
 
 

@@ -14,7 +14,7 @@ from fleetflow.cli.federations import host_of
 from fleetflow.cli.options import Subparsers, add_request_options, request_from
 from fleetflow.cli.status import read_host
 from fleetflow.errors import InvalidRequest
-from fleetflow.federated import workload_rows
+from fleetflow.federated import budget_rows
 from fleetflow.models import DnsLabel, FederationBlock, Request
 from fleetflow.status import read_workload
 
@@ -40,7 +40,7 @@ def rows_of(request: AutoscaleStatusRequest) -> list[AutoscaleRow]:
             fd = read_workload(obj)
         except InvalidRequest:  # `fleetflow status` says why; it has no budget to show
             continue
-        rows += workload_rows(fd)
+        rows += budget_rows(fd)
     return rows
 
 

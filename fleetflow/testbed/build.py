@@ -143,7 +143,7 @@ def components() -> tuple[Component, ...]:
     return (*COMPONENTS, *dns.COMPONENTS, *metrics.COMPONENTS)
 
 
-def _go() -> str:
+def go_binary() -> str:
     go = shutil.which("go")
     if go is None:
         raise BuildError("the Go toolchain is not on PATH: install Go 1.26 or newer, then retry")
@@ -253,7 +253,7 @@ def _ldflags(component: Component, version: str, kube_version: str) -> str:
 def _build_component(
     component: Component, out: Path, work: Path, kube_version: str, progress: Progress
 ) -> str:
-    go = _go()
+    go = go_binary()
     errors: list[str] = []
     for version in component.versions:
         workdir = work / component.name

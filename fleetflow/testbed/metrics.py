@@ -59,7 +59,7 @@ def _module(workdir: Path, version: str) -> list[str]:
 def _module_dir(workdir: Path, module: str) -> Path:
     """Where the go command keeps a module's files (downloading it if it must)."""
     proc = subprocess.run(
-        ["go", "mod", "download", "-json", module],
+        [build.go_binary(), "mod", "download", "-json", module],
         cwd=workdir,
         env=dict(os.environ, GOFLAGS="-mod=mod"),
         capture_output=True,
