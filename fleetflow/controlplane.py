@@ -125,6 +125,7 @@ def member_cluster_crd() -> Manifest:
             "ingressAddress": _STR,
             "serviceAccount": _STR,
             "fenced": {"type": "boolean"},
+            "taints": {"type": "array", "items": _TAINT},
             "namespaces": {"type": "array", "items": _STR},
         },
     }
@@ -153,14 +154,102 @@ def member_cluster_crd() -> Manifest:
     return _crd("MemberCluster", "memberclusters", ["mc"], spec, status, columns)
 
 
+_REQUIREMENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["key", "operator"],
+    "properties": {
+        "key": {**_STR, "minLength": 1},
+        "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+        "values": {"type": "array", "items": _STR},
+    },
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.operator in ['In', 'NotIn'] ? size(self.values) > 0 : "
+            "!has(self.values) || size(self.values) == 0",
+            "message": "In and NotIn need values; Exists and DoesNotExist take none",
+        }
+    ],
+}
+
+_SELECTOR: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "matchLabels": _STR_MAP,
+        "matchExpressions": {"type": "array", "items": _REQUIREMENT},
+    },
+}
+
+_EFFECT: dict[str, Any] = {"type": "string", "enum": ["NoSchedule", "NoExecute"]}
+
+_TAINT: dict[str, Any] = {
+    "type": "object",
+    "required": ["key", "effect"],
+    "properties": {"key": {**_STR, "minLength": 1}, "value": _STR, "effect": _EFFECT},
+}
+
+_TOLERATION: dict[str, Any] = {
+    "type": "object",
+    "required": ["key"],
+    "properties": {
+        "key": {**_STR, "minLength": 1},
+        "operator": {"type": "string", "enum": ["Equal", "Exists"]},
+        "value": _STR,
+        "effect": _EFFECT,
+    },
+    "x-kubernetes-validations": [
+        {
+            "rule": "self.key != 'fleetflow.io/fenced'",
+            "message": "a fence cannot be tolerated",
+        },
+        {
+            "rule": "!has(self.operator) || self.operator != 'Exists' || !has(self.value) "
+            "|| self.value == ''",
+            "message": "operator Exists takes no value",
+        },
+    ],
+}
+
+_SPREAD: dict[str, Any] = {
+    "type": "object",
+    "required": ["spreadBy"],
+    "properties": {
+        "spreadBy": {
+            **_STR,
+            "minLength": 1,
+            "description": "cluster, region, zone, or a member label key (e.g. provider)",
+        },
+        "minGroups": {**_INT, "minimum": 1},
+        "maxGroups": {**_INT, "minimum": 1},
+    },
+    "x-kubernetes-validations": [
+        {
+            "rule": "!has(self.maxGroups) || (has(self.minGroups) ? self.minGroups : 1) "
+            "<= self.maxGroups",
+            "message": "minGroups must not be above maxGroups",
+        }
+    ],
+}
+
 _PLACEMENT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "clusters": {"type": "array", "items": _STR},
-        "clusterSelector": {
-            "type": "object",
-            "properties": {"matchLabels": _STR_MAP},
+        "clusterSelector": _SELECTOR,
+        "affinityGroups": {
+            "type": "array",
+            "description": "Ordered fallbacks: the first group that can hold the workload",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {**_STR, "minLength": 1},
+                    "clusters": {"type": "array", "items": _STR},
+                    "clusterSelector": _SELECTOR,
+                },
+            },
         },
+        "spreadConstraints": {"type": "array", "items": _SPREAD},
+        "tolerations": {"type": "array", "items": _TOLERATION},
         "weights": {"type": "object", "additionalProperties": _INT},
         "min": {"type": "object", "additionalProperties": _INT},
         "max": {"type": "object", "additionalProperties": _INT},

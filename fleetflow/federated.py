@@ -13,6 +13,13 @@ from fleetflow.autoscaling import AutoscaleRow, AutoscalingSpec, BudgetMove, aut
 from fleetflow.capacity import Resources, pod_requests
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
 from fleetflow.patches import merge_patch
+from fleetflow.scheduling import (
+    AffinityGroup,
+    ClusterSelector,
+    Rules,
+    SpreadConstraint,
+    Toleration,
+)
 from fleetflow.wire import Condition, WireModel
 
 LABEL_WORKLOAD = "fleetflow.io/federated-deployment"
@@ -45,10 +52,6 @@ class _Spec(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
-class ClusterSelector(_Spec):
-    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
-
-
 class Placement(_Spec):
     """Where replicas may go and in what proportion."""
 
@@ -58,6 +61,15 @@ class Placement(_Spec):
     min: dict[str, int] = Field(default_factory=dict)
     max: dict[str, int] = Field(default_factory=dict)
     mode: Literal["Weighted", "Capacity"] = "Weighted"
+    affinity_groups: list[AffinityGroup] = Field(default_factory=list, alias="affinityGroups")
+    """Ordered fallbacks: the first group that holds the workload is used."""
+    spread_constraints: list[SpreadConstraint] = Field(
+        default_factory=list, alias="spreadConstraints"
+    )
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+    def rules(self) -> Rules:
+        return Rules(self.affinity_groups, self.spread_constraints, self.tolerations)
 
 
 class Override(_Spec):

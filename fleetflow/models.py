@@ -17,11 +17,14 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    field_validator,
+    model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from fleetflow.drill import DrillMode
+from fleetflow.scheduling import Taint
 from fleetflow.settings import settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -169,6 +172,43 @@ class RotateRequest(Request):
 
     federation: FederationBlock = Field(description="Federation block")
     member: DnsLabel = Field(description="Member whose token to rotate")
+
+
+class TaintRequest(Request):
+    """Set or lift a member's taints: a workload that does not tolerate one stays off it."""
+
+    federation: FederationBlock = Field(description="Federation block")
+    member: DnsLabel = Field(description="Member to taint")
+    add: list[str] = Field(
+        default_factory=list,
+        description="Taints to set, KEY[=VALUE]:EFFECT; NoSchedule: no new replicas there, "
+        "NoExecute: the next rebalances move its replicas away (make-before-break)",
+    )
+    remove: list[str] = Field(
+        default_factory=list, description="Taints to lift: KEY (every effect) or KEY:EFFECT"
+    )
+    dry_run: bool = Field(default=False, description="Show the taints it would set; write nothing")
+
+    @field_validator("add")
+    @classmethod
+    def _taints(cls, values: list[str]) -> list[str]:
+        for value in values:
+            taint = Taint.parse(value)
+            if taint.key.startswith("fleetflow.io/"):
+                raise ValueError(
+                    f"taint {value!r}: keys under fleetflow.io/ are fleetflow's own "
+                    "(a fence is set by failover)"
+                )
+        return values
+
+    @model_validator(mode="after")
+    def _something(self) -> TaintRequest:
+        if not self.add and not self.remove:
+            raise ValueError("give a taint to --add or one to --remove")
+        return self
+
+    def taints(self) -> list[Taint]:
+        return [Taint.parse(v) for v in self.add]
 
 
 class RebalanceRequest(Request):

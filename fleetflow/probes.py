@@ -71,6 +71,7 @@ def assess(
             name=member.name,
             labels=member.labels,
             fenced=member.fenced,
+            taints=member.taints,
             health=updated.health,
             reachable=obs.reachable,
             free=obs.free,

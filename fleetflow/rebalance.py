@@ -18,8 +18,9 @@ from fleetflow.federated import FederatedDeployment
 from fleetflow.health import HealthState
 from fleetflow.lease import Lease
 from fleetflow.objects import FederatedObjects
-from fleetflow.placement import Candidate, plan_replicas
+from fleetflow.placement import Candidate
 from fleetflow.registry import MemberCluster
+from fleetflow.scheduling import Scheduled, Taint, schedule
 
 
 class Observed(BaseModel):
@@ -59,6 +60,7 @@ class MemberView(BaseModel):
     name: str
     labels: dict[str, str] = Field(default_factory=dict)
     fenced: bool = False
+    taints: list[Taint] = Field(default_factory=list)
     health: HealthState = Field(default_factory=HealthState)
     reachable: bool = True
     free: Resources | None = None
@@ -88,6 +90,11 @@ class WorkloadPlan(BaseModel):
     Its ``replicas`` are then what the members' HPAs set (or where a new member starts)."""
     autoscaler_desired: dict[str, int] = Field(default_factory=dict)
     """What each member's HPA last asked for (its ``desiredReplicas``)."""
+    notes: list[str] = Field(default_factory=list)
+    """What scheduling decided for the whole workload: the affinity group in use (and why the
+    ones before it were passed over), the spread it covers."""
+    unselected: dict[str, str] = Field(default_factory=dict)
+    """Members its placement does not select, and the term they fail (for ``--explain``)."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
@@ -105,8 +112,8 @@ def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]
     else:
         chosen = known
     if placement.cluster_selector is not None:
-        wanted = placement.cluster_selector.match_labels.items()
-        chosen = [m for m in chosen if wanted <= members[m].labels.items()]
+        selector = placement.cluster_selector
+        chosen = [m for m in chosen if selector.miss(members[m].labels) is None]
     if not chosen:
         raise PlacementError(
             f"{fd.key}: the placement selects no member cluster; members are "
@@ -177,16 +184,12 @@ def plan_workload(
         plan.reasons = {m: plan.held for m in current}
         return plan
     try:
-        candidates = _candidates(fd, members, current, capped=capped)
+        scheduled = _scheduled(fd, members, current, capped=capped)
+        candidates, result = scheduled.candidates, scheduled.plan
+        plan.notes = list(scheduled.notes)
+        plan.unselected = unselected(fd, members)
         if fd.spec.autoscaling is not None:
             return _autoscaled(fd, plan, members, candidates)
-        placement = fd.spec.placement
-        result = plan_replicas(
-            fd.spec.replicas,
-            candidates,
-            capacity_aware=placement.mode == "Capacity",
-            workload=fd.key,
-        )
     except PlacementError as exc:
         plan.error = str(exc)
         return plan
@@ -199,6 +202,40 @@ def plan_workload(
     plan.unplaced = result.unplaced
     plan.remove_from = sorted(m for m in current if m not in plan.replicas and m in members)
     return plan
+
+
+def unselected(fd: FederatedDeployment, members: dict[str, MemberView]) -> dict[str, str]:
+    """Why each member the placement leaves out is left out."""
+    placement, out = fd.spec.placement, {}
+    for name, view in sorted(members.items()):
+        if placement.clusters is not None and name not in placement.clusters:
+            out[name] = "not in placement.clusters"
+        elif placement.cluster_selector is not None:
+            miss = placement.cluster_selector.miss(view.labels)
+            if miss is not None:
+                out[name] = f"clusterSelector: not {miss}"
+    return out
+
+
+def _scheduled(
+    fd: FederatedDeployment,
+    members: dict[str, MemberView],
+    current: dict[str, int],
+    *,
+    capped: bool,
+) -> Scheduled:
+    """The workload's candidates as its scheduling rules leave them, and the plan over them.
+    An autoscaled workload is scheduled for its ``maxReplicas``: the group and spread that can
+    hold all of its budget."""
+    auto = fd.spec.autoscaling
+    return schedule(
+        auto.max_replicas if auto else fd.spec.replicas,
+        _candidates(fd, members, current, capped=capped),
+        members,
+        fd.spec.placement.rules(),
+        capacity_aware=fd.spec.placement.mode == "Capacity",
+        workload=fd.key,
+    )
 
 
 def _candidates(

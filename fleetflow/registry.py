@@ -23,6 +23,7 @@ from fleetflow.controlplane import (
     Manifest,
 )
 from fleetflow.health import Health, HealthState
+from fleetflow.scheduling import Taint
 from fleetflow.wire import Condition, WireModel
 
 
@@ -38,6 +39,8 @@ class MemberSpec(WireModel):
     ingress_address: str | None = Field(default=None, alias="ingressAddress")
     service_account: str | None = Field(default=None, alias="serviceAccount")
     fenced: bool | None = None
+    taints: list[Taint] | None = None
+    """Workloads that do not tolerate one stay off the member (``fleetflow.scheduling``)."""
     namespaces: list[str] | None = None
     """Namespaces the member was joined for: the only ones its token may write Secrets in."""
 
@@ -158,6 +161,10 @@ class MemberCluster(BaseModel):
     @property
     def fenced(self) -> bool:
         return bool(self.spec.fenced)
+
+    @property
+    def taints(self) -> list[Taint]:
+        return list(self.spec.taints or [])
 
     @property
     def namespaces(self) -> list[str]:

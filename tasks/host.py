@@ -20,6 +20,7 @@ from fleetflow.objects import FederatedObjects, InvalidObject
 from fleetflow.polling import poll_until
 from fleetflow.rebalance import HostView
 from fleetflow.registry import MemberCluster, joined_status
+from fleetflow.scheduling import Taint
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK
@@ -201,3 +202,36 @@ def set_finalizers(
             )
         )
     return actions
+
+
+TAINT_MANAGER = "fleetflow-taint"
+"""Taints are applied by a field manager of their own: it owns ``spec.taints`` and nothing
+else, so a rerun of join (which applies the rest of the spec) never lifts them."""
+
+
+@task(**CLUSTER_TASK)
+def set_taints(
+    host: KubeCluster, member: MemberCluster, taints: list[Taint], dry_run: bool
+) -> list[Action]:
+    """Apply the member's whole list of taints (none: the field dropped); unchanged, nothing
+    is sent."""
+    if taints == member.taints:
+        return []
+    patch: dict[str, Any] = {
+        "apiVersion": API_VERSION,
+        "kind": "MemberCluster",
+        "metadata": {"name": member.name, "namespace": member.namespace},
+    }
+    if taints:
+        patch["spec"] = {"taints": [t.model_dump(mode="json") for t in taints]}
+    if not dry_run:
+        apply(client(host), patch, manager=TAINT_MANAGER)
+    return [
+        Action(
+            cluster=cluster_name(host),
+            kind="MemberCluster taints",
+            name=member.name,
+            namespace=member.namespace,
+            verb=Verb.UPDATE if taints else Verb.DELETE,
+        )
+    ]

@@ -1,5 +1,5 @@
 """The flow commands: ``bootstrap``, ``join``, ``unjoin``, ``rotate``, ``rebalance``,
-``failover``, ``failback``, ``migrate``, ``migrate-cleanup``.
+``taint``, ``failover``, ``failback``, ``migrate``, ``migrate-cleanup``.
 
 Each runs its flow in this process with the request its options describe; the options and their
 defaults come from the request model. Flows (and Prefect) are imported when a command runs, so
@@ -22,6 +22,7 @@ from fleetflow.models import (
     RebalanceRequest,
     Request,
     RotateRequest,
+    TaintRequest,
     UnjoinRequest,
 )
 
@@ -67,6 +68,12 @@ def rebalance(args: argparse.Namespace) -> int:
     from fleetflow.flows.rebalance import rebalance_replicas
 
     return _run(rebalance_replicas, request_from(args, RebalanceRequest), args)
+
+
+def taint(args: argparse.Namespace) -> int:
+    from fleetflow.flows.taint import taint_member
+
+    return _run(taint_member, request_from(args, TaintRequest), args)
 
 
 def failover(args: argparse.Namespace) -> int:
@@ -172,6 +179,20 @@ def add_commands(sub: Subparsers) -> None:
         description="Run the rebalance-replicas flow: probe the members (health with "
         "hysteresis, free capacity), plan each FederatedDeployment, publish the plan, then "
         "scale up before scaling down. A run that finds nothing to change writes nothing.",
+    )
+    _command(
+        sub,
+        "taint",
+        TaintRequest,
+        taint,
+        help="set or lift a member's taints (workloads that do not tolerate one stay off it)",
+        description="Run the taint-member flow: set (--add KEY[=VALUE]:EFFECT) or lift "
+        "(--remove KEY or KEY:EFFECT) a member's taints in the registry. The next rebalance "
+        "acts on them: NoSchedule gives the member no new replicas of a workload that does not "
+        "tolerate it; NoExecute moves them away, --max-moves a run, each new replica Ready "
+        "before one is taken away. Workloads list what they tolerate in "
+        "spec.placement.tolerations. Example: fleetflow taint --member us-east-1 --add "
+        "maintenance=true:NoExecute",
     )
     _command(
         sub,

@@ -1,0 +1,493 @@
+"""Custom scheduling: which members a workload may use, in what order, and how it must spread;
+the step before ``placement`` divides its replicas. Pure.
+
+A workload's placement names its members (``clusters``, ``clusterSelector`` with
+``matchLabels`` and ``matchExpressions``) and, on top of that:
+
+1. **Taints and tolerations.** A member's taint that the workload does not tolerate keeps it
+   off: ``NoSchedule`` lets the member keep the replicas it runs but gives it no new ones;
+   ``NoExecute`` takes them away. The member stays placeable (it is healthy), so a rebalance
+   moves them off at its ``max_moves`` a run, and make-before-break: the others scale up and
+   turn Ready first. A fence is the one ``NoExecute`` taint no workload may tolerate
+   (``FENCE_TAINT``); it keeps its own behaviour: a failover empties the member at once.
+2. **Ordered affinity groups** (Karmada's ``clusterAffinities``). The workload runs on the
+   first group that can hold all of it (its healthy members' room, and its spread); the next
+   group is used only when no earlier one can, and every run starts again from the first, so
+   the workload comes back as soon as the first has room (at ``max_moves`` a run: it leaves
+   healthy members). When no group holds it all, the group that places the most is used and
+   the rest is reported unplaced. Adding a group after one that fits changes nothing.
+3. **Spread constraints** ("at least 2 regions, at most 3"). Over the members of the group
+   that can take a replica: ``maxGroups`` keeps that many label values (those already running
+   the workload first, then the roomiest, then a stable per-workload order); ``minGroups``
+   gives one member in each of that many values a min of 1, so the divisor method cannot
+   leave a value empty. A spread that cannot be met is an error (the workload's status and the
+   run's report say why), never a silent pile-up: nothing of the workload is changed.
+   Constraints apply in the order given; with several labels that do not nest, a choice made
+   for the first can leave the second unmet, which is then reported, never violated.
+
+Members the rules leave out stay in the plan at 0 with the reason, so ``--explain`` and the
+plan table say why, and replicas leave them at the pace healthy members' replicas move.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, NamedTuple, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
+from fleetflow.errors import PlacementError
+from fleetflow.placement import Candidate, Plan, plan_replicas
+
+SPREAD_SHORTHANDS = {"region": REGION_LABEL, "zone": ZONE_LABEL}
+"""``spreadBy`` names: ``cluster`` (each member its own value), these, or any label key."""
+
+Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+Effect = Literal["NoSchedule", "NoExecute"]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+
+class Requirement(_Rule):
+    """One ``matchExpressions`` term on member labels, as in Kubernetes label selectors."""
+
+    key: str = Field(min_length=1)
+    operator: Operator
+    values: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _values_fit(self) -> Requirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"matchExpressions {self.key} {self.operator}: needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"matchExpressions {self.key} {self.operator}: takes no values")
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        if self.operator == "NotIn":
+            return labels.get(self.key) not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels
+
+    def text(self) -> str:
+        values = f" [{', '.join(self.values)}]" if self.values else ""
+        return f"{self.key} {self.operator}{values}"
+
+
+class ClusterSelector(_Rule):
+    """Members by label: every ``matchLabels`` pair and every ``matchExpressions`` term."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+    match_expressions: tuple[Requirement, ...] = Field(default=(), alias="matchExpressions")
+
+    def miss(self, labels: Mapping[str, str]) -> str | None:
+        """The first term these labels fail, or None when they match."""
+        for key, value in self.match_labels.items():
+            if labels.get(key) != value:
+                return f"{key}={value}"
+        for term in self.match_expressions:
+            if not term.matches(labels):
+                return term.text()
+        return None
+
+
+class AffinityGroup(_Rule):
+    """One group of an ordered fallback list: members by name and/or by label."""
+
+    name: str = Field(min_length=1)
+    clusters: tuple[str, ...] | None = None
+    cluster_selector: ClusterSelector | None = Field(default=None, alias="clusterSelector")
+
+    def miss(self, name: str, labels: Mapping[str, str]) -> str | None:
+        if self.clusters is not None and name not in self.clusters:
+            return "not listed"
+        return self.cluster_selector.miss(labels) if self.cluster_selector else None
+
+
+class SpreadConstraint(_Rule):
+    """How many distinct values of a member label the workload's replicas must cover."""
+
+    spread_by: str = Field(alias="spreadBy", min_length=1)
+    min_groups: int = Field(default=1, alias="minGroups", ge=1)
+    max_groups: int | None = Field(default=None, alias="maxGroups", ge=1)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SpreadConstraint:
+        if self.max_groups is not None and self.min_groups > self.max_groups:
+            raise ValueError(
+                f"spread by {self.spread_by}: minGroups {self.min_groups} is above "
+                f"maxGroups {self.max_groups}"
+            )
+        return self
+
+    def value(self, name: str, labels: Mapping[str, str]) -> str | None:
+        if self.spread_by == "cluster":
+            return name
+        return labels.get(SPREAD_SHORTHANDS.get(self.spread_by, self.spread_by))
+
+    def bounds(self) -> str:
+        high = f", at most {self.max_groups}" if self.max_groups else ""
+        return f"at least {self.min_groups}{high}"
+
+
+class Taint(_Rule):
+    """A member's taint: what a workload must tolerate to run there."""
+
+    key: str = Field(min_length=1, pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*)?$")
+    value: str = ""
+    effect: Effect
+
+    def text(self) -> str:
+        return f"{self.key}{'=' + self.value if self.value else ''}:{self.effect}"
+
+    @classmethod
+    def parse(cls, text: str) -> Taint:
+        """``key[=value]:Effect``, as ``kubectl taint`` writes them."""
+        body, sep, effect = text.rpartition(":")
+        key, _, value = body.partition("=")
+        if not sep or effect not in ("NoSchedule", "NoExecute") or not key:
+            raise PlacementError(
+                f"taint {text!r}: expected KEY[=VALUE]:EFFECT with EFFECT NoSchedule or "
+                "NoExecute, e.g. dedicated=gpu:NoSchedule"
+            )
+        return cls(key=key, value=value, effect=effect)
+
+
+FENCE_TAINT = Taint(key="fleetflow.io/fenced", effect="NoExecute")
+"""What a fence is, in taint terms: no workload tolerates it."""
+
+
+class Toleration(_Rule):
+    """Lets a workload run on members with a matching taint. ``Equal`` matches key and value,
+    ``Exists`` the key alone; no ``effect`` matches both effects."""
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str = ""
+    effect: Effect | None = None
+
+    @model_validator(mode="after")
+    def _not_the_fence(self) -> Toleration:
+        if self.key == FENCE_TAINT.key:
+            raise ValueError(f"toleration {self.key}: a fence cannot be tolerated")
+        if self.operator == "Exists" and self.value:
+            raise ValueError(f"toleration {self.key}: operator Exists takes no value")
+        return self
+
+    def tolerates(self, taint: Taint) -> bool:
+        return (
+            self.key == taint.key
+            and (self.effect is None or self.effect == taint.effect)
+            and (self.operator == "Exists" or self.value == taint.value)
+        )
+
+
+class Rules(NamedTuple):
+    """A workload's scheduling rules beyond its member list."""
+
+    groups: Sequence[AffinityGroup] = ()
+    spread: Sequence[SpreadConstraint] = ()
+    tolerations: Sequence[Toleration] = ()
+
+
+class MemberFacts(Protocol):
+    """What scheduling reads of a member besides the planner's candidate."""
+
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def taints(self) -> Sequence[Taint]: ...
+
+
+class Scheduled(NamedTuple):
+    """The candidates as the rules leave them, the plan over them, and what decided it."""
+
+    candidates: list[Candidate]
+    plan: Plan
+    group: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def untolerated(taints: Iterable[Taint], tolerations: Sequence[Toleration]) -> list[Taint]:
+    return [t for t in taints if not any(tol.tolerates(t) for tol in tolerations)]
+
+
+def schedule(
+    total: int,
+    candidates: Sequence[Candidate],
+    members: Mapping[str, MemberFacts],
+    rules: Rules,
+    *,
+    capacity_aware: bool = False,
+    workload: str | None = None,
+) -> Scheduled:
+    """Apply the rules, then divide ``total`` over what they leave (``plan_replicas``); raise
+    ``PlacementError`` when no group can meet the spread or take a replica."""
+    tainted = any(members[c.name].taints for c in candidates)
+    if not (rules.groups or rules.spread or tainted):  # today's placement, at today's cost
+        return Scheduled(
+            list(candidates),
+            plan_replicas(total, candidates, capacity_aware=capacity_aware, workload=workload),
+        )
+    notes: dict[str, str] = {}
+    kept: list[Candidate] = []
+    for c in candidates:
+        c, why = _tainted(c, untolerated(members[c.name].taints, rules.tolerations))
+        if why:
+            notes[c.name] = why
+        kept.append(c)
+    groups: Sequence[AffinityGroup | None] = rules.groups or (None,)
+    first = _first_groups(candidates, members, rules.groups)
+    tried: list[tuple[int, int, Scheduled]] = []
+    failures: list[str] = []
+    for rank, group in enumerate(groups):
+        try:
+            found = _in_group(
+                total, kept, members, rules, rank, first, notes, capacity_aware, workload
+            )
+        except PlacementError as exc:
+            failures.append(f"{_group_name(group, rank)}: {exc}")
+            continue
+        if not found.plan.unplaced:
+            return found._replace(notes=(*failures, *found.notes))
+        tried.append((found.plan.unplaced, rank, found))
+        failures.append(f"{_group_name(group, rank)}: {found.plan.unplaced} would not fit")
+    if not tried:
+        lead = f"{workload}: " if workload else ""
+        if not rules.groups:
+            raise PlacementError(lead + failures[0].removeprefix(f"{_group_name(None, 0)}: "))
+        raise PlacementError(f"{lead}no affinity group can take it: {'; '.join(failures)}")
+    _, rank, best = min(tried, key=lambda t: t[:2])
+    passed = [f for f in failures if not f.startswith(_group_name(groups[rank], rank))]
+    return best._replace(notes=(*passed, *best.notes))
+
+
+def _group_name(group: AffinityGroup | None, rank: int) -> str:
+    return "all members" if group is None else f"group {group.name} (#{rank + 1})"
+
+
+def _first_groups(
+    candidates: Sequence[Candidate],
+    members: Mapping[str, MemberFacts],
+    groups: Sequence[AffinityGroup],
+) -> dict[str, int]:
+    """The first group each member is in (members in none are left out)."""
+    first = {}
+    for c in candidates:
+        labels = members[c.name].labels
+        rank = next((i for i, g in enumerate(groups) if g.miss(c.name, labels) is None), None)
+        if rank is not None:
+            first[c.name] = rank
+    return first
+
+
+def _tainted(c: Candidate, taints: list[Taint]) -> tuple[Candidate, str | None]:
+    """The candidate as its untolerated taints leave it, and why."""
+    if c.fenced or not taints:
+        return c, None
+    hard = [t for t in taints if t.effect == "NoExecute"]
+    if hard:
+        return _out(c), f"taint {hard[0].text()} not tolerated: replicas move away"
+    soft = taints[0].text()
+    cap = c.current if c.max is None else min(c.max, c.current)
+    return c._replace(max=cap, min=min(c.min, cap)), f"taint {soft} not tolerated: no new replicas"
+
+
+def _out(c: Candidate) -> Candidate:
+    """Left out by a rule: still healthy (its replicas leave at a healthy member's pace)."""
+    return c._replace(weight=0, min=0, max=0)
+
+
+def _room(c: Candidate) -> int | None:
+    if not c.healthy or c.fenced:
+        return 0
+    caps = [v for v in (c.max, c.capacity) if v is not None]
+    return min(caps) if caps else None
+
+
+def _usable(c: Candidate) -> bool:
+    """Can take a replica now: placeable, with room, and a weight or a min."""
+    room = _room(c)
+    return (room is None or room > 0) and (c.weight > 0 or c.min > 0)
+
+
+def _in_group(
+    total: int,
+    candidates: list[Candidate],
+    members: Mapping[str, MemberFacts],
+    rules: Rules,
+    rank: int,
+    first: Mapping[str, int],
+    taint_notes: dict[str, str],
+    capacity_aware: bool,
+    workload: str | None,
+) -> Scheduled:
+    """The plan if the workload ran on group ``rank`` alone (the rest at 0)."""
+    group = rules.groups[rank] if rules.groups else None
+    notes = dict(taint_notes)
+    inside: list[Candidate] = []
+    shaped: dict[str, Candidate] = {}
+    for c in candidates:
+        if group is None or group.miss(c.name, members[c.name].labels) is None:
+            inside.append(c)
+            continue
+        shaped[c.name] = _out(c)
+        home = first.get(c.name)
+        notes.setdefault(
+            c.name,
+            "in no affinity group"
+            if home is None
+            else f"group {rules.groups[home].name} "
+            + ("passed over" if home < rank else f"not in use while {group.name} has room"),
+        )
+    summary: list[str] = []
+    if rules.spread and total:
+        inside, summary = _spread(total, inside, members, rules.spread, notes, workload)
+    shaped.update((c.name, c) for c in inside)
+    final = [shaped[c.name] for c in candidates]
+    planned = plan_replicas(total, final, capacity_aware=capacity_aware, workload=workload)
+    weights = sum(c.weight for c in final if c.healthy and not c.fenced)
+    reasons = {}
+    for c in final:
+        reason = planned.reasons[c.name]
+        if reason == "weight share" and weights:
+            reason = f"weight share ({c.weight} of {weights})"
+        note = notes.get(c.name)
+        if note:
+            reason = f"{reason}; {note}" if planned.replicas[c.name] else note
+        elif group is not None:
+            reason = f"{reason}; group {group.name}"
+        reasons[c.name] = reason
+    planned = planned.model_copy(update={"reasons": reasons})
+    used = () if group is None else (f"{_group_name(group, rank)} in use",)
+    return Scheduled(final, planned, group.name if group else None, (*used, *summary))
+
+
+def _spread(
+    total: int,
+    inside: list[Candidate],
+    members: Mapping[str, MemberFacts],
+    constraints: Sequence[SpreadConstraint],
+    notes: dict[str, str],
+    workload: str | None,
+) -> tuple[list[Candidate], list[str]]:
+    """Keep at most ``maxGroups`` values of each constraint, and give one member in each of
+    ``minGroups`` values a min of 1; raise when the usable members cannot cover them."""
+    allowed = {c.name for c in inside if _usable(c)}
+    by_name = {c.name: c for c in inside}
+    forced: set[str] = {n for n in allowed if by_name[n].min > 0}
+    summary = []
+    for rule in constraints:
+        values = _values(rule, allowed, by_name, members)
+        unlabelled = sorted(n for n in allowed if rule.value(n, members[n].labels) is None)
+        for name in unlabelled:
+            allowed.discard(name)
+            notes.setdefault(name, f"spread by {rule.spread_by}: it has no such label")
+        ranked = sorted(values, key=lambda v: _value_rank(values[v], by_name, workload, v))
+        if rule.max_groups is not None and len(ranked) > rule.max_groups:
+            for value in ranked[rule.max_groups :]:
+                for name in values[value]:
+                    allowed.discard(name)
+                    forced.discard(name)
+                    notes.setdefault(
+                        name,
+                        f"spread by {rule.spread_by}: {value} not among the {rule.max_groups} "
+                        "chosen",
+                    )
+            ranked = ranked[: rule.max_groups]
+        if len(ranked) < rule.min_groups:
+            have = ", ".join(ranked) or "none"
+            exist = {rule.value(c.name, members[c.name].labels) for c in inside} - {None}
+            raise PlacementError(
+                f"spread by {rule.spread_by} needs {rule.bounds()}, but only {len(ranked)} can "
+                f"take replicas now ({have}) of the {len(exist)} its members have"
+            )
+        summary.append(f"spread by {rule.spread_by}: {rule.bounds()}; {', '.join(ranked)}")
+    for rule in constraints:
+        values = _values(rule, allowed, by_name, members)
+        ranked = sorted(values, key=lambda v: _value_rank(values[v], by_name, workload, v))
+        covered = {v for v in ranked if forced & set(values[v])}
+        for value in ranked:
+            if len(covered) >= rule.min_groups:
+                break
+            if value in covered:
+                continue
+            pick = min(values[value], key=lambda n: _member_rank(by_name[n], workload))
+            forced.add(pick)
+            covered.add(value)
+            notes.setdefault(pick, f"spread by {rule.spread_by}: at least 1 in {value}")
+    if len(forced) > total and forced:
+        wanted = "; ".join(f"{r.spread_by} {r.bounds()}" for r in constraints)
+        raise PlacementError(
+            f"{total} replicas cannot meet the spread ({wanted}): it needs at least {len(forced)}"
+        )
+    shaped = []
+    for c in inside:
+        if c.name not in allowed:
+            shaped.append(_out(c))
+        elif c.name in forced and c.min == 0:
+            shaped.append(c._replace(min=1))
+        else:
+            shaped.append(c)
+    return shaped, summary
+
+
+def _values(
+    rule: SpreadConstraint,
+    allowed: set[str],
+    by_name: Mapping[str, Candidate],
+    members: Mapping[str, MemberFacts],
+) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for name in sorted(allowed):
+        value = rule.value(name, members[name].labels)
+        if value is not None:
+            values.setdefault(value, []).append(name)
+    return values
+
+
+def _value_rank(
+    names: list[str], by_name: Mapping[str, Candidate], workload: str | None, value: str
+) -> tuple[int, int, float, int, bytes]:
+    """Values already running the workload first (no needless move), then those with a min,
+    then the roomiest, the heaviest, and a stable per-workload order."""
+    cs = [by_name[n] for n in names]
+    rooms = [_room(c) for c in cs]
+    room = float("inf") if any(r is None for r in rooms) else sum(r or 0 for r in rooms)
+    return (
+        -sum(c.current for c in cs),
+        -sum(c.min for c in cs),
+        -room,
+        -sum(c.weight for c in cs),
+        _rank(workload, value),
+    )
+
+
+def _member_rank(c: Candidate, workload: str | None) -> tuple[int, int, bytes]:
+    return (-c.current, -c.weight, _rank(workload, c.name))
+
+
+def _rank(workload: str | None, value: str) -> bytes:
+    return hashlib.blake2b(f"{workload}\x00{value}".encode(), digest_size=8).digest()
+
+
+def taints_after(
+    current: Sequence[Taint], add: Sequence[Taint], remove: Sequence[str]
+) -> list[Taint]:
+    """A member's taints once ``add`` is set and ``remove`` (``KEY`` or ``KEY:EFFECT``) lifted.
+    A taint added again with another value replaces the old (one per key and effect), as
+    ``kubectl taint --overwrite`` does; lifting one that is not set changes nothing."""
+    out = list(current)
+    for text in remove:
+        key, _, effect = text.partition(":")
+        out = [t for t in out if not (t.key == key and effect in ("", t.effect))]
+    for taint in add:
+        out = [t for t in out if (t.key, t.effect) != (taint.key, taint.effect)] + [taint]
+    return sorted(out, key=lambda t: (t.key, t.effect))
