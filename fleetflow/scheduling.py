@@ -403,11 +403,17 @@ def _spread(
                     )
             ranked = ranked[: rule.max_groups]
         if len(ranked) < rule.min_groups:
-            have = ", ".join(ranked) or "none"
-            exist = {rule.value(c.name, members[c.name].labels) for c in inside} - {None}
+            exist = sorted({rule.value(c.name, members[c.name].labels) for c in inside} - {None})
+            if len(exist) < rule.min_groups:
+                raise PlacementError(
+                    f"spread by {rule.spread_by} needs {rule.bounds()}, but its members span "
+                    f"only {len(exist)} ({', '.join(exist) or 'none'}): lower minGroups or add "
+                    "members"
+                )
             raise PlacementError(
                 f"spread by {rule.spread_by} needs {rule.bounds()}, but only {len(ranked)} can "
-                f"take replicas now ({have}) of the {len(exist)} its members have"
+                f"take replicas now ({', '.join(ranked) or 'none'}): the others have no "
+                "healthy member with room"
             )
         summary.append(f"spread by {rule.spread_by}: {rule.bounds()}; {', '.join(ranked)}")
     for rule in constraints:
