@@ -206,6 +206,13 @@ class MemberFacts(Protocol):
     def taints(self) -> Sequence[Taint]: ...
 
 
+class Facts(NamedTuple):
+    """A member's labels and taints, for callers without a probed member (the CLI, benches)."""
+
+    labels: Mapping[str, str] = {}
+    taints: Sequence[Taint] = ()
+
+
 class Scheduled(NamedTuple):
     """The candidates as the rules leave them, the plan over them, and what decided it."""
 
@@ -258,7 +265,8 @@ def schedule(
         if not found.plan.unplaced:
             return found._replace(notes=(*failures, *found.notes))
         tried.append((found.plan.unplaced, rank, found))
-        failures.append(f"{_group_name(group, rank)}: {found.plan.unplaced} would not fit")
+        placed = total - found.plan.unplaced
+        failures.append(f"{_group_name(group, rank)}: holds {placed} of {total}")
     if not tried:
         lead = f"{workload}: " if workload else ""
         if not rules.groups:
@@ -361,7 +369,8 @@ def _in_group(
             reason = f"weight share ({c.weight} of {weights})"
         note = notes.get(c.name)
         if note:
-            reason = f"{reason}; {note}" if planned.replicas[c.name] else note
+            kept = planned.replicas[c.name] or not c.healthy or c.fenced
+            reason = f"{reason}; {note}" if kept else note
         elif group is not None:
             reason = f"{reason}; group {group.name}"
         reasons[c.name] = reason
@@ -403,7 +412,7 @@ def _spread(
                     )
             ranked = ranked[: rule.max_groups]
         if len(ranked) < rule.min_groups:
-            exist = sorted({rule.value(c.name, members[c.name].labels) for c in inside} - {None})
+            exist = sorted({v for c in inside if (v := rule.value(c.name, members[c.name].labels))})
             if len(exist) < rule.min_groups:
                 raise PlacementError(
                     f"spread by {rule.spread_by} needs {rule.bounds()}, but its members span "

@@ -86,6 +86,9 @@ def publish_plan(plans: dict[str, WorkloadPlan], dry_run: bool, graph: str = "")
         f"- invalid placements: {len(errors)}",
         *(f"  - {e}" for e in errors),
     ]
+    decided = [(k, n) for k, p in sorted(plans.items()) for n in p.notes]
+    if decided:
+        lines += ["", "### Scheduling", "", *(f"- {k}: {n}" for k, n in decided)]
     moves = [(k, m) for k, p in sorted(plans.items()) if p.budget for m in p.budget.moves]
     if moves:
         lines += ["", "### Budget moves", "", *(f"- {k}: {m.line()}" for k, m in moves)]

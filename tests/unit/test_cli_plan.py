@@ -120,3 +120,50 @@ def test_workload_must_be_namespace_slash_name(
         cli.main(["plan", "--total", "1", "--weight", "a=1", "--workload", bad])
     assert info.value.code == 2
     assert f"{bad!r}: expected NAMESPACE/NAME, e.g. shop/web" in capsys.readouterr().err
+
+
+def test_plan_explains_the_group_in_use_and_each_cluster(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    flags = ["--total", "6", "--weight", "a=1", "--weight", "b=1", "--weight", "c=1"]
+    flags += ["--region", "a=us", "--region", "b=us", "--region", "c=eu"]
+    flags += ["--group", "us=a,b", "--group", "eu=c", "--unhealthy", "a", "--unhealthy", "b"]
+    assert cli.main(["plan", *flags, "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "group us (#1): holds 0 of 6" in out and "group eu (#2) in use" in out
+    assert "a: unhealthy: 0; group us passed over (weight 1, min 0, region us, unhealthy)" in out
+    assert cli.main(["plan", *flags[:-4], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clusters"] == {"a": 3, "b": 3, "c": 0}
+
+
+def test_plan_spread_and_taints_from_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = ["--total", "6", "--weight", "a=2", "--weight", "b=1", "--weight", "c=1"]
+    flags += ["--region", "a=us", "--region", "b=us", "--region", "c=eu"]
+    flags += ["--taint", "b=maintenance:NoExecute", "--spread", "region=2"]
+    assert cli.main(["plan", *flags, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clusters"] == {"a": 4, "b": 0, "c": 2}
+    assert cli.main(["plan", *flags, "--toleration", "maintenance", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["clusters"]["b"] > 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--spread", "region=3"], "its members span only 2 (eu, us): lower minGroups"),
+        (["--spread", "region=x"], "--spread 'region=x': expected BY=MIN[:MAX]"),
+        (["--spread", "region=3:2"], "minGroups 3 is above maxGroups 2"),
+        (["--toleration", "=x"], "--toleration '=x': key"),
+        (["--toleration", "k:Never"], "effect: Input should be 'NoSchedule' or 'NoExecute'"),
+        (["--taint", "a=k:Sometimes"], "KEY[=VALUE]:EFFECT"),
+        (["--taint", "z=k:NoSchedule"], "unknown cluster z"),
+        (["--group", "g=a,zz"], "--group 'g=a,zz': unknown cluster zz"),
+    ],
+)
+def test_plan_refuses_bad_rules_in_one_line(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--total", "3", "--weight", "a=1", "--weight", "c=1", "--region", "a=us"]
+    assert cli.main(["plan", *base, "--region", "c=eu", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert message in err, err

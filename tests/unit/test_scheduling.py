@@ -103,7 +103,8 @@ def test_a_lower_group_never_moves_replicas_off_a_first_group_that_holds_them(
     candidates, facts = fleet
 
     def group(region: str) -> AffinityGroup:
-        selector = ClusterSelector(matchExpressions=[Requirement(key=REGION_LABEL, operator="In", values=[region])])  # fmt: skip
+        term = Requirement(key=REGION_LABEL, operator="In", values=[region])
+        selector = ClusterSelector(matchExpressions=[term])
         return AffinityGroup(name=region, clusterSelector=selector)
 
     try:
@@ -127,7 +128,12 @@ def test_monotone_in_the_total_while_the_group_and_spread_hold(
     candidates, facts = fleet
     candidates = [c._replace(current=0) for c in candidates]
     rules = Rules(
-        groups=[AffinityGroup(name="eu", clusterSelector=ClusterSelector(matchLabels={REGION_LABEL: "eu"})), AffinityGroup(name="all")],  # fmt: skip
+        groups=[
+            AffinityGroup(
+                name="eu", clusterSelector=ClusterSelector(matchLabels={REGION_LABEL: "eu"})
+            ),
+            AffinityGroup(name="all"),
+        ],
         spread=[SpreadConstraint(spreadBy="cluster", minGroups=low)],
     )
     try:
@@ -155,7 +161,9 @@ def test_a_taint_keeps_replicas_off_unless_tolerated(
         return
     got = found.plan.replicas[tainted]
     if tolerated:
-        assert found.plan.replicas == schedule(total, candidates, facts | {tainted: Facts({})}, Rules(), workload="w/x").plan.replicas  # fmt: skip
+        untainted = facts | {tainted: Facts({})}
+        plain = schedule(total, candidates, untainted, Rules(), workload="w/x")
+        assert found.plan.replicas == plain.plan.replicas
     elif effect == "NoExecute":
         assert got == 0
         if candidates[0].healthy and not candidates[0].fenced:
@@ -226,7 +234,12 @@ def test_placement_reads_the_rules_from_the_spec() -> None:
     placement = Placement.model_validate(
         {
             "affinityGroups": [
-                {"name": "us", "clusterSelector": {"matchExpressions": [{"key": "region", "operator": "In", "values": ["us"]}]}},  # fmt: skip
+                {
+                    "name": "us",
+                    "clusterSelector": {
+                        "matchExpressions": [{"key": "region", "operator": "In", "values": ["us"]}]
+                    },
+                },
                 {"name": "anywhere"},
             ],
             "spreadConstraints": [{"spreadBy": "region", "minGroups": 2}],
@@ -272,9 +285,7 @@ US_FIRST = {
         {
             "name": "us",
             "clusterSelector": {
-                "matchExpressions": [
-                    {"key": REGION_LABEL, "operator": "In", "values": ["us-east"]}
-                ]
+                "matchExpressions": [{"key": REGION_LABEL, "operator": "In", "values": ["us-east"]}]
             },
         },
         {"name": "eu", "clusters": ["eu-west-1"]},
@@ -295,7 +306,7 @@ def test_a_region_down_falls_back_to_the_next_group_and_comes_back() -> None:
         )
     down = plan_workload(fd(**US_FIRST), views, max_moves=2)
     assert down.replicas == {"us-east-1": 0, "us-east-2": 0, "eu-west-1": 6}
-    assert down.notes[0] == "group us (#1): 6 would not fit"
+    assert down.notes[0] == "group us (#1): holds 0 of 6"
     assert down.reasons["eu-west-1"].endswith("group eu")
     back = fleet(**{"eu-west-1": 6})
     step = plan_workload(fd(**US_FIRST), back, max_moves=2)
@@ -319,14 +330,18 @@ def test_an_unmet_spread_is_an_error_and_plans_nothing() -> None:
     plan = plan_workload(fd(spreadConstraints=[{"spreadBy": "region", "minGroups": 2}]), views)
     assert plan.error is not None and "only 1 can take replicas now (us-east)" in plan.error
     views["eu-west-1"] = views["eu-west-1"].model_copy(update={"fenced": False})
-    met = plan_workload(fd(**{"spreadConstraints": [{"spreadBy": "region", "minGroups": 2}]}), views)  # fmt: skip
+    met = plan_workload(
+        fd(**{"spreadConstraints": [{"spreadBy": "region", "minGroups": 2}]}), views
+    )
     assert met.replicas["eu-west-1"] >= 1 and met.error is None
     assert met.notes == ["spread by region: at least 2; us-east, eu-west"]
 
 
 def test_max_groups_keeps_the_regions_already_running_it() -> None:
     views = fleet(**{"eu-west-1": 6})
-    plan = plan_workload(fd(**{"spreadConstraints": [{"spreadBy": "region", "maxGroups": 1}]}), views)  # fmt: skip
+    plan = plan_workload(
+        fd(**{"spreadConstraints": [{"spreadBy": "region", "maxGroups": 1}]}), views
+    )
     assert plan.replicas == {"us-east-1": 0, "us-east-2": 0, "eu-west-1": 6}
     assert plan.reasons["us-east-1"] == "spread by region: us-east not among the 1 chosen"
 
