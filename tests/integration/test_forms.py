@@ -33,6 +33,10 @@ def test_block_fields_render_as_pickers_of_saved_blocks(
     assert join["admin_block"]["block_type_slug"] == "fleetflow-kube-cluster"
     bootstrap = _form(client, "bootstrap-control-plane/bootstrap", "BootstrapRequest")
     assert bootstrap["host_cluster"]["block_type_slug"] == "fleetflow-kube-cluster"
+    taint = _form(client, "taint-member/taint", "TaintRequest")
+    assert taint["federation"]["block_type_slug"] == "fleetflow-federation"
+    assert taint["add"]["type"] == "array" and taint["add"]["items"]["type"] == "string"
+    assert "NoExecute" in taint["add"]["description"]
     # A name that is not a block stays a plain, validated text field.
     assert "block_type_slug" not in join["member"] and join["member"]["type"] == "string"
 
