@@ -147,6 +147,7 @@ def member_cluster_crd() -> Manifest:
         _column("Region", ".spec.region"),
         _column("Zone", ".spec.zone"),
         _column("Health", ".status.health"),
+        _column("Taints", ".spec.taints[*].key"),
         _column("Version", ".status.kubernetesVersion"),
         _column("Nodes", ".status.nodesReady", "integer"),
         _column("API", ".spec.apiURL", priority=1),

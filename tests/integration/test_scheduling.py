@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fleetflow.controlplane import API_VERSION, REGION_LABEL
-from fleetflow.errors import PlacementError
+from fleetflow.errors import InvalidResource, PlacementError
 from fleetflow.flows.taint import taint_member
 from fleetflow.kube import apply, get
 from fleetflow.kube.client import REQUESTS
@@ -173,3 +173,55 @@ def test_a_no_execute_taint_drains_a_member_make_before_break(
     assert len(lifted.writes()) == 1
     entry = get(host, API_VERSION, "MemberCluster", c, f"{joined}-system")
     assert "taints" not in entry["spec"]
+
+
+@pytest.mark.parametrize(
+    ("placement", "message"),
+    [
+        (
+            {"clusterSelector": {"matchExpressions": [{"key": "k", "operator": "Near"}]}},
+            'supported values: "In", "NotIn", "Exists", "DoesNotExist"',
+        ),
+        (
+            {
+                "affinityGroups": [
+                    {
+                        "name": "g",
+                        "clusterSelector": {"matchExpressions": [{"key": "k", "operator": "In"}]},
+                    }
+                ]
+            },
+            "In and NotIn need values",
+        ),
+        ({"tolerations": [{"operator": "Exists"}]}, "key: Required value"),
+        ({"tolerations": [{"key": "fleetflow.io/fenced"}]}, "a fence cannot be tolerated"),
+        (
+            {"spreadConstraints": [{"spreadBy": "region", "minGroups": 3, "maxGroups": 2}]},
+            "minGroups must not be above maxGroups",
+        ),
+    ],
+)
+def test_the_crd_refuses_bad_rules_at_apply(
+    calm: str, testbed: TestbedSpec, namespace: str, placement: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidResource) as refused:
+        apply(
+            client_for(testbed.host),
+            federated_deployment(calm, "web", namespace, 3, placement=placement),
+        )
+    assert message in str(refused.value)
+
+
+def test_spread_above_the_regions_that_exist_is_refused_before_any_write(
+    calm: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    placement = {"spreadConstraints": [{"spreadBy": "region", "minGroups": 3}]}
+    apply(
+        client_for(testbed.host),
+        federated_deployment(calm, "web", namespace, 3, placement=placement),
+    )
+    REQUESTS.clear()
+    with pytest.raises(PlacementError, match="its members span only 2 \\(eu-west, us-east\\)"):
+        rebalance(calm, namespace)
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    assert running(testbed, namespace, "web") == {}
