@@ -305,7 +305,8 @@ def _tainted(c: Candidate, taints: list[Taint]) -> tuple[Candidate, str | None]:
         return _out(c), f"taint {hard[0].text()} not tolerated: replicas move away"
     soft = taints[0].text()
     cap = c.current if c.max is None else min(c.max, c.current)
-    return c._replace(max=cap, min=min(c.min, cap)), f"taint {soft} not tolerated: no new replicas"
+    why = f"taint {soft} not tolerated: keeps {cap}, no new replicas"
+    return c._replace(max=cap, min=min(c.min, cap)), why
 
 
 def _out(c: Candidate) -> Candidate:
@@ -370,7 +371,8 @@ def _in_group(
         note = notes.get(c.name)
         if note:
             kept = planned.replicas[c.name] or not c.healthy or c.fenced
-            reason = f"{reason}; {note}" if kept else note
+            held = reason.startswith("at max") and note.startswith("taint")  # the taint's cap
+            reason = f"{reason}; {note}" if kept and not held else note
         elif group is not None:
             reason = f"{reason}; group {group.name}"
         reasons[c.name] = reason
