@@ -189,7 +189,7 @@ def plan_workload(
         plan.notes = list(scheduled.notes)
         plan.unselected = unselected(fd, members)
         if fd.spec.autoscaling is not None:
-            return _autoscaled(fd, plan, members, candidates)
+            return _autoscaled(fd, plan, members, scheduled)
     except PlacementError as exc:
         plan.error = str(exc)
         return plan
@@ -273,7 +273,7 @@ def _autoscaled(
     fd: FederatedDeployment,
     plan: WorkloadPlan,
     members: dict[str, MemberView],
-    candidates: list[Candidate],
+    scheduled: Scheduled,
 ) -> WorkloadPlan:
     """An autoscaled workload: its budget divided over the members (``fleetflow.autoscaling``);
     a member runs what its HPA sets, a new one starts at its share of ``spec.replicas``."""
@@ -294,7 +294,7 @@ def _autoscaled(
             )
     budget = divide(
         fd.spec.autoscaling.budget(),
-        candidates,
+        scheduled.candidates,
         seen,
         workload=fd.key,
         replicas=fd.spec.replicas,
@@ -306,10 +306,18 @@ def _autoscaled(
         m: min(max(plan.current.get(m, share.start), share.min), share.max)
         for m, share in budget.shares.items()
     }
-    plan.reasons = dict(budget.reasons)
+    plan.reasons = {
+        m: _budget_reason(m, why, budget, scheduled) for m, why in budget.reasons.items()
+    }
     plan.unplaced = budget.unplaced
     plan.remove_from = sorted(m for m in plan.current if m not in plan.replicas and m in members)
     return plan
+
+
+def _budget_reason(member: str, why: str, budget: Budget, scheduled: Scheduled) -> str:
+    """A member with budget: the division's reason; one without: why the rules leave it out."""
+    share = budget.shares.get(member)
+    return why if share is not None and share.max else scheduled.plan.reasons.get(member, why)
 
 
 def plan_deletion(
