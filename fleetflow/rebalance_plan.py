@@ -152,8 +152,9 @@ class RebalancePlan(BaseModel):
         """The DNSEndpoints that differ from those the run read, and why some workloads cannot
         be exposed."""
         ingress = {m.name: m.spec.ingress_address for m in self.view.members}
+        plans = self.plans if self.holds else {k: _leaving(p) for k, p in self.plans.items()}
         wanted, unexposed = endpoints(
-            self.workloads, self.plans, self.found.members, ingress, self.zone, self.federation
+            self.workloads, plans, self.found.members, ingress, self.zone, self.federation
         )
         return to_write(wanted, self.view.endpoints), unexposed
 
@@ -247,6 +248,16 @@ class RebalancePlan(BaseModel):
             raise InvalidRequest("; ".join([*workload_errors, *object_errors]))
         if workload_errors:
             raise PlacementError("; ".join(workload_errors))
+
+
+def _leaving(plan: WorkloadPlan) -> WorkloadPlan:
+    """The plan as traffic must see it before the second phase: a member about to lose all its
+    replicas (drained by a taint, left by its group, deselected) no longer serves, so DNS
+    moves away before the replicas do. An invalid or held plan keeps what runs."""
+    if plan.error or plan.held or not plan.replicas:
+        return plan
+    staying = {m: min(n, plan.replicas.get(m, 0)) for m, n in plan.ready.items()}
+    return plan.model_copy(update={"ready": staying})
 
 
 OUTSIDE = "outside this run's name and labels: left as it runs"

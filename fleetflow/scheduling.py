@@ -430,6 +430,8 @@ def _spread(
     for rule in constraints:
         values = _values(rule, allowed, by_name, members)
         ranked = sorted(values, key=lambda v: _value_rank(values[v], by_name, workload, v))
+        if rule.min_groups <= 1:
+            continue  # any placed replica covers one value: no member needs a min for it
         covered = {v for v in ranked if forced & set(values[v])}
         for value in ranked:
             if len(covered) >= rule.min_groups:

@@ -54,10 +54,10 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     ups = _scale_up(blocks, plan)
     ready = wait_members_ready(blocks, plan.applied(), request.wait_timeout, plan.dry_run)
     plan = plan.with_readiness(ready, request.wait_timeout)
+    switched = _switch(host, plan)  # traffic leaves a member before its replicas do
     downs = _scale_down(blocks, plan, ups)
     released = _finalizers(host, plan.release(ups, downs), hold=False, dry_run=plan.dry_run)
     written = _record(host, plan, ups, downs)
-    switched = _switch(host, plan)
     actions = [*protected, *ups.actions, *downs.actions, *released, *switched]
     report = plan.report(actions, ups, downs, written)
     plan.raise_errors()
@@ -103,8 +103,9 @@ def _record(host: KubeCluster, plan: RebalancePlan, ups: Acted, downs: Acted) ->
 
 
 def _switch(host: KubeCluster, plan: RebalancePlan) -> list[Action]:
-    """DNS to the members with Ready replicas, compared with what the run read at its start
-    and read anew before it is written."""
+    """DNS to the members with Ready replicas that keep some, compared with what the run read
+    at its start and read anew before it is written: after the scale-ups are Ready, before the
+    scale-downs (make-before-break for traffic too)."""
     switch, _ = plan.traffic()
     if not switch:
         return []

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 
 from fleetflow.errors import PlacementError, UnknownName
-from fleetflow.federated import ANNOTATION_HASH
+from fleetflow.federated import ANNOTATION_HASH, Exposure
 from fleetflow.models import RebalanceRequest
 from fleetflow.objects import FederatedObjects
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, Observed
 from fleetflow.rebalance_plan import Acted, decide_rebalance
+from fleetflow.registry import MemberCluster
+from fleetflow.scheduling import Taint
 from fleetflow.snapshot import Snapshot
 from fleetflow.writes import Readiness
 from tests.unit.test_rebalance_pure import fd, members
@@ -105,3 +107,31 @@ def test_a_run_filtered_by_name_writes_only_that_workload_and_plans_the_others_a
         decide_rebalance(
             seen, RebalanceRequest(federation="prod", name="nope"), federation="prod", zone="z"
         )
+
+
+def test_traffic_leaves_a_member_before_its_last_replicas_do() -> None:
+    exposed = fd(6)
+    exposed.spec.dns = Exposure(hostname="web")
+    base = snapshot({"us": 2, "us2": 2, "eu": 2}, workload=exposed)
+    addresses = {"us": "10.0.0.1", "us2": "10.0.0.2", "eu": "10.0.0.3"}
+    entries = [
+        MemberCluster.new("prod", "ns", n, api_url="https://x", credentials_block=n,
+                          service_account="sa", ingress_address=a)
+        for n, a in addresses.items()
+    ]  # fmt: skip
+    views = dict(base.found.members)
+    views["eu"] = views["eu"].model_copy(update={"taints": [Taint.parse("m:NoExecute")]})
+    drained = base.model_copy(
+        update={
+            "view": base.view.model_copy(update={"members": entries}),
+            "found": Assessment(members=views),
+        }
+    )
+    plan = decide_rebalance(drained, REQUEST, federation="prod", zone="z")
+    assert plan.plans["shop/web"].replicas["eu"] == 0
+    on_time = plan.with_readiness({"us": Readiness(ready={"shop/web": 3})}, timeout=5)
+    (record,) = on_time.traffic()[0]
+    assert record["spec"]["endpoints"][0]["targets"] == ["10.0.0.1", "10.0.0.2"]
+    late = plan.with_readiness({"us": Readiness(pending=["shop/web"])}, timeout=5)
+    (record,) = late.traffic()[0]
+    assert "10.0.0.3" in record["spec"]["endpoints"][0]["targets"], "held back: eu still serves"
