@@ -24,7 +24,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 from fleetflow.drill import DrillMode
-from fleetflow.scheduling import Taint
+from fleetflow.scheduling import TAINT_PATTERN, Taint
 from fleetflow.settings import settings
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -183,6 +183,9 @@ class TaintRequest(Request):
         default_factory=list,
         description="Taints to set, KEY[=VALUE]:EFFECT; NoSchedule: no new replicas there, "
         "NoExecute: the next rebalances move its replicas away (make-before-break)",
+        # The form's schema: the server refuses a malformed taint before a run exists (the
+        # validator below says what is wrong on the CLI).
+        json_schema_extra={"items": {"type": "string", "pattern": TAINT_PATTERN}},
     )
     remove: list[str] = Field(
         default_factory=list, description="Taints to lift: KEY (every effect) or KEY:EFFECT"

@@ -137,6 +137,10 @@ class SpreadConstraint(_Rule):
         return f"at least {self.min_groups}{high}"
 
 
+TAINT_PATTERN = r"^([a-z0-9.-]+/)?[A-Za-z0-9][-A-Za-z0-9_.]*(=[^:]*)?:(NoSchedule|NoExecute)$"
+"""``KEY[=VALUE]:EFFECT`` as text (forms check it before a run)."""
+
+
 class Taint(_Rule):
     """A member's taint: what a workload must tolerate to run there."""
 

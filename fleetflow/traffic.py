@@ -10,12 +10,15 @@ no Ready replica or stops being placeable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import BaseModel, Field
 
 from fleetflow.controlplane import DNS_GROUP, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest
 from fleetflow.errors import InvalidRequest
 from fleetflow.federated import LABEL_WORKLOAD, FederatedDeployment
 from fleetflow.rebalance import MemberView, WorkloadPlan
+from fleetflow.resolve import Answer
 
 DNS_API_VERSION = f"{DNS_GROUP}/v1alpha1"
 
@@ -145,3 +148,14 @@ def expected_answers(wanted: list[Manifest]) -> dict[str, list[str]]:
         for e in manifest["spec"]["endpoints"]:
             out[e["dnsName"]] = sorted(e["targets"])
     return out
+
+
+def unanswered(expected: dict[str, list[str]], answers: Mapping[str, Answer]) -> list[str]:
+    """One line per name the DNS server does not answer as expected yet: what it answers, and
+    that the scale-downs wait for it."""
+    return [
+        f"DNS {name}: answers {answers[name].summary() if name in answers else 'nothing'}, "
+        f"not yet {', '.join(targets) or 'nothing'}; scale-downs held back"
+        for name, targets in sorted(expected.items())
+        if name not in answers or answers[name].targets != sorted(targets)
+    ]

@@ -34,7 +34,8 @@ from fleetflow.settings import settings
 from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
 from fleetflow.tasks.propagate import Propagated, finish_members, propagate_members
 from fleetflow.tasks.rebalance import check_members_autoscalers, wait_members_ready
-from fleetflow.tasks.traffic import apply_endpoints, list_endpoints
+from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, wait_answers
+from fleetflow.traffic import expected_answers, unanswered
 
 
 @flow(
@@ -54,7 +55,7 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     ups = _scale_up(blocks, plan)
     ready = wait_members_ready(blocks, plan.applied(), request.wait_timeout, plan.dry_run)
     plan = plan.with_readiness(ready, request.wait_timeout)
-    switched = _switch(host, plan)  # traffic leaves a member before its replicas do
+    switched, plan = _switch(host, plan, federation.dns_server, request.wait_timeout)
     downs = _scale_down(blocks, plan, ups)
     released = _finalizers(host, plan.release(ups, downs), hold=False, dry_run=plan.dry_run)
     written = _record(host, plan, ups, downs)
@@ -102,11 +103,19 @@ def _record(host: KubeCluster, plan: RebalancePlan, ups: Acted, downs: Acted) ->
     return written
 
 
-def _switch(host: KubeCluster, plan: RebalancePlan) -> list[Action]:
+def _switch(
+    host: KubeCluster, plan: RebalancePlan, server: str | None, timeout: float
+) -> tuple[list[Action], RebalancePlan]:
     """DNS to the members with Ready replicas that keep some, compared with what the run read
-    at its start and read anew before it is written: after the scale-ups are Ready, before the
-    scale-downs (make-before-break for traffic too)."""
+    at its start and read anew before it is written: after the scale-ups are Ready and before
+    the scale-downs, so traffic leaves a member before its replicas do. With the federation's
+    DNS server known, the scale-downs wait until it answers so (held back if it does not)."""
     switch, _ = plan.traffic()
     if not switch:
-        return []
-    return apply_endpoints(host, switch, list_endpoints(host, plan.federation), plan.dry_run)
+        return [], plan
+    actions = apply_endpoints(host, switch, list_endpoints(host, plan.federation), plan.dry_run)
+    if plan.dry_run or not server:
+        return actions, plan
+    expected = expected_answers(switch)
+    late = unanswered(expected, wait_answers(server, expected, timeout))
+    return actions, plan.model_copy(update={"holds": [*plan.holds, *late]}) if late else plan

@@ -70,3 +70,15 @@ def test_a_picked_block_runs_by_its_name_and_bad_input_creates_no_run(
     state = rebalance_replicas(**validated, return_state=True)
     assert state.is_completed(), state
     assert state.message == f"rebalance {federation}: nothing to change (dry run)"
+
+
+def test_the_taint_form_refuses_a_malformed_taint_before_a_run_exists(
+    deployed: Stack, client: SyncPrefectClient, federation: str
+) -> None:
+    deployment = client.read_deployment_by_name("taint-member/taint")
+    runs = client.count_flow_runs()
+    request = {"federation": federation, "member": "us-east-1", "add": ["maintenance"]}
+    with pytest.raises(PrefectHTTPStatusError) as refused:
+        client.create_flow_run_from_deployment(deployment.id, parameters={"request": request})
+    assert refused.value.response.status_code in (409, 422), refused.value.response.text
+    assert client.count_flow_runs() == runs

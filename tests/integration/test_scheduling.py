@@ -5,13 +5,14 @@ taint set with ``fleetflow taint`` drains a member make-before-break."""
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fleetflow.controlplane import API_VERSION, REGION_LABEL
-from fleetflow.errors import InvalidResource, PlacementError
+from fleetflow.errors import ClusterError, InvalidResource, PlacementError
 from fleetflow.flows.taint import taint_member
 from fleetflow.kube import apply, get
 from fleetflow.kube.client import REQUESTS
@@ -20,10 +21,11 @@ from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for, fleetflow
-from tests.integration.test_failover import Sampler
+from tests.integration.test_failover import Sampler, answer, exposed, fleet, ingress
 from tests.integration.test_rebalance import rebalance
 
 pytestmark = pytest.mark.integration
+__all__ = ["fleet"]  # the fixture: a federation with the test bed's DNS
 
 US_FIRST = {
     "affinityGroups": [
@@ -37,6 +39,29 @@ US_FIRST = {
     ]
 }
 TWO_REGIONS = {"spreadConstraints": [{"spreadBy": "region", "minGroups": 2, "maxGroups": 2}]}
+
+
+class Traffic(threading.Thread):
+    """Samples, in this order, the member's Ready replicas of web and whether web's DNS answer
+    lists it: a sample with none Ready and still listed is traffic sent to nothing."""
+
+    def __init__(self, testbed: TestbedSpec, namespace: str, member: str) -> None:
+        super().__init__(daemon=True)
+        self.testbed, self.namespace, self.member = testbed, namespace, member
+        self.address = ingress(testbed, member)[0]
+        self.samples: list[tuple[int, bool]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with contextlib.suppress(ClusterError):
+                ready = running(self.testbed, self.namespace, "web").get(self.member, 0)
+                listed = self.address in answer(self.testbed, "web", self.namespace)
+                self.samples.append((ready, listed))
+            self.stop.wait(0.2)
+
+    def sent_to_nothing(self) -> list[tuple[int, bool]]:
+        return [(ready, listed) for ready, listed in self.samples if listed and not ready]
 
 
 def running(testbed: TestbedSpec, namespace: str, name: str) -> dict[str, int]:
@@ -98,11 +123,12 @@ def test_a_stopped_region_falls_back_to_the_next_group_and_an_unmet_spread_is_re
 
 
 def test_a_no_execute_taint_drains_a_member_make_before_break(
-    joined: str, testbed: TestbedSpec, namespace: str, fleetflow_home: Path
+    fleet: str, testbed: TestbedSpec, namespace: str, fleetflow_home: Path
 ) -> None:
+    joined = fleet  # with the test bed's DNS: web is exposed
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
-    apply(host, federated_deployment(joined, "web", namespace, 6))
+    apply(host, exposed(joined, namespace, "web", 6, testbed))
     tolerant = federated_deployment(
         joined,
         "cache",
@@ -141,20 +167,27 @@ def test_a_no_execute_taint_drains_a_member_make_before_break(
     assert "fleetflow-taint" in managers
 
     sampler = Sampler(testbed, namespace, [a, b, c])
+    traffic = Traffic(testbed, namespace, c)
     sampler.start()
+    traffic.start()
     try:
         rebalance(joined, namespace, max_moves=1)
         step = running(testbed, namespace, "web")
         assert step[c] == 1 and step[a] + step[b] == 5, f"one replica a run: {step}"
         rebalance(joined, namespace, max_moves=1)
     finally:
-        sampler.stop.set()
-        sampler.join()
+        for thread in (sampler, traffic):
+            thread.stop.set()
+            thread.join()
     assert running(testbed, namespace, "web") == {a: 3, b: 3}
     assert running(testbed, namespace, "cache") == {a: 1, b: 1, c: 1}, "it tolerates the taint"
     assert sampler.samples and all(s.get("web", 0) >= 6 for s in sampler.samples), (
         "Ready replicas of web fell below 6 while it drained"
     )
+    assert traffic.samples and not traffic.sent_to_nothing(), (
+        f"DNS still sent web's traffic to {c} after its replicas were gone"
+    )
+    assert traffic.samples[-1][1] is False, "the drained member left the DNS answer"
     REQUESTS.clear()
     rebalance(joined, namespace, max_moves=1)
     writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}

@@ -14,8 +14,10 @@ from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, Observed
 from fleetflow.rebalance_plan import Acted, decide_rebalance
 from fleetflow.registry import MemberCluster
+from fleetflow.resolve import Answer
 from fleetflow.scheduling import Taint
 from fleetflow.snapshot import Snapshot
+from fleetflow.traffic import unanswered
 from fleetflow.writes import Readiness
 from tests.unit.test_rebalance_pure import fd, members
 
@@ -135,3 +137,17 @@ def test_traffic_leaves_a_member_before_its_last_replicas_do() -> None:
     late = plan.with_readiness({"us": Readiness(pending=["shop/web"])}, timeout=5)
     (record,) = late.traffic()[0]
     assert "10.0.0.3" in record["spec"]["endpoints"][0]["targets"], "held back: eu still serves"
+
+
+def test_scale_downs_wait_for_the_dns_server_to_answer_the_switch() -> None:
+    expected = {"web.z": ["10.0.0.2", "10.0.0.1"], "api.z": []}
+    right = {
+        "web.z": Answer(name="web.z", targets=["10.0.0.1", "10.0.0.2"], rcode="NOERROR"),
+        "api.z": Answer(name="api.z", targets=[], rcode="NXDOMAIN"),
+    }
+    assert unanswered(expected, right) == []
+    stale = right | {"web.z": Answer(name="web.z", targets=["10.0.0.3"], rcode="NOERROR")}
+    assert unanswered(expected, stale) == [
+        "DNS web.z: answers 10.0.0.3, not yet 10.0.0.2, 10.0.0.1; scale-downs held back"
+    ]
+    assert unanswered(expected, {})[0].startswith("DNS api.z: answers nothing, not yet nothing")
