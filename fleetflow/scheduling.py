@@ -325,6 +325,13 @@ def _room(c: Candidate) -> int | None:
     return min(caps) if caps else None
 
 
+def _state(c: Candidate) -> str:
+    """Why a member cannot take a replica, in a word or two."""
+    if not c.healthy or c.fenced:
+        return "fenced" if c.fenced else "unhealthy"
+    return "full" if _room(c) == 0 else "weight 0"
+
+
 def _usable(c: Candidate) -> bool:
     """Can take a replica now: placeable, with room, and a weight or a min."""
     room = _room(c)
@@ -360,6 +367,12 @@ def _in_group(
             else f"group {rules.groups[home].name} "
             + ("passed over" if home < rank else f"not in use while {group.name} has room"),
         )
+    stuck = total and inside and not any(_usable(c) for c in inside)
+    if stuck and (group is not None or all(c.name in notes for c in inside)):
+        # A group passed over, or taints leave nothing: say why. Members merely down with no
+        # group to fall back to leave the replicas unplaced, as without rules.
+        states = ", ".join(f"{c.name} {notes.get(c.name) or _state(c)}" for c in inside)
+        raise PlacementError(f"no member can take replicas now ({states})")
     summary: list[str] = []
     if rules.spread and total:
         inside, summary = _spread(total, inside, members, rules.spread, notes, workload)

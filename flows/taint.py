@@ -34,7 +34,7 @@ def taint_member(request: TaintRequest) -> Report:
     shown = [t.text() for t in after] + ([FENCE_TAINT.text()] if entry.fenced else [])
     notes = [f"taints of {request.member}: {', '.join(shown) or 'none'}"]
     if actions:
-        notes.append("the next rebalance applies them to the workloads that do not tolerate them")
+        notes.append("the next rebalance acts on it for the workloads that do not tolerate them")
     report = Report(
         procedure=f"taint {request.member}",
         dry_run=request.dry_run,

@@ -130,7 +130,10 @@ def test_plan_explains_the_group_in_use_and_each_cluster(
     flags += ["--group", "us=a,b", "--group", "eu=c", "--unhealthy", "a", "--unhealthy", "b"]
     assert cli.main(["plan", *flags, "--explain"]) == 0
     out = capsys.readouterr().out
-    assert "group us (#1): holds 0 of 6" in out and "group eu (#2) in use" in out
+    assert (
+        "group us (#1): no member can take replicas now (a unhealthy, b unhealthy)" in out
+        and "group eu (#2) in use" in out
+    )
     assert "a: unhealthy: 0; group us passed over (weight 1, min 0, region us, unhealthy)" in out
     assert cli.main(["plan", *flags[:-4], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["clusters"] == {"a": 3, "b": 3, "c": 0}
