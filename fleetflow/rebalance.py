@@ -18,9 +18,9 @@ from fleetflow.federated import FederatedDeployment
 from fleetflow.health import HealthState
 from fleetflow.lease import Lease
 from fleetflow.objects import FederatedObjects
-from fleetflow.placement import Candidate
+from fleetflow.placement import Candidate, Plan
 from fleetflow.registry import MemberCluster
-from fleetflow.scheduling import Scheduled, Taint, schedule
+from fleetflow.scheduling import Scheduled, Taint, applies, schedule
 
 
 class Observed(BaseModel):
@@ -93,8 +93,6 @@ class WorkloadPlan(BaseModel):
     notes: list[str] = Field(default_factory=list)
     """What scheduling decided for the whole workload: the affinity group in use (and why the
     ones before it were passed over), the spread it covers."""
-    unselected: dict[str, str] = Field(default_factory=dict)
-    """Members its placement does not select, and the term they fail (for ``--explain``)."""
 
 
 def select(fd: FederatedDeployment, members: dict[str, MemberView]) -> list[str]:
@@ -187,7 +185,6 @@ def plan_workload(
         scheduled = _scheduled(fd, members, current, capped=capped)
         candidates, result = scheduled.candidates, scheduled.plan
         plan.notes = list(scheduled.notes)
-        plan.unselected = unselected(fd, members)
         if fd.spec.autoscaling is not None:
             return _autoscaled(fd, plan, members, scheduled)
     except PlacementError as exc:
@@ -204,19 +201,6 @@ def plan_workload(
     return plan
 
 
-def unselected(fd: FederatedDeployment, members: dict[str, MemberView]) -> dict[str, str]:
-    """Why each member the placement leaves out is left out."""
-    placement, out = fd.spec.placement, {}
-    for name, view in sorted(members.items()):
-        if placement.clusters is not None and name not in placement.clusters:
-            out[name] = "not in placement.clusters"
-        elif placement.cluster_selector is not None:
-            miss = placement.cluster_selector.miss(view.labels)
-            if miss is not None:
-                out[name] = f"clusterSelector: not {miss}"
-    return out
-
-
 def _scheduled(
     fd: FederatedDeployment,
     members: dict[str, MemberView],
@@ -227,12 +211,15 @@ def _scheduled(
     """The workload's candidates as its scheduling rules leave them, and the plan over them.
     An autoscaled workload is scheduled for its ``maxReplicas``: the group and spread that can
     hold all of its budget."""
-    auto = fd.spec.autoscaling
+    auto, rules = fd.spec.autoscaling, fd.spec.placement.rules()
+    candidates = _candidates(fd, members, current, capped=capped)
+    if auto is not None and not applies(rules, candidates, members):
+        return Scheduled(candidates, Plan(replicas={}, reasons={}))  # the division plans it
     return schedule(
         auto.max_replicas if auto else fd.spec.replicas,
-        _candidates(fd, members, current, capped=capped),
+        candidates,
         members,
-        fd.spec.placement.rules(),
+        rules,
         capacity_aware=fd.spec.placement.mode == "Capacity",
         workload=fd.key,
     )

@@ -230,6 +230,13 @@ def untolerated(taints: Iterable[Taint], tolerations: Sequence[Toleration]) -> l
     return [t for t in taints if not any(tol.tolerates(t) for tol in tolerations)]
 
 
+def applies(
+    rules: Rules, candidates: Sequence[Candidate], members: Mapping[str, MemberFacts]
+) -> bool:
+    """Whether the rules can change anything: groups, a spread, or a tainted candidate."""
+    return bool(rules.groups or rules.spread or any(members[c.name].taints for c in candidates))
+
+
 def schedule(
     total: int,
     candidates: Sequence[Candidate],
@@ -241,8 +248,7 @@ def schedule(
 ) -> Scheduled:
     """Apply the rules, then divide ``total`` over what they leave (``plan_replicas``); raise
     ``PlacementError`` when no group can meet the spread or take a replica."""
-    tainted = any(members[c.name].taints for c in candidates)
-    if not (rules.groups or rules.spread or tainted):  # today's placement, at today's cost
+    if not applies(rules, candidates, members):  # today's placement, at today's cost
         return Scheduled(
             list(candidates),
             plan_replicas(total, candidates, capacity_aware=capacity_aware, workload=workload),
@@ -257,27 +263,28 @@ def schedule(
     groups: Sequence[AffinityGroup | None] = rules.groups or (None,)
     first = _first_groups(candidates, members, rules.groups)
     tried: list[tuple[int, int, Scheduled]] = []
-    failures: list[str] = []
+    failures: list[tuple[int, str]] = []  # (rank, why the group was passed over)
     for rank, group in enumerate(groups):
         try:
             found = _in_group(
                 total, kept, members, rules, rank, first, notes, capacity_aware, workload
             )
         except PlacementError as exc:
-            failures.append(f"{_group_name(group, rank)}: {exc}")
+            failures.append((rank, f"{_group_name(group, rank)}: {exc}"))
             continue
         if not found.plan.unplaced:
-            return found._replace(notes=(*failures, *found.notes))
+            return found._replace(notes=(*(why for _, why in failures), *found.notes))
         tried.append((found.plan.unplaced, rank, found))
         placed = total - found.plan.unplaced
-        failures.append(f"{_group_name(group, rank)}: holds {placed} of {total}")
+        failures.append((rank, f"{_group_name(group, rank)}: holds {placed} of {total}"))
+    lead = f"{workload}: " if workload else ""
+    if not tried and not rules.groups:
+        raise PlacementError(lead + failures[0][1].removeprefix("all members: "))
     if not tried:
-        lead = f"{workload}: " if workload else ""
-        if not rules.groups:
-            raise PlacementError(lead + failures[0].removeprefix(f"{_group_name(None, 0)}: "))
-        raise PlacementError(f"{lead}no affinity group can take it: {'; '.join(failures)}")
-    _, rank, best = min(tried, key=lambda t: t[:2])
-    passed = [f for f in failures if not f.startswith(_group_name(groups[rank], rank))]
+        whys = "; ".join(why for _, why in failures)
+        raise PlacementError(f"{lead}no affinity group can take it: {whys}")
+    _, chosen, best = min(tried, key=lambda t: t[:2])
+    passed = [why for rank, why in failures if rank != chosen]
     return best._replace(notes=(*passed, *best.notes))
 
 
