@@ -22,6 +22,7 @@ from fleetflow.controlplane import (
     ZONE_LABEL,
     Manifest,
 )
+from fleetflow.errors import UnknownName
 from fleetflow.health import Health, HealthState
 from fleetflow.scheduling import Taint
 from fleetflow.wire import Condition, WireModel
@@ -180,6 +181,16 @@ class MemberCluster(BaseModel):
             f"the name is already registered for {self.spec.api_url} in federation "
             f"{self.spec.federation}; choose another name or unjoin that member first"
         )
+
+
+def registered(entry: MemberCluster | None, member: str, federation: str) -> MemberCluster:
+    """The registry entry a procedure on one member needs, or a one-line error naming it."""
+    if entry is None:
+        raise UnknownName(
+            f"{member!r} is not a member of federation {federation}: join it first "
+            "(`fleetflow status` lists the members)"
+        )
+    return entry
 
 
 def with_health(status: MemberStatus, health: HealthState, now: datetime) -> MemberStatus:

@@ -15,6 +15,7 @@ from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, RotateRequest
+from fleetflow.registry import registered
 from fleetflow.tasks.clusters import cluster_name, save_block
 from fleetflow.tasks.host import member_entry
 from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, wait_token_refused
@@ -25,11 +26,9 @@ def rotate_credentials(request: RotateRequest) -> Report:
     """Replace the member's token with a new one, then revoke the old."""
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    entry = member_entry(host, federation.namespace, request.member)
-    if entry is None:
-        raise MembershipError(
-            f"{request.member!r} is not registered in federation {federation.name}: join it first"
-        )
+    entry = registered(
+        member_entry(host, federation.namespace, request.member), request.member, federation.name
+    )
     block_name = entry.spec.credentials_block
     block = load_cluster(block_name)
     old = block.token_credentials()

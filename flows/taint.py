@@ -11,9 +11,9 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks.loading import load_cluster, load_federation
-from fleetflow.errors import UnknownName
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, TaintRequest
+from fleetflow.registry import registered
 from fleetflow.scheduling import FENCE_TAINT, taints_after
 from fleetflow.tasks.host import member_entry, set_taints
 
@@ -23,12 +23,9 @@ def taint_member(request: TaintRequest) -> Report:
     """Set or lift a member's taints."""
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
-    entry = member_entry(host, federation.namespace, request.member)
-    if entry is None:
-        raise UnknownName(
-            f"{request.member!r} is not a member of federation {federation.name}: "
-            "`fleetflow status` lists the members"
-        )
+    entry = registered(
+        member_entry(host, federation.namespace, request.member), request.member, federation.name
+    )
     after = taints_after(entry.taints, request.taints(), request.remove)
     actions = set_taints(host, entry, after, request.dry_run)
     shown = [t.text() for t in after] + ([FENCE_TAINT.text()] if entry.fenced else [])

@@ -263,3 +263,15 @@ def test_unjoin_needs_a_member_and_force_when_unreachable() -> None:
     down = {**known, "unreachable": "connection refused"}
     assert "Rerun with force" in (unjoin_problem("m1", "prod", registered=True, **down) or "")
     assert unjoin_problem("m1", "prod", registered=True, **{**down, "force": True}) is None
+
+
+def test_a_procedure_on_an_unknown_member_names_it_in_one_line() -> None:
+    from fleetflow.errors import UnknownName
+    from fleetflow.registry import MemberCluster, registered
+
+    entry = MemberCluster.new(
+        "demo", "ns", "us-east-1", api_url="https://x", credentials_block="b", service_account="s"
+    )
+    assert registered(entry, "us-east-1", "demo") is entry
+    with pytest.raises(UnknownName, match="'mars' is not a member of federation demo: join it"):
+        registered(None, "mars", "demo")
