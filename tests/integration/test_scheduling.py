@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION, REGION_LABEL
 from fleetflow.errors import ClusterError, InvalidResource, PlacementError
 from fleetflow.flows.taint import taint_member
@@ -20,12 +22,21 @@ from fleetflow.models import TaintRequest
 from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for, fleetflow
-from tests.integration.test_failover import Sampler, answer, exposed, fleet, ingress
+from tests.integration.conftest import a_federation, client_for, fleetflow
+from tests.integration.test_failover import Sampler, answer, exposed, ingress
 from tests.integration.test_rebalance import rebalance
 
 pytestmark = pytest.mark.integration
-__all__ = ["fleet"]  # the fixture: a federation with the test bed's DNS
+
+
+@pytest.fixture(scope="module")
+def regions(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    """One federation for the module, joined with the test bed's DNS (so a workload can be
+    exposed). The tests run in file order: the one that stops a region last."""
+    with a_federation(testbed, join=False) as name:
+        federate_testbed(testbed, name, namespace=f"{name}-system")
+        yield name
+
 
 US_FIRST = {
     "affinityGroups": [
@@ -83,49 +94,62 @@ def conditions(testbed: TestbedSpec, namespace: str, name: str) -> list[dict[str
     return (fd.get("status") or {}).get("conditions") or []
 
 
-def test_a_stopped_region_falls_back_to_the_next_group_and_an_unmet_spread_is_reported(
-    joined: str, testbed: TestbedSpec, namespace: str
+@pytest.mark.parametrize(
+    ("placement", "message"),
+    [
+        (
+            {"clusterSelector": {"matchExpressions": [{"key": "k", "operator": "Near"}]}},
+            'supported values: "In", "NotIn", "Exists", "DoesNotExist"',
+        ),
+        (
+            {
+                "affinityGroups": [
+                    {
+                        "name": "g",
+                        "clusterSelector": {"matchExpressions": [{"key": "k", "operator": "In"}]},
+                    }
+                ]
+            },
+            "In and NotIn need values",
+        ),
+        ({"tolerations": [{"operator": "Exists"}]}, "key: Required value"),
+        ({"tolerations": [{"key": "fleetflow.io/fenced"}]}, "a fence cannot be tolerated"),
+        (
+            {"spreadConstraints": [{"spreadBy": "region", "minGroups": 3, "maxGroups": 2}]},
+            "minGroups must not be above maxGroups",
+        ),
+    ],
+)
+def test_the_crd_refuses_bad_rules_at_apply(
+    regions: str, testbed: TestbedSpec, namespace: str, placement: dict[str, Any], message: str
 ) -> None:
-    a, b, c = (m.name for m in testbed.members)
-    host = client_for(testbed.host)
-    apply(host, federated_deployment(joined, "web", namespace, 4, placement=US_FIRST))
-    apply(host, federated_deployment(joined, "api", namespace, 4, placement=TWO_REGIONS))
-    rebalance(joined, namespace)
-    assert running(testbed, namespace, "web") == {a: 2, b: 2}
-    api = running(testbed, namespace, "api")
-    assert sum(api.values()) == 4 and c in api and ({a, b} & set(api))
-    try:
-        for member in (a, b):
-            bed.fault(member, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
-        rebalance(joined, namespace)  # one failed probe: Suspect, nothing moves
-        assert running(testbed, namespace, "web") == {}
-        with pytest.raises(PlacementError) as refused:
-            rebalance(joined, namespace)  # Unhealthy: web falls back, api cannot spread
-        assert (
-            f"{namespace}/api: spread by region needs at least 2, at most 2, but only 1 can "
-            "take replicas now (eu-west): the others have no healthy member with room"
-        ) in str(refused.value)
-        assert "web" not in str(refused.value)
-        assert running(testbed, namespace, "web") == {c: 4}
-        assert running(testbed, namespace, "api") == {c: api[c]}, "an unmet spread moves nothing"
-        invalid = [x for x in conditions(testbed, namespace, "api") if x["status"] == "False"]
-        assert any("spread by region" in x["message"] for x in invalid), invalid
-    finally:
-        for member in (a, b):
-            bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
-    for _ in range(8):  # Recovering (api's spread still unmet), then Healthy: us again
-        with contextlib.suppress(PlacementError):
-            rebalance(joined, namespace, max_moves=2)
-        if running(testbed, namespace, "web") == {a: 2, b: 2}:
-            break
-    assert running(testbed, namespace, "web") == {a: 2, b: 2}
-    assert not [x for x in conditions(testbed, namespace, "api") if x["status"] == "False"]
+    with pytest.raises(InvalidResource) as refused:
+        apply(
+            client_for(testbed.host),
+            federated_deployment(regions, "web", namespace, 3, placement=placement),
+        )
+    assert message in str(refused.value)
+
+
+def test_spread_above_the_regions_that_exist_is_refused_before_any_write(
+    regions: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    placement = {"spreadConstraints": [{"spreadBy": "region", "minGroups": 3}]}
+    apply(
+        client_for(testbed.host),
+        federated_deployment(regions, "web", namespace, 3, placement=placement),
+    )
+    REQUESTS.clear()
+    with pytest.raises(PlacementError, match="its members span only 2 \\(eu-west, us-east\\)"):
+        rebalance(regions, namespace)
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    assert running(testbed, namespace, "web") == {}
 
 
 def test_a_no_execute_taint_drains_a_member_make_before_break(
-    fleet: str, testbed: TestbedSpec, namespace: str, fleetflow_home: Path
+    regions: str, testbed: TestbedSpec, namespace: str, fleetflow_home: Path
 ) -> None:
-    joined = fleet  # with the test bed's DNS: web is exposed
+    joined = regions
     a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
     apply(host, exposed(joined, namespace, "web", 6, testbed))
@@ -166,6 +190,18 @@ def test_a_no_execute_taint_drains_a_member_make_before_break(
     managers = {f["manager"] for f in entry["metadata"]["managedFields"]}
     assert "fleetflow-taint" in managers
 
+    try:
+        drained(joined, testbed, namespace, fleetflow_home)
+    finally:
+        lifted = taint_member(TaintRequest(federation=joined, member=c, remove=["maintenance"]))
+    assert len(lifted.writes()) == 1
+    entry = get(host, API_VERSION, "MemberCluster", c, f"{joined}-system")
+    assert "taints" not in entry["spec"]
+
+
+def drained(joined: str, testbed: TestbedSpec, namespace: str, fleetflow_home: Path) -> None:
+    """Two runs at max_moves 1 empty the tainted member, Ready replicas and traffic held."""
+    a, b, c = (m.name for m in testbed.members)
     sampler = Sampler(testbed, namespace, [a, b, c])
     traffic = Traffic(testbed, namespace, c)
     sampler.start()
@@ -202,59 +238,43 @@ def test_a_no_execute_taint_drains_a_member_make_before_break(
         "taint", "--federation", joined, "--member", "mars", "--remove", "x", home=fleetflow_home
     )
     assert nobody.returncode != 0 and "'mars' is not a member" in nobody.stderr, nobody.stderr
-    lifted = taint_member(TaintRequest(federation=joined, member=c, remove=["maintenance"]))
-    assert len(lifted.writes()) == 1
-    entry = get(host, API_VERSION, "MemberCluster", c, f"{joined}-system")
-    assert "taints" not in entry["spec"]
 
 
-@pytest.mark.parametrize(
-    ("placement", "message"),
-    [
-        (
-            {"clusterSelector": {"matchExpressions": [{"key": "k", "operator": "Near"}]}},
-            'supported values: "In", "NotIn", "Exists", "DoesNotExist"',
-        ),
-        (
-            {
-                "affinityGroups": [
-                    {
-                        "name": "g",
-                        "clusterSelector": {"matchExpressions": [{"key": "k", "operator": "In"}]},
-                    }
-                ]
-            },
-            "In and NotIn need values",
-        ),
-        ({"tolerations": [{"operator": "Exists"}]}, "key: Required value"),
-        ({"tolerations": [{"key": "fleetflow.io/fenced"}]}, "a fence cannot be tolerated"),
-        (
-            {"spreadConstraints": [{"spreadBy": "region", "minGroups": 3, "maxGroups": 2}]},
-            "minGroups must not be above maxGroups",
-        ),
-    ],
-)
-def test_the_crd_refuses_bad_rules_at_apply(
-    calm: str, testbed: TestbedSpec, namespace: str, placement: dict[str, Any], message: str
+def test_a_stopped_region_falls_back_to_the_next_group_and_an_unmet_spread_is_reported(
+    regions: str, testbed: TestbedSpec, namespace: str
 ) -> None:
-    with pytest.raises(InvalidResource) as refused:
-        apply(
-            client_for(testbed.host),
-            federated_deployment(calm, "web", namespace, 3, placement=placement),
-        )
-    assert message in str(refused.value)
-
-
-def test_spread_above_the_regions_that_exist_is_refused_before_any_write(
-    calm: str, testbed: TestbedSpec, namespace: str
-) -> None:
-    placement = {"spreadConstraints": [{"spreadBy": "region", "minGroups": 3}]}
-    apply(
-        client_for(testbed.host),
-        federated_deployment(calm, "web", namespace, 3, placement=placement),
-    )
-    REQUESTS.clear()
-    with pytest.raises(PlacementError, match="its members span only 2 \\(eu-west, us-east\\)"):
-        rebalance(calm, namespace)
-    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
-    assert running(testbed, namespace, "web") == {}
+    joined = regions
+    a, b, c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    apply(host, federated_deployment(joined, "web", namespace, 4, placement=US_FIRST))
+    apply(host, federated_deployment(joined, "api", namespace, 4, placement=TWO_REGIONS))
+    rebalance(joined, namespace)
+    assert running(testbed, namespace, "web") == {a: 2, b: 2}
+    api = running(testbed, namespace, "api")
+    assert sum(api.values()) == 4 and c in api and ({a, b} & set(api))
+    try:
+        for member in (a, b):
+            bed.fault(member, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+        rebalance(joined, namespace)  # one failed probe: Suspect, nothing moves
+        assert running(testbed, namespace, "web") == {}
+        with pytest.raises(PlacementError) as refused:
+            rebalance(joined, namespace)  # Unhealthy: web falls back, api cannot spread
+        assert (
+            f"{namespace}/api: spread by region needs at least 2, at most 2, but only 1 can "
+            "take replicas now (eu-west): the others have no healthy member with room"
+        ) in str(refused.value)
+        assert "web" not in str(refused.value)
+        assert running(testbed, namespace, "web") == {c: 4}
+        assert running(testbed, namespace, "api") == {c: api[c]}, "an unmet spread moves nothing"
+        invalid = [x for x in conditions(testbed, namespace, "api") if x["status"] == "False"]
+        assert any("spread by region" in x["message"] for x in invalid), invalid
+    finally:
+        for member in (a, b):
+            bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    for _ in range(8):  # Recovering (api's spread still unmet), then Healthy: us again
+        with contextlib.suppress(PlacementError):
+            rebalance(joined, namespace, max_moves=2)
+        if running(testbed, namespace, "web") == {a: 2, b: 2}:
+            break
+    assert running(testbed, namespace, "web") == {a: 2, b: 2}
+    assert not [x for x in conditions(testbed, namespace, "api") if x["status"] == "False"]
