@@ -39,7 +39,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, Field
 
 from fleetflow.errors import PlacementError
-from fleetflow.placement import Candidate, Plan, plan_replicas
+from fleetflow.placement import Candidate, Plan, bound, plan_replicas
 from fleetflow.wire import WireModel
 
 
@@ -264,10 +264,7 @@ def _cap(c: Candidate) -> int | None:
     0) its min; none where replicas may not go."""
     if not c.healthy or c.fenced:
         return 0
-    if not c.weight:
-        return c.min
-    caps = [x for x in (c.max, c.capacity) if x is not None]
-    return min(caps) if caps else None
+    return bound(c) if c.weight else c.min
 
 
 def _room(m: str, shares: Mapping[str, int], caps: Mapping[str, int | None]) -> int:

@@ -61,6 +61,7 @@ __all__ = [
     "ClusterCandidate",
     "PlacementRequest",
     "Plan",
+    "bound",
     "plan",
     "plan_replicas",
 ]
@@ -180,9 +181,7 @@ def plan_replicas(
     for i, c in enumerate(cs):
         if not c.healthy or c.fenced:
             continue
-        cap = (
-            c.capacity if c.max is None else c.max if c.capacity is None else min(c.max, c.capacity)
-        )
+        cap = bound(c)
         lows[i] = c.min if cap is None or c.min <= cap else cap
         weight = c.weight * c.capacity if capacity_aware and c.capacity is not None else c.weight
         weights[i] = weight
@@ -199,6 +198,14 @@ def plan_replicas(
         unplaced=total - placed,
         reasons={c.name: _reason(c, s, share) for c, s in by_name},
     )
+
+
+def bound(c: CandidateLike) -> int | None:
+    """The most a cluster may hold: the smaller of its ``max`` and ``capacity``; None when
+    neither is set."""
+    if c.max is None or c.capacity is None:
+        return c.capacity if c.max is None else c.max
+    return min(c.max, c.capacity)
 
 
 _by_name = attrgetter("name")

@@ -139,6 +139,16 @@ class MemberCluster(BaseModel):
             "spec": self.spec.wire(),
         }
 
+    def spec_patch(self, spec: Manifest) -> Manifest:
+        """A server-side apply of some spec fields, by a field manager that owns only them
+        (fence, taints); no ``spec``: those fields dropped."""
+        patch: Manifest = {
+            "apiVersion": API_VERSION,
+            "kind": "MemberCluster",
+            "metadata": {"name": self.name, "namespace": self.namespace},
+        }
+        return {**patch, "spec": spec} if spec else patch
+
     def status_patch(self) -> Manifest:
         """A server-side apply of the whole status: whole, because apply removes the fields its
         field manager owned and left out."""

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
 from fleetflow.errors import PlacementError
-from fleetflow.placement import Candidate, Plan, plan_replicas
+from fleetflow.placement import Candidate, Plan, bound, plan_replicas
 
 SPREAD_SHORTHANDS = {"region": REGION_LABEL, "zone": ZONE_LABEL}
 """``spreadBy`` names: ``cluster`` (each member its own value), these, or any label key."""
@@ -226,7 +226,7 @@ class Scheduled(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
-def untolerated(taints: Iterable[Taint], tolerations: Sequence[Toleration]) -> list[Taint]:
+def _untolerated(taints: Iterable[Taint], tolerations: Sequence[Toleration]) -> list[Taint]:
     return [t for t in taints if not any(tol.tolerates(t) for tol in tolerations)]
 
 
@@ -256,7 +256,7 @@ def schedule(
     notes: dict[str, str] = {}
     kept: list[Candidate] = []
     for c in candidates:
-        c, why = _tainted(c, untolerated(members[c.name].taints, rules.tolerations))
+        c, why = _tainted(c, _untolerated(members[c.name].taints, rules.tolerations))
         if why:
             notes[c.name] = why
         kept.append(c)
@@ -326,10 +326,7 @@ def _out(c: Candidate) -> Candidate:
 
 
 def _room(c: Candidate) -> int | None:
-    if not c.healthy or c.fenced:
-        return 0
-    caps = [v for v in (c.max, c.capacity) if v is not None]
-    return min(caps) if caps else None
+    return bound(c) if c.healthy and not c.fenced else 0
 
 
 def _state(c: Candidate) -> str:
@@ -386,12 +383,9 @@ def _in_group(
     shaped.update((c.name, c) for c in inside)
     final = [shaped[c.name] for c in candidates]
     planned = plan_replicas(total, final, capacity_aware=capacity_aware, workload=workload)
-    weights = sum(c.weight for c in final if c.healthy and not c.fenced)
     reasons = {}
     for c in final:
         reason = planned.reasons[c.name]
-        if reason == "weight share" and weights:
-            reason = f"weight share ({c.weight} of {weights})"
         note = notes.get(c.name)
         if note:
             kept = planned.replicas[c.name] or not c.healthy or c.fenced

@@ -41,8 +41,7 @@ from fleetflow.tasks.host import list_members, observe_host
 from fleetflow.tasks.operations import read_operation, save_operation
 from fleetflow.tasks.propagate import propagate_members
 from fleetflow.tasks.rebalance import wait_members_ready, write_members
-from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, set_fenced, wait_answers
-from fleetflow.traffic import expected_answers
+from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, set_fenced, switch_dns
 from fleetflow.writes import held_back, ready_keys, with_readiness
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
@@ -150,13 +149,9 @@ def _switch(
     """Each exposed workload's DNS to the members with Ready replicas; with the federation's
     DNS server known, wait until it answers so."""
     dns = plan.traffic(plan.plan.plans)
-    actions = apply_endpoints(host, dns, list_endpoints(host, plan.federation), False)
-    if not (server and dns):
-        return Done(actions=actions)
-    answers = wait_answers(server, expected_answers(dns), request.deadline)
-    return Done(
-        actions=actions, message="; ".join(f"{n}: {a.summary()}" for n, a in answers.items())
-    )
+    actions, answers = switch_dns(host, plan.federation, dns, server, request.deadline)
+    seen = "; ".join(f"{n}: {a.summary()}" for n, a in (answers or {}).items())
+    return Done(actions=actions, message=seen)
 
 
 def _drain(blocks: Blocks, plan: FailoverDecision) -> Done:

@@ -77,8 +77,8 @@ from fleetflow.tasks.migrate import (
 )
 from fleetflow.tasks.operations import read_operation, save_operation
 from fleetflow.tasks.rebalance import wait_members_ready
-from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, wait_answers
-from fleetflow.traffic import endpoint, expected_answers, record
+from fleetflow.tasks.traffic import switch_dns
+from fleetflow.traffic import endpoint, record
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
 CLEANED = "source-cleaned"
@@ -345,15 +345,11 @@ class Move:
             return Done(message="no DNS name to switch")
         name, zone = self.federation.name, self.federation.dns_zone
         wanted = endpoint(self.fd, record(self.fd, zone, [self.plan.target], self.ingress), name)
-        actions = apply_endpoints(self.host, [wanted], list_endpoints(self.host, name), False)
-        if not self.federation.dns_server:
-            return Done(actions=actions, result={"switchedAt": stamp(datetime.now(UTC))})
-        answers = wait_answers(
-            self.federation.dns_server, expected_answers([wanted]), self.request.deadline
-        )
+        server = self.federation.dns_server
+        actions, answers = switch_dns(self.host, name, [wanted], server, self.request.deadline)
         return Done(
             actions=actions,
-            message="; ".join(f"{n}: {a.summary()}" for n, a in answers.items()),
+            message="; ".join(f"{n}: {a.summary()}" for n, a in (answers or {}).items()),
             result={"switchedAt": stamp(datetime.now(UTC))},
         )
 

@@ -34,7 +34,7 @@ from fleetflow.settings import settings
 from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
 from fleetflow.tasks.propagate import Propagated, finish_members, propagate_members
 from fleetflow.tasks.rebalance import check_members_autoscalers, wait_members_ready
-from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, wait_answers
+from fleetflow.tasks.traffic import switch_dns
 from fleetflow.traffic import expected_answers, unanswered
 
 
@@ -113,9 +113,6 @@ def _switch(
     switch, _ = plan.traffic()
     if not switch:
         return [], plan
-    actions = apply_endpoints(host, switch, list_endpoints(host, plan.federation), plan.dry_run)
-    if plan.dry_run or not server:
-        return actions, plan
-    expected = expected_answers(switch)
-    late = unanswered(expected, wait_answers(server, expected, timeout))
+    actions, answers = switch_dns(host, plan.federation, switch, server, timeout, plan.dry_run)
+    late = [] if answers is None else unanswered(expected_answers(switch), answers)
     return actions, plan.model_copy(update={"holds": [*plan.holds, *late]}) if late else plan

@@ -217,15 +217,9 @@ def set_taints(
     is sent."""
     if taints == member.taints:
         return []
-    patch: dict[str, Any] = {
-        "apiVersion": API_VERSION,
-        "kind": "MemberCluster",
-        "metadata": {"name": member.name, "namespace": member.namespace},
-    }
-    if taints:
-        patch["spec"] = {"taints": [t.model_dump(mode="json") for t in taints]}
+    spec = {"taints": [t.model_dump(mode="json") for t in taints]} if taints else {}
     if not dry_run:
-        apply(client(host), patch, manager=TAINT_MANAGER)
+        apply(client(host), member.spec_patch(spec), manager=TAINT_MANAGER)
     return [
         Action(
             cluster=cluster_name(host),

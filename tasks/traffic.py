@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, Manifest
+from fleetflow.controlplane import LABEL_FEDERATION, Manifest
 from fleetflow.errors import WaitTimeout
 from fleetflow.kube import apply, list_objects
 from fleetflow.models import Action, Verb
@@ -14,7 +14,7 @@ from fleetflow.registry import MemberCluster
 from fleetflow.resolve import Answer, lookup
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
-from fleetflow.traffic import DNS_API_VERSION, endpoint_key, to_write
+from fleetflow.traffic import DNS_API_VERSION, endpoint_key, expected_answers, to_write
 
 FENCE_MANAGER = "fleetflow-fence"
 """Fencing is applied by a field manager of its own: it owns ``spec.fenced`` and nothing else,
@@ -59,16 +59,8 @@ def set_fenced(
     for member in members:
         if member.fenced == fenced:
             continue
-        spec = {"fenced": True} if fenced else {}
-        patch: Manifest = {
-            "apiVersion": API_VERSION,
-            "kind": "MemberCluster",
-            "metadata": {"name": member.name, "namespace": member.namespace},
-        }
-        if spec:
-            patch["spec"] = spec
         if not dry_run:
-            apply(api, patch, manager=FENCE_MANAGER)
+            apply(api, member.spec_patch({"fenced": True} if fenced else {}), manager=FENCE_MANAGER)
         actions.append(
             Action(
                 cluster=cluster_name(host),
@@ -100,3 +92,20 @@ def wait_answers(server: str, expected: dict[str, list[str]], timeout: float) ->
     except WaitTimeout as exc:
         last = exc.last
         return last if isinstance(last, dict) else {}
+
+
+def switch_dns(
+    host: KubeCluster,
+    federation: str,
+    wanted: list[Manifest],
+    server: str | None,
+    timeout: float,
+    dry_run: bool = False,
+) -> tuple[list[Action], dict[str, Answer] | None]:
+    """Write the endpoints that differ from what the host holds now; then, with the
+    federation's DNS server known, wait until it answers them (the last answers either way).
+    None: nothing was waited for (no server, nothing wanted, or a dry run)."""
+    actions = apply_endpoints(host, wanted, list_endpoints(host, federation), dry_run)
+    if dry_run or not server or not wanted:
+        return actions, None
+    return actions, wait_answers(server, expected_answers(wanted), timeout)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from fleetflow.cli.console import say
 from fleetflow.cli.options import Subparsers
@@ -23,6 +24,8 @@ from fleetflow.scheduling import (
     Toleration,
     schedule,
 )
+
+R = TypeVar("R", bound=BaseModel)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -114,33 +117,32 @@ def parse_spread(value: str) -> SpreadConstraint:
     low, _, high = bounds.partition(":")
     if not sep or not by or not low.isdigit() or (high and not high.isdigit()):
         raise PlacementError(f"--spread {value!r}: expected BY=MIN[:MAX], e.g. region=2:3")
-    try:
-        return SpreadConstraint.model_validate(
-            {"spreadBy": by, "minGroups": int(low), "maxGroups": int(high) if high else None}
-        )
-    except ValidationError as exc:
-        raise PlacementError(f"--spread {value!r}: {_first(exc)}") from None
+    fields = {"spreadBy": by, "minGroups": int(low), "maxGroups": int(high) if high else None}
+    return _rule(SpreadConstraint, fields, f"--spread {value!r}")
 
 
 def parse_toleration(value: str) -> Toleration:
     """``--toleration KEY[=VALUE][:EFFECT]``: with a value it must equal the taint's."""
     body, _, effect = value.rpartition(":") if ":" in value else (value, "", "")
     key, has_value, wanted = body.partition("=")
+    fields = {
+        "key": key,
+        "operator": "Equal" if has_value else "Exists",
+        "value": wanted,
+        "effect": effect or None,
+    }
+    return _rule(Toleration, fields, f"--toleration {value!r}")
+
+
+def _rule(model: type[R], fields: Mapping[str, object], flag: str) -> R:
+    """The rule a flag gives, or one line naming the flag and the first field at fault."""
     try:
-        return Toleration(
-            key=key,
-            operator="Equal" if has_value else "Exists",
-            value=wanted,
-            effect=effect or None,
-        )
+        return model.model_validate(fields)
     except ValidationError as exc:
-        raise PlacementError(f"--toleration {value!r}: {_first(exc)}") from None
-
-
-def _first(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return (f"{where}: " if where else "") + first["msg"].removeprefix("Value error, ")
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        why = first["msg"].removeprefix("Value error, ")
+        raise PlacementError(f"{flag}: {where + ': ' if where else ''}{why}") from None
 
 
 def format_explained(

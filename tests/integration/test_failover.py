@@ -102,14 +102,17 @@ class Sampler(threading.Thread):
     def __init__(self, testbed: TestbedSpec, namespace: str, survivors: list[str]) -> None:
         super().__init__(daemon=True)
         self.args_ = (testbed, namespace, survivors)
-        self.samples: list[dict[str, int]] = []
+        self.samples: list[Any] = []  # what sample() returns
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
             with contextlib.suppress(ClusterError):
-                self.samples.append(ready_total(*self.args_))
+                self.samples.append(self.sample())
             self.stop.wait(0.2)
+
+    def sample(self) -> Any:
+        return ready_total(*self.args_)
 
 
 def test_failover_and_failback_of_a_region_move_replicas_and_dns(

@@ -5,7 +5,6 @@ taint set with ``fleetflow taint`` drains a member make-before-break."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION, REGION_LABEL
-from fleetflow.errors import ClusterError, InvalidResource, PlacementError
+from fleetflow.errors import InvalidResource, PlacementError
 from fleetflow.flows.taint import taint_member
 from fleetflow.kube import apply, get
 from fleetflow.kube.client import REQUESTS
@@ -52,24 +51,18 @@ US_FIRST = {
 TWO_REGIONS = {"spreadConstraints": [{"spreadBy": "region", "minGroups": 2, "maxGroups": 2}]}
 
 
-class Traffic(threading.Thread):
+class Traffic(Sampler):
     """Samples, in this order, the member's Ready replicas of web and whether web's DNS answer
     lists it: a sample with none Ready and still listed is traffic sent to nothing."""
 
     def __init__(self, testbed: TestbedSpec, namespace: str, member: str) -> None:
-        super().__init__(daemon=True)
-        self.testbed, self.namespace, self.member = testbed, namespace, member
+        super().__init__(testbed, namespace, [member])
         self.address = ingress(testbed, member)[0]
-        self.samples: list[tuple[int, bool]] = []
-        self.stop = threading.Event()
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            with contextlib.suppress(ClusterError):
-                ready = running(self.testbed, self.namespace, "web").get(self.member, 0)
-                listed = self.address in answer(self.testbed, "web", self.namespace)
-                self.samples.append((ready, listed))
-            self.stop.wait(0.2)
+    def sample(self) -> tuple[int, bool]:
+        testbed, namespace, (member,) = self.args_
+        ready = running(testbed, namespace, "web").get(member, 0)
+        return ready, self.address in answer(testbed, "web", namespace)
 
     def sent_to_nothing(self) -> list[tuple[int, bool]]:
         return [(ready, listed) for ready, listed in self.samples if listed and not ready]
