@@ -27,7 +27,7 @@ from fleetflow.rebalance import HostView, WorkloadPlan, plan_workload
 from fleetflow.registry import MemberCluster
 from fleetflow.snapshot import Snapshot
 from fleetflow.status import StatusRow, status_rows
-from fleetflow.traffic import endpoints, to_write
+from fleetflow.traffic import endpoints, exposed, to_write
 from fleetflow.writes import (
     MemberPropagation,
     MemberWrites,
@@ -152,9 +152,12 @@ class RebalancePlan(BaseModel):
         """The DNSEndpoints that differ from those the run read, and why some workloads cannot
         be exposed."""
         ingress = {m.name: m.spec.ingress_address for m in self.view.members}
-        plans = self.plans if self.holds else {k: _leaving(p) for k, p in self.plans.items()}
+        shown = exposed(self.workloads)  # only these have DNS: no copy of the other plans
+        plans = {fd.key: self.plans[fd.key] for fd in shown if fd.key in self.plans}
+        if not self.holds:
+            plans = {k: _leaving(p) for k, p in plans.items()}
         wanted, unexposed = endpoints(
-            self.workloads, plans, self.found.members, ingress, self.zone, self.federation
+            shown, plans, self.found.members, ingress, self.zone, self.federation
         )
         return to_write(wanted, self.view.endpoints), unexposed
 
