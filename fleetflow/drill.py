@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import cast
 
 from pydantic import BaseModel, Field
 
@@ -33,7 +34,7 @@ class Mark(StrEnum):
     DNS_SWITCHED = "DNS answering survivors only"
     HEALED = "healed"
     FAILED_BACK = "failed back"
-    DNS_RESTORED = "DNS answering every member"
+    DNS_RESTORED = "DNS answering as before the fault"
     DONE = "done"
 
 
@@ -125,9 +126,11 @@ def judge(
     region_addresses: set[str],
     targets: Targets,
     failure: str | None = None,
+    failover: dict[str, object] | None = None,
 ) -> Verdict:
     """Each objective, measured from the timeline and the samples; ``failure``, a step that
-    raised, fails the drill whatever else was measured."""
+    raised, fails the drill whatever else was measured; ``failover``, what the failover
+    recorded of the workloads it could not place (None: it recorded nothing)."""
     verdict = Verdict(region=region, mode=mode, timeline=dict(timeline), samples=len(samples))
     verdict.objectives.append(
         Objective(
@@ -170,6 +173,7 @@ def judge(
             passed=bool(samples) and not dips,
         )
     )
+    verdict.objectives.append(_kept(failover))
     # From the switch until the fault is healed, no answer may name the region.
     switched, back = timeline.get(Mark.DNS_SWITCHED), timeline.get(Mark.HEALED)
     wrong = [
@@ -189,6 +193,37 @@ def judge(
         )
     )
     return verdict
+
+
+def _kept(failover: dict[str, object] | None) -> Objective:
+    """Every workload keeps replicas on the survivors. One pinned to the region (or with no
+    room anywhere else) serves nothing while the region is away: the drill says so and fails,
+    whatever its floors (a floor of 0 always holds)."""
+    name, target = "every workload keeps replicas while the region is away", "0 left without"
+    if failover is None or "stranded" not in failover:
+        measured = "not recorded: the failover did not finish"
+        return Objective(name=name, target=target, measured=measured, passed=False)
+    unplaced = cast(dict[str, int], failover.get("unplaced") or {})
+    stranded = cast(list[str], failover.get("stranded") or [])
+    held = cast(dict[str, list[str]], failover.get("held") or {})
+    short = [f"{k} {n} short" for k, n in sorted(unplaced.items()) if k not in stranded]
+    measured = (
+        f"{len(stranded)} left without: {', '.join(stranded)}" if stranded else "none left without"
+    )
+    measured += f" ({'; '.join(short)}: no room)" if short else ""
+    kept = [f"{k} on {', '.join(m)}" for k, m in sorted(held.items())]
+    measured += f" (held by a migration, kept in the region: {'; '.join(kept)})" if kept else ""
+    return Objective(name=name, target=target, measured=measured, passed=not stranded)
+
+
+def answers_missing(
+    before: dict[str, list[str]], now: dict[str, list[str]], region: set[str]
+) -> dict[str, list[str]]:
+    """Per DNS name, the region's addresses it answered before the fault and does not answer
+    now. The drill is restored when none is missing: a name that never answered the region
+    (its workload runs elsewhere) waits for nothing."""
+    missing = {n: sorted((region & set(t)) - set(now.get(n, []))) for n, t in before.items()}
+    return {n: gone for n, gone in missing.items() if gone}
 
 
 PHASE_MARKS = {

@@ -24,9 +24,13 @@ FleetflowError                      retryable?
 │   └── InvalidResource             no   HTTP 422
 ├── WaitTimeout                     no   a condition did not hold by its deadline
 ├── PartialFailure                  no   some items of a run failed; the rest was done
+├── LeaseLost                       no   a run's lease may have lapsed (or was taken): it stops
+├── RecordChanged                   no   an operation record changed under the run writing it
+├── PlanOutdated                    no   a fence, taint or hold changed under a rebalance's plan
 ├── MigrationHalted                 no   a migration stopped short of its cutover (rolled back)
 │   ├── VerificationFailed               the copy's checksums differ from the source's
 │   ├── TransferFailed                   the data mover (rsync) failed
+│   ├── SourceServing                    the source serves again after its quiesce
 │   └── OverBudget                       the final sync would exceed the downtime budget
 ├── PrefectOverloaded               yes  the Prefect API still answered 503 or 429 after retries
 └── LocalError                      no   this machine: the local stack, test bed, build
@@ -155,6 +159,21 @@ class PartialFailure(FleetflowError):
     """Part of a run failed (some workloads or members); what could be done was done."""
 
 
+class LeaseLost(FleetflowError):
+    """The run could not renew its lease in time (or another run holds it now): another run
+    may act, so this one stops before its next write; a rerun resumes from the record."""
+
+
+class RecordChanged(FleetflowError):
+    """An operation record changed since the run read it (another run wrote it): the write is
+    refused (compare-and-set on its resourceVersion) and the run stops."""
+
+
+class PlanOutdated(FleetflowError):
+    """A member was fenced or unfenced, its taints changed, or a migration took or released a
+    workload while a rebalance ran: it stops before its next write; the next run plans anew."""
+
+
 class MigrationHalted(FleetflowError):
     """A migration stopped before its cutover: the source serves and keeps all its data; the
     message says why and what a rerun does."""
@@ -166,6 +185,12 @@ class VerificationFailed(MigrationHalted):
 
 class TransferFailed(MigrationHalted):
     """The data mover failed (rsync's exit status and its last line of error)."""
+
+
+class SourceServing(MigrationHalted):
+    """The source runs replicas again after it was quiesced (a rollback that did not finish,
+    an operator scaling it back up): the copy may miss its new writes, so the migration goes
+    back to the quiesce."""
 
 
 class OverBudget(MigrationHalted):

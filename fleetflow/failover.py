@@ -15,6 +15,7 @@ from fleetflow.capacity import Resources
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import InvalidRequest, UnknownName
 from fleetflow.federated import FederatedDeployment
+from fleetflow.operations import Operation, Phase
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
 from fleetflow.registry import MemberCluster
 from fleetflow.snapshot import Snapshot
@@ -69,6 +70,21 @@ def evacuation(registry: list[MemberCluster], region: str | None, members: list[
     return Evacuation(region=region, members=chosen, survivors=survivors)
 
 
+def ended_by_failback(records: list[Operation], members: list[str]) -> list[Operation]:
+    """The failover records a failback of ``members`` ends: each one not reverted yet whose
+    evacuated members it unfences, whatever each was named for (a failback by members ends a
+    failover by region, and the other way round). Once the fence is lifted such a record must
+    not say Succeeded: the next failover would answer "already evacuated" and do nothing."""
+    lifted = set(members)
+    return [
+        op
+        for op in records
+        if op.procedure == "failover"
+        and op.status.phase not in (None, Phase.REVERTED)
+        and lifted & set(op.parameters.get("members") or [])
+    ]
+
+
 def fence(members: dict[str, MemberView], evacuated: list[str]) -> dict[str, MemberView]:
     """The members as placement must see them during a failover: the evacuated ones fenced."""
     return {
@@ -81,6 +97,35 @@ class FailoverPlan(BaseModel):
     plans: dict[str, WorkloadPlan] = Field(default_factory=dict)
     floors: dict[str, int] = Field(default_factory=dict)
     unplaced: dict[str, int] = Field(default_factory=dict)
+    stranded: list[str] = Field(default_factory=list)
+    """Workloads the survivors cannot run at all (pinned to the region, or no room anywhere):
+    while the region is away they serve nothing. A drill fails on them."""
+    held: dict[str, list[str]] = Field(default_factory=dict)
+    """Held workloads (a migration holds them as they run) left on evacuated members, by
+    workload: they keep running there, and their DNS answers there while nothing else serves
+    them (``traffic.serving``)."""
+
+    def record(self) -> dict[str, object]:
+        """What the failover keeps on its record for the drill's verdict."""
+        return {
+            "unplaced": dict(self.unplaced),
+            "stranded": list(self.stranded),
+            "held": {k: list(v) for k, v in self.held.items()},
+        }
+
+    def notes(self) -> list[str]:
+        return [
+            *(
+                f"{k}: {n} replicas could not be placed"
+                + (": none left to serve while the region is away" if k in self.stranded else "")
+                for k, n in self.unplaced.items()
+            ),
+            *(
+                f"{k}: held by a migration, kept on {', '.join(m)} (fenced): its DNS answers "
+                "there while no other member serves it"
+                for k, m in self.held.items()
+            ),
+        ]
 
 
 def plan_failover(
@@ -97,8 +142,12 @@ def plan_failover(
         plan = plan_workload(fd, views, max_moves=None, capped=True)
         result.plans[fd.key] = plan
         result.floors[fd.key] = floor(plan, evacuated)
+        if plan.held and (kept := [m for m in evacuated if plan.replicas.get(m)]):
+            result.held[fd.key] = kept
         if plan.unplaced:
             result.unplaced[fd.key] = plan.unplaced
+            if not any(n for m, n in plan.replicas.items() if m not in evacuated):
+                result.stranded.append(fd.key)
         views = _take_room(views, fd, plan)
     return result
 
@@ -164,9 +213,6 @@ class FailoverDecision(BaseModel):
     def planned_traffic(self) -> list[Manifest]:
         """The DNS once every planned replica is Ready (what a dry run says it would write)."""
         return self.traffic(as_if_ready(self.plan.plans))
-
-    def unplaced_notes(self) -> list[str]:
-        return [f"{k}: {n} replicas could not be placed" for k, n in self.plan.unplaced.items()]
 
 
 def decide_failover(

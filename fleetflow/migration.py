@@ -31,18 +31,22 @@ from fleetflow.snapshot import Snapshot
 GB = 1_000_000_000
 MB = 1_000_000
 
-PHASES = (
+PHASES: tuple[str, ...] = (
     "provisioned",
     "pre-copied",
     "quiesced",
     "final-synced",
     "verified",
+    "cut-over",
     "started",
     "traffic-switched",
     "source-retained",
 )
-"""The phases a migration records, in order. Before ``started`` the source holds the data and
-a failure rolls back (the source serves again); from ``started`` on the target does."""
+"""The phases a migration records, in order. Until ``cut-over`` is recorded the source holds the
+data and a failure rolls back (the source serves again). ``cut-over`` is recorded before the
+first write that lets the target serve (its placement); from then on the target holds the data
+and nothing rolls back to the source: a rerun goes forward."""
+CUT_OVER = "cut-over"
 KEPT_ON_ROLLBACK = ("provisioned", "pre-copied")
 """What stays valid once a rolled-back source serves again: its new writes are picked up by the
 next pre-copy round and the final sync, so a rerun resumes at the quiesce."""
@@ -139,6 +143,31 @@ def claim_manifests(fd: FederatedDeployment, replicas: int, federation: str) -> 
                 }
             )
     return manifests
+
+
+def foreign_claims(found: dict[str, Manifest], wanted: list[Manifest], where: str) -> str | None:
+    """Why the claims already on the target cannot be taken (None: each is absent or ours).
+
+    A claim of the name a migration would make, but without its labels, belongs to someone
+    else: the copy's ``rsync --delete`` would replace its contents. It is refused, as
+    propagation refuses an object it does not manage, before anything is written."""
+    foreign = []
+    for manifest in wanted:
+        name = manifest["metadata"]["name"]
+        if name not in found:
+            continue
+        labels = found[name]["metadata"].get("labels") or {}
+        mine = manifest["metadata"]["labels"]
+        if any(labels.get(k) != mine[k] for k in (LABEL_MANAGED, LABEL_FEDERATION, LABEL_WORKLOAD)):
+            foreign.append(name)
+    if not foreign:
+        return None
+    namespace = wanted[0]["metadata"]["namespace"]
+    return (
+        f"{where} already has claim(s) {', '.join(foreign)} in {namespace} that this migration "
+        "did not make (no fleetflow labels for this workload): the copy would replace what they "
+        "hold; delete or rename them, or migrate to another member; nothing was changed"
+    )
 
 
 def moved_placement(fd: FederatedDeployment, target: str) -> FederatedDeployment:

@@ -66,6 +66,9 @@ class Operation(BaseModel):
     parameters: dict[str, Any] = Field(default_factory=dict)
     flow_run_id: str | None = None
     status: OperationStatus = Field(default_factory=OperationStatus)
+    resource_version: str | None = None
+    """The record's version as last read or written: every write is conditional on it
+    (compare-and-set), so a run never overwrites what another wrote meanwhile."""
 
     @classmethod
     def from_object(cls, obj: Manifest) -> Operation:
@@ -78,6 +81,7 @@ class Operation(BaseModel):
             parameters=spec.get("parameters") or {},
             flow_run_id=spec.get("flowRunID"),
             status=OperationStatus.model_validate(obj.get("status") or {}),
+            resource_version=meta.get("resourceVersion"),
         )
 
     def manifest(self) -> Manifest:
@@ -95,6 +99,7 @@ class Operation(BaseModel):
                 "name": self.name,
                 "namespace": self.namespace,
                 "labels": {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: self.federation},
+                **self._version(),
             },
             "spec": spec,
         }
@@ -103,9 +108,13 @@ class Operation(BaseModel):
         return {
             "apiVersion": API_VERSION,
             "kind": "FederationOperation",
-            "metadata": {"name": self.name, "namespace": self.namespace},
+            "metadata": {"name": self.name, "namespace": self.namespace, **self._version()},
             "status": self.status.wire(),
         }
+
+    def _version(self) -> dict[str, str]:
+        """The precondition of a write: the version this run last saw (none for a new one)."""
+        return {"resourceVersion": self.resource_version} if self.resource_version else {}
 
     def done(self, step: str) -> bool:
         return any(s.name == step for s in self.status.steps)

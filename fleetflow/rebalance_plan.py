@@ -338,3 +338,28 @@ def _assembled(
         writes=write_plan(workloads, plans, found.members, federation),
         protect=[*to_protect(workloads, plans), *objects_to_protect(objects.valid)],
     )
+
+
+def changed_under(
+    view: HostView, members: list[MemberCluster], workloads: list[FederatedDeployment]
+) -> list[str]:
+    """What the run's writes depend on that changed in the host since it read it, one line
+    each: a member fenced or unfenced, its taints, a workload held or released by a migration.
+    A run whose plan predates such a change writes absolute replica counts over it (it would
+    start a source a migration just quiesced, or fill a region a failover just drained), so it
+    stops before its next write; the next run plans from what is there now."""
+    before = {m.name: m for m in view.members}
+    lines = []
+    for member in members:
+        was = before.get(member.name)
+        if was is not None and was.fenced != member.fenced:
+            lines.append(f"{member.name} {'fenced' if member.fenced else 'unfenced'}")
+        if was is not None and was.taints != member.taints:
+            lines.append(f"{member.name}'s taints changed")
+    held = {fd.key: fd.migration for fd in view.workloads}
+    for fd in workloads:
+        if fd.key in held and held[fd.key] != fd.migration:
+            lines.append(
+                f"{fd.key} held by {fd.migration}" if fd.migration else f"{fd.key} released"
+            )
+    return lines

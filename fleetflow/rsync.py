@@ -11,7 +11,8 @@ file and sends only the rest (the target serves nothing while it is copied to, a
 reads every byte anyway). ``--no-whole-file`` keeps the delta transfer that rsync turns off
 between local directories. The figures come from rsync's own ``--stats``: the bytes it actually
 sent (literal data) and the files it updated; its progress (``--info=progress2``) goes to a
-callback while it copies.
+callback while it copies. Each rsync dies with the run that started it, and a pass waits
+until no rsync of an earlier run still writes into its target.
 """
 
 from __future__ import annotations
@@ -73,6 +74,46 @@ def rsync_binary() -> str:
     return found
 
 
+def _dies_with_parent(args: list[str]) -> list[str]:
+    """``args`` run so that the process dies with the thread that started it
+    (``PR_SET_PDEATHSIG`` through util-linux's ``setpriv``, on every Debian): a run killed
+    outright (SIGKILL, out of memory) leaves no rsync copying behind it, onto a target that a
+    rerun may already be copying to or verifying."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", *args] if setpriv else args
+
+
+def movers_into(target: Path) -> list[int]:
+    """The live rsync processes on this machine writing into ``target`` (zombies, already
+    dead, left out): any, and a run about to copy there waits, for they belong to an earlier
+    run."""
+    wanted = f"{target}/".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        rsync = bool(argv) and Path(argv[0].decode(errors="replace")).name == "rsync"
+        if rsync and wanted in argv and state != "Z":
+            found.append(int(proc.name))
+    return sorted(found)
+
+
+def _no_earlier_mover(target: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while found := movers_into(target):
+        if time.monotonic() >= deadline:
+            raise TransferFailed(
+                f"rsync (pid {', '.join(map(str, found))}) of an earlier run still writes into "
+                f"{target}: wait for it to end, or stop it, then rerun; the source is untouched"
+            )
+        time.sleep(0.2)
+
+
 def _args(source: Path, target: Path, *, dry_run: bool, bwlimit_mbps: float | None) -> list[str]:
     args = [rsync_binary(), "-a", "--delete", "--inplace", "--no-whole-file", "--stats"]
     args.append("--numeric-ids")
@@ -99,15 +140,20 @@ def sync(
     bwlimit_mbps: float | None = None,
     progress: Progress | None = None,
     every: float = 2.0,
+    keep_going: Callable[[], None] | None = None,
 ) -> Pass:
     """One pass from ``source`` to ``target`` (with ``dry_run``: what a pass would send, and
-    how long finding it takes). ``progress`` gets a line at most every ``every`` seconds."""
+    how long finding it takes). ``progress`` gets a line at most every ``every`` seconds.
+    ``keep_going`` is called at each line rsync prints: what it raises stops the pass (rsync
+    killed first), as a run that lost its lease must stop writing at once."""
     for path, side in ((source, "source"), (target, "target")):
         if not path.is_dir():
             raise TransferFailed(f"the {side} volume's directory {path} is not on this machine")
+    if not dry_run:
+        _no_earlier_mover(target, timeout=10.0)
     start = time.monotonic()
     proc = subprocess.Popen(
-        _args(source, target, dry_run=dry_run, bwlimit_mbps=bwlimit_mbps),
+        _dies_with_parent(_args(source, target, dry_run=dry_run, bwlimit_mbps=bwlimit_mbps)),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,  # universal newlines: progress2's \r-rewritten line reads as lines
@@ -115,17 +161,24 @@ def sync(
     assert proc.stdout is not None and proc.stderr is not None
     tail: list[str] = []
     shown = start  # the first line after ``every`` seconds: a quick pass says nothing
-    for raw in proc.stdout:
-        line = raw.rstrip("\n")
-        match = _PROGRESS.match(line)
-        if match is None:
-            tail.append(line)
-            continue
-        now = time.monotonic()
-        if progress is not None and now - shown >= every:
-            shown = now
-            sent, percent, rate, eta = match.groups()
-            progress(f"{sent} bytes sent ({percent}%) at {rate}, ~{eta} left")
+    try:
+        for raw in proc.stdout:
+            if keep_going is not None:
+                keep_going()
+            line = raw.rstrip("\n")
+            match = _PROGRESS.match(line)
+            if match is None:
+                tail.append(line)
+                continue
+            now = time.monotonic()
+            if progress is not None and now - shown >= every:
+                shown = now
+                sent, percent, rate, eta = match.groups()
+                progress(f"{sent} bytes sent ({percent}%) at {rate}, ~{eta} left")
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     errors = proc.stderr.read()
     code = proc.wait()
     if code != 0:

@@ -83,6 +83,14 @@ class Settings(BaseSettings):
         "default is 10: an automation's failover waited that long; PREFECT_WORKER_QUERY_SECONDS, "
         "if set, wins)",
     )
+    heartbeat_seconds: int = Field(
+        default=30,
+        ge=30,
+        description="Seconds between a flow run's heartbeats (the worker's runs and the CLI's): "
+        "the local stack marks Crashed a run that stops sending them for three beats, killed or "
+        "its machine gone (Prefect's default is 180, its least 30; "
+        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY, if set, wins)",
+    )
     event_retention_days: float = Field(
         default=3.0,
         gt=0,

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import asyncpg  # type: ignore[import-untyped]
@@ -33,6 +34,7 @@ import httpx
 
 from fleetflow.errors import FleetflowError, StackError, WaitTimeout
 from fleetflow.polling import poll_until
+from fleetflow.prefect_api import call
 from fleetflow.settings import settings
 
 Progress = Callable[[str], None]
@@ -232,9 +234,11 @@ class Stack:
 
     def worker_env(self) -> dict[str, str]:
         """Environment for the worker: :meth:`env`, polling for runs to start every
-        ``worker_poll_seconds`` (Prefect's own variable, when set, wins)."""
+        ``worker_poll_seconds`` and its runs beating every ``heartbeat_seconds`` (Prefect's own
+        variables, when set, win)."""
         env = self.env()
         env.setdefault("PREFECT_WORKER_QUERY_SECONDS", f"{settings().worker_poll_seconds:g}")
+        env.setdefault(HEARTBEAT_SETTING, str(settings().heartbeat_seconds))
         return env
 
     def server_env(self) -> dict[str, str]:
@@ -523,6 +527,89 @@ def deploy(stack: Stack, progress: Progress = print) -> None:
     progress("applying the deployments of deployments/prefect.yaml")
     prefect_file = PROJECT_ROOT / "deployments" / "prefect.yaml"
     _prefect_command(stack, "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file))
+    ensure_automations(stack, progress)
+
+
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+UNRESPONSIVE = "crash runs that stopped sending heartbeats"
+SILENT = (
+    "no heartbeat for {seconds}s: its process is gone (killed, out of memory, or its machine "
+    "stopped) and nothing else can end it; marked Crashed by fleetflow's automation so that the "
+    "UI tells the truth and its deployment's concurrency slot is free again"
+)
+
+
+def unresponsive_automation(heartbeat: int) -> dict[str, Any]:
+    """Prefect's documented automation for runs that stopped beating (Prefect Cloud manages
+    one; a self-hosted server has none): a run silent for three of its heartbeats after one,
+    without ending, is marked Crashed with why."""
+    seconds = 3 * heartbeat
+    return {
+        "name": UNRESPONSIVE,
+        "description": "A flow run killed outright (SIGKILL, out of memory, its machine gone) "
+        "shows Running for ever otherwise; fleetflow's runs beat every "
+        f"{heartbeat}s.",
+        "enabled": True,
+        "trigger": {
+            "type": "event",
+            "posture": "Proactive",
+            "match": {"prefect.resource.id": "prefect.flow-run.*"},
+            "for_each": ["prefect.resource.id"],
+            "after": ["prefect.flow-run.heartbeat"],
+            "expect": [
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            ],
+            "threshold": 1,
+            "within": seconds,
+        },
+        "actions": [
+            {
+                "type": "change-flow-run-state",
+                "state": "CRASHED",
+                "name": "Crashed",
+                "message": SILENT.format(seconds=seconds),
+            }
+        ],
+    }
+
+
+def ensure_automations(stack: Stack, progress: Progress = print) -> None:
+    """Create fleetflow's own automations, or bring them up to date (by name: a second call
+    with nothing changed writes nothing)."""
+    wanted = unresponsive_automation(settings().heartbeat_seconds)
+    with httpx.Client(base_url=stack.api_url.rstrip("/") + "/", timeout=30) as http:
+        query = {"automations": {"name": {"any_": [wanted["name"]]}}}
+        found = call(http, "POST", "automations/filter", json=query).json()
+        if not found:
+            progress(f"creating the automation {wanted['name']!r}")
+            call(http, "POST", "automations/", json=wanted)
+        elif _differs(found[0], wanted):
+            call(http, "PUT", f"automations/{found[0]['id']}", json=wanted)
+
+
+def _differs(live: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Whether the server's automation says something else than ``wanted`` (read back, the
+    trigger's sets come as lists and its window as seconds)."""
+
+    def norm(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: norm(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return sorted(map(norm, value), key=repr)
+        return value
+
+    trigger, action = live.get("trigger") or {}, (live.get("actions") or [{}])[0]
+    seen = {
+        "trigger": {k: trigger.get(k) for k in wanted["trigger"]},
+        "action": {k: action.get(k) for k in wanted["actions"][0]},
+        "enabled": live.get("enabled"),
+    }
+    want = {"trigger": wanted["trigger"], "action": wanted["actions"][0], "enabled": True}
+    return bool(norm(seen) != norm(want))
 
 
 def register_blocks(stack: Stack) -> None:

@@ -40,13 +40,17 @@ def serving(
     plan: WorkloadPlan, members: dict[str, MemberView], ready: dict[str, int] | None = None
 ) -> list[str]:
     """Members that should receive this workload's traffic: Ready replicas there, and the member
-    placeable (neither fenced nor Unhealthy)."""
+    placeable (neither fenced nor Unhealthy).
+
+    A held workload (a migration holds it where it runs) is the exception: a fence moves
+    replicas away, and these may not move, so while no other member serves it, the fenced
+    member that still runs it Ready keeps its answer (dropping it would cut all its traffic
+    while its replicas run)."""
     counts = plan.ready if ready is None else ready
-    return sorted(
-        m
-        for m, n in counts.items()
-        if n > 0 and m in members and members[m].health.placeable and not members[m].fenced
-    )
+    running = [m for m, n in counts.items() if n > 0 and m in members]
+    healthy = [m for m in running if members[m].health.placeable]
+    unfenced = sorted(m for m in healthy if not members[m].fenced)
+    return unfenced if unfenced or not plan.held else sorted(healthy)
 
 
 def record(
@@ -150,12 +154,16 @@ def expected_answers(wanted: list[Manifest]) -> dict[str, list[str]]:
     return out
 
 
-def unanswered(expected: dict[str, list[str]], answers: Mapping[str, Answer]) -> list[str]:
+def unanswered(
+    expected: dict[str, list[str]],
+    answers: Mapping[str, Answer],
+    held: str = "scale-downs held back",
+) -> list[str]:
     """One line per name the DNS server does not answer as expected yet: what it answers, and
-    that the scale-downs wait for it."""
+    what waits for it (``held``)."""
     return [
         f"DNS {name}: answers {answers[name].summary() if name in answers else 'nothing'}, "
-        f"not yet {', '.join(targets) or 'nothing'}; scale-downs held back"
+        f"not yet {', '.join(targets) or 'nothing'}; {held}"
         for name, targets in sorted(expected.items())
         if name not in answers or answers[name].targets != sorted(targets)
     ]

@@ -24,6 +24,7 @@ from fleetflow.drill import (
     Mark,
     Targets,
     Verdict,
+    answers_missing,
     availability_floors,
     drill_marks,
     drill_phases,
@@ -64,7 +65,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
     floors = availability_floors(view.workloads, seen.found.members, target.survivors)
     drill = Drill(request, federation, host, view, target, blocks)
     sampler = Sampler(blocks, federation.name, drill.names, federation.dns_server)
-    sampler.start()
+    drill.before = sampler.begin().answers
     failure: Exception | None = None
     lease, refusal = f"fleetflow-drill-{federation.name}", _busy(federation.name)
     try:
@@ -84,6 +85,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
         drill.addresses,
         Targets(detect=request.detect_target, recover=request.recover_target),
         failure=str(prefect_overloaded(failure) or failure) if failure else None,
+        failover=drill.failover.status.result if drill.failover else None,
     )
     return _published(verdict)
 
@@ -126,6 +128,8 @@ class Drill:
         self.addresses = {
             a for m in view.members if m.name in target.members and (a := m.spec.ingress_address)
         }
+        self.before: dict[str, list[str]] = {}
+        """What DNS answered before the fault: each name must answer the region again."""
         self.op: Operation | None = None
         self.failover: Operation | None = None
         self.faulted = False
@@ -151,6 +155,8 @@ class Drill:
         # A resumed drill may find its fault injected by the run it resumes, and not healed.
         self.faulted = request.mode is not DrillMode.FENCE and done("fault-injected")
         self.faulted = self.faulted and not done("healed")
+        # What DNS answered before the fault, as the run that injected it saw it.
+        self.before = run.op.status.result.get("dnsBefore", self.before)
         try:
             run.phase("fault-injected", self._inject)
             if request.mode is not DrillMode.FENCE:
@@ -168,7 +174,10 @@ class Drill:
     def _inject(self) -> Done:
         inject(self.request.mode, self.target.members)
         self.faulted = self.request.mode is not DrillMode.FENCE
-        return Done(message=f"{self.request.mode.value} {', '.join(self.target.members)}")
+        return Done(
+            message=f"{self.request.mode.value} {', '.join(self.target.members)}",
+            result={"dnsBefore": self.before},
+        )
 
     def _health(self, policy: HealthPolicy, want: Health) -> Done:
         timeout = (
@@ -226,12 +235,17 @@ class Drill:
         return Done()
 
     def _dns_restored(self) -> Done:
-        server, names, region = cast(str, self.dns_server), self.names, self.addresses
+        server, before, region = cast(str, self.dns_server), self.before, self.addresses
         poll_until(
-            lambda: [lookup(n, server).targets for n in names],
-            lambda answers: all(region & set(a) for a in answers),
+            lambda: answers_missing(
+                before, {n: lookup(n, server).targets for n in self.names}, region
+            ),
+            lambda missing: not missing,
             timeout=self.request.recover_timeout,
-            waiting_for="DNS to list the region again",
+            waiting_for="DNS to answer the region again where it did before the fault",
+            describe=lambda missing: "; ".join(
+                f"{n} without {', '.join(a)}" for n, a in missing.items()
+            ),
         )
         return Done()
 

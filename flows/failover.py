@@ -8,18 +8,25 @@ repeats a finished phase):
 3. scale the survivors up, after writing what their new replicas need (the federated
    objects that follow the workloads);
 4. wait until their replicas are Ready (bounded by the deadline);
+   A resumed run plans anew: it scales up and waits for what its plan gives the survivors
+   beyond the run it resumes (a survivor that flapped between them) before anything else;
 5. switch traffic: each exposed workload's DNSEndpoint lists only members with Ready replicas
-   (and, with the federation's DNS server known, wait until the server answers so);
-6. scale the evacuated members down where they can be reached; report those that could not be;
+   (and, with the federation's DNS server known, wait until the server answers so: a name it
+   does not answer as switched holds the drain back);
+6. scale the evacuated members down where they can be reached; report those that could not be,
+   the workloads left without replicas and those a migration holds in the region;
 7. publish the timeline.
 
-Failback runbook: lift the fence, then rebalance in rounds of at most ``max_moves`` replicas per
-workload, each round's replicas Ready before anything is taken away elsewhere; traffic follows
-Ready replicas, so DNS returns to the region only once its replicas are Ready.
+Failback runbook, holding the failover's lease: mark every failover record of the members
+Reverted (the fence they record is about to go), lift the fence, then rebalance in rounds of at
+most ``max_moves`` replicas per workload, each round's replicas Ready before anything is taken
+away elsewhere; traffic follows Ready replicas, so DNS returns to the region only once its
+replicas are Ready.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +36,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.errors import InvalidRequest, PartialFailure, WaitTimeout
-from fleetflow.failover import STEPS, Evacuation, FailoverDecision, decide_failover, evacuation
+from fleetflow.failover import (
+    STEPS,
+    Evacuation,
+    FailoverDecision,
+    decide_failover,
+    ended_by_failback,
+    evacuation,
+)
 from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.phases import Done, phased
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -38,10 +52,12 @@ from fleetflow.models import FailbackRequest, FailoverRequest, RebalanceRequest,
 from fleetflow.operations import Operation, Phase, finished
 from fleetflow.settings import settings
 from fleetflow.tasks.host import list_members, observe_host
-from fleetflow.tasks.operations import read_operation, save_operation
+from fleetflow.tasks.leases import Held, holding, run_identity
+from fleetflow.tasks.operations import list_operations, read_operation, save_operation
 from fleetflow.tasks.propagate import propagate_members
 from fleetflow.tasks.rebalance import wait_members_ready, write_members
 from fleetflow.tasks.traffic import apply_endpoints, list_endpoints, set_fenced, switch_dns
+from fleetflow.traffic import expected_answers, unanswered
 from fleetflow.writes import held_back, ready_keys, with_readiness
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
@@ -71,13 +87,17 @@ def regional_failover(request: FailoverRequest) -> Report:
         return publish(_said(host, blocks, plan), key=f"failover-{federation.name}")
 
     lease = f"fleetflow-failover-{federation.name}"
+    # A resumed run's plan is made anew: the survivors may differ from the run it resumes.
+    resumed, switched = op.done("scaled-up"), op.done("traffic-switched")
     with phased(host, op, STEPS, lease=lease, refusal=_busy(federation.name)) as run:
         run.phase("fenced", lambda: _fence(host, plan))
         run.phase("scaled-up", lambda: _scale_up(blocks, plan))
         run.phase("ready", lambda: _survivors_ready(blocks, plan, request.deadline))
+        if resumed:
+            _carried(host, blocks, plan, federation.dns_server, request, switched)
         run.phase("traffic-switched", lambda: _switch(host, plan, federation.dns_server, request))
         run.phase("drained", lambda: _drain(blocks, plan))
-    report.actions, report.notes = run.actions, [*run.notes, *plan.unplaced_notes()]
+    report.actions, report.notes = run.actions, [*run.notes, *plan.plan.notes()]
     return publish(report, key=f"failover-{federation.name}")
 
 
@@ -143,14 +163,36 @@ def _survivors_ready(blocks: Blocks, plan: FailoverDecision, deadline: float) ->
     return Done()
 
 
+def _carried(
+    host: KubeCluster,
+    blocks: Blocks,
+    plan: FailoverDecision,
+    server: str | None,
+    request: FailoverRequest,
+    switched: bool,
+) -> None:
+    """A resumed run skips the recorded scale-up and readiness, but its plan is made anew: a
+    survivor that flapped between the runs leaves its share to one never scaled up. Before
+    any traffic moves or anything is drained, the survivors carry this plan Ready (a plan
+    unchanged writes nothing here), and DNS follows it again."""
+    _scale_up(blocks, plan)
+    _survivors_ready(blocks, plan, request.deadline)
+    if switched:  # recorded by the run it resumes: written again where this plan differs
+        _switch(host, plan, server, request)
+
+
 def _switch(
     host: KubeCluster, plan: FailoverDecision, server: str | None, request: FailoverRequest
 ) -> Done:
     """Each exposed workload's DNS to the members with Ready replicas; with the federation's
-    DNS server known, wait until it answers so."""
+    DNS server known, wait until it answers so: the region is drained only once it does (a
+    name answered late holds the drain back, as rebalance holds its scale-downs)."""
     dns = plan.traffic(plan.plan.plans)
     actions, answers = switch_dns(host, plan.federation, dns, server, request.deadline)
-    seen = "; ".join(f"{n}: {a.summary()}" for n, a in (answers or {}).items())
+    held = "the region is not drained"
+    if answers is not None and (late := unanswered(expected_answers(dns), answers, held)):
+        raise WaitTimeout("; ".join(late) + f" after {request.deadline:g}s; rerun to keep waiting")
+    seen = "; ".join(f"{n}: {a.summary()}" for n, a in answers.items()) if answers else ""
     return Done(actions=actions, message=seen)
 
 
@@ -159,6 +201,7 @@ def _drain(blocks: Blocks, plan: FailoverDecision) -> Done:
     gone = [m for m in plan.target.members if not plan.members[m].reachable]
     return Done(
         actions=downs.actions,
+        result=plan.plan.record(),
         notes=[
             *(f"{m}: unreachable; its replicas stay until it is back, fenced" for m in gone),
             *downs.notes(),
@@ -176,12 +219,46 @@ def regional_failback(request: FailbackRequest) -> Report:
     report = Report(
         procedure=f"failback {target.region or ', '.join(target.members)}", dry_run=request.dry_run
     )
-    report.actions += set_fenced(
-        host,
-        [m for m in registry if m.name in target.members],
-        fenced=False,
-        dry_run=request.dry_run,
+    # The failover's own lease: a failover never drains what a failback is returning to.
+    with _failover_lease(host, federation.namespace, federation.name, request.dry_run):
+        if not request.dry_run:  # before the fence is lifted: no record says evacuated after
+            _end_failovers(host, federation.namespace, federation.name, target.members)
+        report.actions += set_fenced(
+            host,
+            [m for m in registry if m.name in target.members],
+            fenced=False,
+            dry_run=request.dry_run,
+        )
+        rounds = _return_replicas(request, report)
+    report.notes.append(f"{rounds} rebalance round(s)")
+    return publish(report, key=f"failback-{federation.name}")
+
+
+def _failover_lease(
+    host: KubeCluster, namespace: str, federation: str, dry_run: bool
+) -> contextlib.AbstractContextManager[Held | None]:
+    if dry_run:
+        return contextlib.nullcontext()
+    me = run_identity()
+    refusal = (
+        f"a failover of federation {federation} is running; a failback never runs beside it: "
+        f"rerun once it ends (if it crashed, its lease lapses within "
+        f"{settings().lease_duration}s)"
     )
+    lease = f"fleetflow-failover-{federation}"
+    return holding(host, namespace, lease, me, duration=settings().lease_duration, refusal=refusal)
+
+
+def _end_failovers(host: KubeCluster, namespace: str, federation: str, members: list[str]) -> None:
+    """Every failover record of the members about to be unfenced says Reverted, whatever it
+    was named for."""
+    for op in ended_by_failback(list_operations(host, namespace, federation), members):
+        message = f"fence lifted on {', '.join(members)}: failing back"
+        save_operation(host, finished(op, Phase.REVERTED, datetime.now(UTC), message))
+
+
+def _return_replicas(request: FailbackRequest, report: Report) -> int:
+    """Rebalance rounds, each at most ``max_moves`` a workload, until one writes nothing."""
     rounds = 0
     while rounds < settings().failback_rounds:
         rounds += 1
@@ -196,8 +273,4 @@ def regional_failback(request: FailbackRequest) -> Report:
         report.actions += step.actions
         if request.dry_run or not step.writes():
             break
-    op = read_operation(host, federation.namespace, target.operation_name)
-    if op is not None and not request.dry_run:
-        save_operation(host, finished(op, Phase.REVERTED, datetime.now(UTC), "failed back"))
-    report.notes.append(f"{rounds} rebalance round(s)")
-    return publish(report, key=f"failback-{federation.name}")
+    return rounds

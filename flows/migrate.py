@@ -11,16 +11,21 @@ the next begins, so a rerun after a crash resumes and never repeats a finished p
    fit the downtime budget), then scale the source to zero;
 5. final-synced: the last pass, the source stopped;
 6. verified: every file's sha256 on both sides must match;
-7. started: the placement names the target; a rebalance starts it there (make-before-break)
+7. cut-over: the point of no return, recorded before anything lets the target serve;
+8. started: the placement names the target; a rebalance starts it there (make-before-break)
    and waits until it is Ready;
-8. traffic-switched: its DNS name answers with the target (the federation's DNS server asked);
-9. source-retained: the source's claims stay, with their data, until ``migrate-cleanup``.
-A failure before ``started`` is done rolls back: the source serves again, nothing of it is
-deleted, and a rerun resumes at the quiesce (the source's new writes are copied then).
+9. traffic-switched: its DNS name answers with the target (the federation's DNS server asked);
+10. source-retained: the source's claims stay, with their data, until ``migrate-cleanup``.
+Every phase from the final sync to the cut-over first checks that the source is still stopped
+(a rollback that did not finish, or an operator, may have started it again: its new writes would
+be lost). A failure before ``cut-over`` rolls back, recorded before it acts: the source serves
+again, nothing of it is deleted, and a rerun resumes at the quiesce (the source's new writes are
+copied then). After it, nothing rolls back: a rerun finishes on the target.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +37,11 @@ from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.errors import (
     InvalidRequest,
+    LeaseLost,
     MigrationHalted,
     OverBudget,
+    RecordChanged,
+    SourceServing,
     VerificationFailed,
     WaitTimeout,
 )
@@ -42,6 +50,7 @@ from fleetflow.flows.phases import Done, PhasedRun, phased
 from fleetflow.flows.rebalance import rebalance_replicas
 from fleetflow.flows.report import publish
 from fleetflow.migration import (
+    CUT_OVER,
     KEPT_ON_ROLLBACK,
     PHASES,
     MigrationPlan,
@@ -60,6 +69,7 @@ from fleetflow.operations import Operation, parse_stamp, rolled_back, stamp, ste
 from fleetflow.rsync import Pass
 from fleetflow.settings import settings
 from fleetflow.tasks.host import list_members, observe_host
+from fleetflow.tasks.leases import holding, rebalance_lease, run_identity
 from fleetflow.tasks.member import unreachable_reason
 from fleetflow.tasks.migrate import (
     Pairs,
@@ -71,6 +81,7 @@ from fleetflow.tasks.migrate import (
     hold_workload,
     manifests,
     provision_claims,
+    refuse_foreign_claims,
     running_replicas,
     stop_workload,
     used_bytes,
@@ -111,6 +122,9 @@ def migrate_workload(request: MigrateRequest) -> Report:
         )
     if plan.choice is not None:
         _publish_choice(plan)
+    if (target := blocks.get(plan.target)) is not None:
+        claims = claim_manifests(plan.workload, plan.replicas, federation.name)
+        refuse_foreign_claims(target, plan.target, claims)
     if request.dry_run:
         notes = plan.choice.lines() if plan.choice else [f"resumes the move to {plan.target}"]
         return publish(
@@ -123,6 +137,7 @@ def migrate_workload(request: MigrateRequest) -> Report:
     move = Move(federation, host, blocks, plan, request, ingress)
     lease = f"fleetflow-migrate-{request.namespace}-{request.name}"
     with phased(host, op, PHASES, lease=lease, refusal=_busy(key)) as run:
+        move.check = run.check  # the copy stops at once should the run lose its lease
         try:
             run.phase("provisioned", move.provision)
             run.phase("pre-copied", move.precopy)
@@ -132,10 +147,11 @@ def migrate_workload(request: MigrateRequest) -> Report:
             run.phase("quiesced", lambda: move.quiesce(run.op))
             run.phase("final-synced", move.final_sync)
             run.phase("verified", move.verify)
-            run.phase("started", move.start)
+            run.phase(CUT_OVER, move.cut_over)
         except Exception as exc:
             move.roll_back(run, exc)
             raise
+        run.phase("started", move.start)
         run.phase("traffic-switched", move.switch)
         run.phase("source-retained", move.retain)
     return _report(run, plan, federation.name)
@@ -212,8 +228,8 @@ class Move:
         self.ingress = ingress
         self._pairs: Pairs | None = None
         self.rounds: list[Pass] = []
-        self.cut_over = False
-        """The target runs it Ready and its DNS may answer there: no rollback from here."""
+        self.check: Callable[[], None] = lambda: None
+        """Raises once the run may no longer hold its lease: checked while copying."""
 
     @property
     def pairs(self) -> Pairs:
@@ -251,7 +267,7 @@ class Move:
         return Done(actions=actions, message=f"{len(claims)} claims bound on {self.plan.target}")
 
     def _round(self, label: str) -> Pass:
-        done = copy_round(self.pairs, label, self.request.bandwidth_mbps)
+        done = copy_round(self.pairs, label, self.request.bandwidth_mbps, self.check)
         self.rounds.append(done)
         get_run_logger().info(
             f"round {label}: {done.bytes:,} bytes in {done.files} files, {done.seconds:.1f}s"
@@ -295,17 +311,46 @@ class Move:
                 "still serves; rerun once the target is back"
             )
         self._hold()  # again: a rollback released it, and a rerun resumes here
-        at = datetime.now(UTC)
-        stopped = stop_workload(
-            self.source, self.plan.source, self.fd.namespace, self.fd.name, self.request.deadline
-        )
+        # With the federation's rebalance lease: a rebalance that planned before the hold and
+        # is still writing ends first (one after it sees the hold), so none restarts the
+        # stopped source with the absolute count it planned.
+        with holding(
+            self.host,
+            self.federation.namespace,
+            rebalance_lease(self.federation.name),
+            run_identity(),
+            duration=settings().lease_duration,
+            refusal=f"a rebalance of federation {self.federation.name} kept writing for over "
+            f"{self.request.deadline:g}s: the source was not stopped and still serves; rerun",
+            wait=self.request.deadline,
+        ):
+            at = datetime.now(UTC)
+            stopped = stop_workload(
+                self.source,
+                self.plan.source,
+                self.fd.namespace,
+                self.fd.name,
+                self.request.deadline,
+            )
         return Done(
             actions=[stopped],
             message=f"final sync predicted {predicted:.2f}s ({changed.size:,} bytes changed)",
             result={"quiescedAt": stamp(at)},
         )
 
+    def _still_stopped(self, step: str) -> None:
+        """The source must not serve between its quiesce and the cut-over: a copy made or
+        trusted while it writes would lose those writes."""
+        ns, name = self.fd.namespace, self.fd.name
+        if (n := running_replicas(self.source, ns, name)) > 0:
+            raise SourceServing(
+                f"{self.fd.key} runs {n} replica(s) on {self.plan.source} again after its "
+                f"quiesce, before the {step}: its copy may miss new writes; the source keeps "
+                "serving and a rerun quiesces it again"
+            )
+
     def final_sync(self) -> Done:
+        self._still_stopped("final sync")
         done = self._round("final")
         return Done(
             message=f"{done.bytes:,} bytes in {done.files} files, {done.seconds:.2f}s",
@@ -313,15 +358,24 @@ class Move:
         )
 
     def verify(self) -> Done:
+        self._still_stopped("verification")
         source, target = manifests(self.pairs)
         wrong = mismatches(source, target)
         if wrong:
+            self.check()  # deleting files on the target: only while this run holds it
             discard_copies(self.pairs, [*wrong.differ, *wrong.extra])
             raise VerificationFailed(
                 f"the copy on {self.plan.target} does not match the source: {wrong.summary()}; "
                 "those copies were removed, and a rerun copies them again"
             )
         return Done(message=f"{len(source)} files match (sha256)", result={"files": len(source)})
+
+    def cut_over(self) -> Done:
+        """Record the point of no return, before the placement names the target: once any
+        rebalance (this run's, or a scheduled one) may start the target and send it traffic,
+        restarting the source on its quiesce-time data would lose what the target writes."""
+        self._still_stopped("cut-over")
+        return Done(message=f"{self.plan.target} takes over; nothing rolls back from here")
 
     def start(self) -> Done:
         """The placement names the target; a rebalance of this workload starts it there and
@@ -334,7 +388,6 @@ class Move:
             raise WaitTimeout(
                 f"{self.fd.key} is not Ready on {self.plan.target} after {self.request.deadline:g}s"
             )
-        self.cut_over = True  # Ready there, DNS switched by the rebalance, the source copy gone
         return Done(actions=done.actions, result={"servingAt": stamp(datetime.now(UTC))})
 
     def switch(self) -> Done:
@@ -364,19 +417,32 @@ class Move:
         )
 
     def roll_back(self, run: PhasedRun, exc: Exception) -> None:
-        """Before the target took over: release the hold and let a rebalance of this workload
-        start the source again (its placement names the source); nothing of it is deleted."""
+        """Before the cut-over: record the rollback, then release the hold and let a rebalance
+        of this workload start the source again (its placement names the source); nothing of it
+        is deleted. Recorded first: should the rebalance fail once the source runs again, a
+        rerun still quiesces it again instead of trusting the old final sync."""
         logger = get_run_logger()
-        if self.cut_over:
-            logger.warning(f"{exc}: the target already serves; not rolled back: rerun to finish")
+        if run.op.done(CUT_OVER):  # a failure recording a later phase: the target took over
+            logger.warning(f"{exc}: past the cut-over; not rolled back: rerun to finish")
+            return
+        if isinstance(exc, LeaseLost | RecordChanged):  # another run may act: hands off
+            logger.warning(f"{exc}: not rolled back; the run holding the lease decides")
             return
         logger.warning(f"{type(exc).__name__}: {exc}; rolling back: the source serves again")
+        try:
+            run.check()
+            run.op = save_operation(self.host, rolled_back(run.op, KEPT_ON_ROLLBACK))
+        except Exception as unrecorded:  # never restart a source the record would not know of
+            logger.error(
+                f"rollback not recorded ({unrecorded}): the source stays stopped with all its "
+                "data; rerun the migration once the host answers"
+            )
+            return
         try:
             self._place(self.plan.clusters)
         except Exception as undo:  # the first error is the one to tell; this one is logged
             logger.error(f"rollback incomplete: {undo}; rerun the migration to finish it")
             return
-        run.op = save_operation(self.host, rolled_back(run.op, KEPT_ON_ROLLBACK))
         if not isinstance(exc, MigrationHalted):
             logger.warning("rolled back; a rerun resumes at the quiesce")
 

@@ -11,12 +11,11 @@ timeline artifact is published however the run ends: a failed run shows how far 
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import get_run_logger, runtime
+from prefect import get_run_logger
 from pydantic import BaseModel, Field
 
 from fleetflow.blocks import KubeCluster
@@ -25,7 +24,7 @@ from fleetflow.flows.report import publish_timeline
 from fleetflow.models import Action
 from fleetflow.operations import Operation, Phase, finished, started, step_done
 from fleetflow.settings import settings
-from fleetflow.tasks.leases import holding
+from fleetflow.tasks.leases import Held, holding, run_identity
 from fleetflow.tasks.operations import save_operation
 
 
@@ -46,12 +45,20 @@ class Done(BaseModel):
 class PhasedRun:
     """A procedure's phases carried out in their declared order, each recorded once done."""
 
-    def __init__(self, host: KubeCluster, op: Operation, phases: Sequence[str]) -> None:
-        self.host, self.op, self.phases = host, op, tuple(phases)
+    def __init__(
+        self, host: KubeCluster, op: Operation, phases: Sequence[str], held: Held | None = None
+    ) -> None:
+        self.host, self.op, self.phases, self.held = host, op, tuple(phases), held
         self.actions: list[Action] = []
         self.notes: list[str] = []
         self.paused: str | None = None
         self._next = 0
+
+    def check(self) -> None:
+        """Raise :class:`LeaseLost` once this run may no longer hold its lease: before each
+        phase, each record written, and inside long phases (the copy's rounds)."""
+        if self.held is not None:
+            self.held.check()
 
     def pause(self, why: str) -> None:
         """Stop here on purpose: the record says Paused, with why, and a rerun resumes."""
@@ -67,9 +74,11 @@ class PhasedRun:
         if self.op.done(name):
             get_run_logger().info(f"{name}: done by an earlier run, skipped")
             return
+        self.check()
         done = step()
         self.actions += done.actions
         self.notes += done.notes
+        self.check()
         self.op = save_operation(
             self.host, step_done(self.op, name, _now(), done.message, **done.result)
         )
@@ -80,7 +89,8 @@ def _failed(run: PhasedRun, exc: Exception) -> None:
     """Record why the run stopped: the record says Failed until a rerun takes it over (and
     resumes it). A record that cannot be written leaves the first error to tell."""
     failed = finished(run.op, Phase.FAILED, _now(), str(exc).splitlines()[0] if str(exc) else "")
-    with contextlib.suppress(FleetflowError):
+    with contextlib.suppress(FleetflowError):  # a lost lease: another run owns the record now
+        run.check()
         run.op = save_operation.fn(run.host, failed)
 
 
@@ -90,10 +100,12 @@ def phased(
 ) -> Iterator[PhasedRun]:
     """Hold ``lease``, mark the record Running (resumed: its finished phases kept), yield the
     run, and once the body is through, mark it Succeeded."""
-    me = str(runtime.flow_run.id or uuid.uuid4())
+    me = run_identity()
     duration = settings().lease_duration
-    run = PhasedRun(host, op, phases)
-    with holding(host, op.namespace, lease, me, duration=duration, refusal=refusal):
+    with holding(host, op.namespace, lease, me, duration=duration, refusal=refusal) as held:
+        run = PhasedRun(host, op, phases, held)
+        # Conditional on the version read before the lease was taken: a run that wrote the
+        # record meanwhile makes this one stop instead of being overwritten.
         run.op = save_operation(host, started(op, _now(), me))
         try:
             yield run
@@ -103,7 +115,9 @@ def phased(
                 publish_timeline(run.op)
             raise
         if run.paused is not None:
+            run.check()
             run.op = save_operation(host, finished(run.op, Phase.PAUSED, _now(), run.paused))
         else:
+            run.check()
             run.op = save_operation(host, finished(run.op, Phase.SUCCEEDED, _now()))
     publish_timeline(run.op)

@@ -17,21 +17,25 @@ nothing, and a dry run only says what it would write.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from fleetflow.blocks import KubeCluster
+from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.errors import PlanOutdated
 from fleetflow.federated import HostObject
 from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.report import finished, publish_plan
 from fleetflow.flows.status_report import publish_autoscale, publish_status
 from fleetflow.models import Action, RebalanceRequest, Report
-from fleetflow.rebalance_plan import Acted, RebalancePlan, decide_rebalance
+from fleetflow.rebalance_plan import Acted, RebalancePlan, changed_under, decide_rebalance
 from fleetflow.settings import settings
-from fleetflow.tasks.host import observe_host, set_finalizers, write_statuses
+from fleetflow.tasks.host import observe_host, read_holds, set_finalizers, write_statuses
+from fleetflow.tasks.leases import holding, rebalance_lease, run_identity
 from fleetflow.tasks.propagate import Propagated, finish_members, propagate_members
 from fleetflow.tasks.rebalance import check_members_autoscalers, wait_members_ready
 from fleetflow.tasks.traffic import switch_dns
@@ -51,12 +55,14 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     plan = decide_rebalance(seen, request, federation=federation.name, zone=federation.dns_zone)
     plan = plan.refusing(check_members_autoscalers(blocks, plan.autoscalers()))
     publish_plan(plan.plans, plan.dry_run, plan.placed.graph.markdown())
-    protected = _finalizers(host, plan.protect, hold=True, dry_run=plan.dry_run)
-    ups = _scale_up(blocks, plan)
-    ready = wait_members_ready(blocks, plan.applied(), request.wait_timeout, plan.dry_run)
-    plan = plan.with_readiness(ready, request.wait_timeout)
-    switched, plan = _switch(host, plan, federation.dns_server, request.wait_timeout)
-    downs = _scale_down(blocks, plan, ups)
+    current = still_current(host, federation, request, plan)
+    with _writing(host, federation, plan, request):
+        protected = _finalizers(host, plan.protect, hold=True, dry_run=plan.dry_run)
+        ups = _scale_up(blocks, plan, current)
+        ready = wait_members_ready(blocks, plan.applied(), request.wait_timeout, plan.dry_run)
+        plan = plan.with_readiness(ready, request.wait_timeout)
+        switched, plan = _switch(host, plan, federation.dns_server, request, current)
+        downs = _scale_down(blocks, plan, ups, current)
     released = _finalizers(host, plan.release(ups, downs), hold=False, dry_run=plan.dry_run)
     written = _record(host, plan, ups, downs)
     actions = [*protected, *ups.actions, *downs.actions, *released, *switched]
@@ -65,19 +71,71 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     return finished(report, report.summary())
 
 
-def _scale_up(blocks: Blocks, plan: RebalancePlan) -> Acted:
+def _writing(
+    host: KubeCluster, federation: Federation, plan: RebalancePlan, request: RebalanceRequest
+) -> AbstractContextManager[object]:
+    """The federation's rebalance lease while this run scales members: a run from the command
+    line and the scheduled one (or one nested in a failback or a migration) wait for each other
+    instead of writing over each other. A run with no replicas to change takes none (it writes
+    nothing)."""
+    if plan.dry_run or not (plan.writes.ups or plan.writes.downs):
+        return nullcontext()
+    me = run_identity()
+    refusal = (
+        f"another rebalance of federation {plan.federation} kept its lease for over "
+        f"{request.wait_timeout:g}s; this run changed nothing: the next one plans anew"
+    )
+    return holding(
+        host,
+        federation.namespace,
+        rebalance_lease(plan.federation),
+        me,
+        duration=settings().lease_duration,
+        refusal=refusal,
+        wait=request.wait_timeout,
+    )
+
+
+def still_current(
+    host: KubeCluster, federation: Federation, request: RebalanceRequest, plan: RebalancePlan
+) -> Callable[[], None]:
+    """A check to run before each phase of member writes: the fences, taints and migration
+    holds the plan was made with still hold (its counts are absolute)."""
+
+    def check() -> None:
+        if plan.dry_run:
+            return
+        members, workloads = read_holds(
+            host, federation.name, federation.namespace, request.namespace
+        )
+        if changed := changed_under(plan.view, members, workloads):
+            raise PlanOutdated(
+                f"the federation changed under this run ({'; '.join(changed)}): it stopped "
+                "before its next write; the next run plans from what is there now"
+            )
+
+    return check
+
+
+def _scale_up(blocks: Blocks, plan: RebalancePlan, current: Callable[[], None]) -> Acted:
     """First phase, one task per member: what the workloads need, then the workloads
     created and scaled up."""
     work, ups = plan.placed.work, plan.writes.ups
+    if ups:
+        current()
     return _acted(
         propagate_members(blocks, plan.federation, work, ups, plan.found.members, plan.dry_run)
     )
 
 
-def _scale_down(blocks: Blocks, plan: RebalancePlan, ups: Acted) -> Acted:
+def _scale_down(
+    blocks: Blocks, plan: RebalancePlan, ups: Acted, current: Callable[[], None]
+) -> Acted:
     """Second phase, once the first is Ready: scale-downs, removals, then the objects no
     longer needed."""
     downs, removals = plan.downs(ups)
+    if downs:
+        current()
     return _acted(finish_members(blocks, downs, removals, plan.found.members, plan.dry_run))
 
 
@@ -104,7 +162,11 @@ def _record(host: KubeCluster, plan: RebalancePlan, ups: Acted, downs: Acted) ->
 
 
 def _switch(
-    host: KubeCluster, plan: RebalancePlan, server: str | None, timeout: float
+    host: KubeCluster,
+    plan: RebalancePlan,
+    server: str | None,
+    request: RebalanceRequest,
+    current: Callable[[], None],
 ) -> tuple[list[Action], RebalancePlan]:
     """DNS to the members with Ready replicas that keep some, compared with what the run read
     at its start and read anew before it is written: after the scale-ups are Ready and before
@@ -113,6 +175,8 @@ def _switch(
     switch, _ = plan.traffic()
     if not switch:
         return [], plan
+    current()  # a region fenced meanwhile must not get its answers back from this run
+    timeout = request.wait_timeout
     actions, answers = switch_dns(host, plan.federation, switch, server, timeout, plan.dry_run)
     late = [] if answers is None else unanswered(expected_answers(switch), answers)
     return actions, plan.model_copy(update={"holds": [*plan.holds, *late]}) if late else plan

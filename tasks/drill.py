@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from prefect import task
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.drill import DrillMode, Sample
 from fleetflow.errors import ClusterError, InvalidRequest
-from fleetflow.kube import list_objects
+from fleetflow.kube.workloads import member_workloads
 from fleetflow.resolve import lookup
 from fleetflow.tasks.clusters import client
 from fleetflow.tasks.common import PRIVATE
@@ -67,8 +68,17 @@ class Sampler(threading.Thread):
         self.samples: list[Sample] = []
         self.done = threading.Event()
 
+    def begin(self) -> Sample:
+        """Take the first sample here, before the fault (the federation as it was, which DNS
+        must answer again once the region is back), then sample every second beside the
+        drill."""
+        first = self.sample()
+        self.samples.append(first)
+        self.start()
+        return first
+
     def run(self) -> None:
-        while not self.done.wait(0 if not self.samples else 1.0):
+        while not self.done.wait(1.0):
             self.samples.append(self.sample())
 
     def sample(self) -> Sample:
@@ -76,14 +86,8 @@ class Sampler(threading.Thread):
         for block in self.blocks.values():
             if block is None:
                 continue
-            try:
-                found = list_objects(
-                    client(block),
-                    "apps/v1",
-                    "Deployment",
-                    None,
-                    f"fleetflow.io/federation={self.federation}",
-                )
+            try:  # Deployments and StatefulSets alike: a drill floors every kind
+                found = member_workloads(client(block), f"{LABEL_FEDERATION}={self.federation}")
             except ClusterError:
                 continue  # an unreachable member serves nothing
             for d in found:

@@ -124,6 +124,16 @@ def list_unassigned(host: KubeCluster, namespace: str | None) -> list[str]:
 
 
 @task(**CLUSTER_TASK)
+def read_holds(
+    host: KubeCluster, federation: str, registry_namespace: str, namespace: str | None
+) -> tuple[list[MemberCluster], list[FederatedDeployment]]:
+    """The members and workloads as they are now, for a run to check, before it writes, that
+    what its plan depends on (fences, taints, migration holds) did not change meanwhile."""
+    members = list_members.fn(host, registry_namespace, federation)
+    return members, list_workloads.fn(host, federation, namespace)
+
+
+@task(**CLUSTER_TASK)
 def observe_host(
     host: KubeCluster,
     federation: str,

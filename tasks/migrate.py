@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ from prefect import get_run_logger, task
 from fleetflow import checksums, rsync
 from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import API_VERSION, Manifest
-from fleetflow.errors import ResourceNotFound, TransferFailed
+from fleetflow.errors import MigrationRefused, ResourceNotFound, TransferFailed
 from fleetflow.federated import ANNOTATION_MIGRATION, FederatedDeployment
 from fleetflow.kube import apply, delete, get, list_objects
+from fleetflow.migration import foreign_claims
 from fleetflow.models import Action, Verb
 from fleetflow.polling import poll_until
 from fleetflow.rsync import Pass
@@ -67,24 +69,38 @@ def used_bytes(block: KubeCluster, where: str, namespace: str, claims: list[str]
     return sum(checksums.usage(Path(path)) for path in found.values())
 
 
+def _claims(api: Any, manifests: list[Manifest]) -> dict[str, Manifest]:
+    """The claims of these names that exist, by name."""
+    found = {}
+    for manifest in manifests:
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        with contextlib.suppress(ResourceNotFound):
+            found[name] = get(api, "v1", "PersistentVolumeClaim", name, namespace)
+    return found
+
+
+@task(**CLUSTER_TASK)
+def refuse_foreign_claims(block: KubeCluster, where: str, manifests: list[Manifest]) -> None:
+    """Refuse, before any write, claims of the names the migration would make that are not
+    ours (their contents would be replaced)."""
+    if refusal := foreign_claims(_claims(client(block), manifests), manifests, where):
+        raise MigrationRefused(refusal)
+
+
 @task(**CLUSTER_TASK)
 def provision_claims(
     block: KubeCluster, where: str, manifests: list[Manifest], timeout: float, dry_run: bool
 ) -> list[Action]:
-    """Create the claims (those already there are kept as they are) and wait until each is
-    bound to its volume."""
+    """Create the claims (ours already there are kept as they are: a claim's spec cannot
+    change once made) and wait until each is bound to its volume."""
     api = client(block)
+    found = _claims(api, manifests)
     actions = []
     for manifest in manifests:
-        meta = manifest["metadata"]
-        try:
-            get(api, "v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
-            verb = Verb.UNCHANGED  # a claim's spec cannot change once made: keep it
-        except ResourceNotFound:
-            if not dry_run:
-                apply_in_namespace(api, manifest)
-            verb = Verb.CREATE
-        actions.append(Action.of(where, manifest, verb))
+        exists = manifest["metadata"]["name"] in found
+        if not exists and not dry_run:
+            apply_in_namespace(api, manifest)
+        actions.append(Action.of(where, manifest, Verb.UNCHANGED if exists else Verb.CREATE))
     if dry_run or not manifests:
         return actions
     namespace = manifests[0]["metadata"]["namespace"]
@@ -110,8 +126,14 @@ def provision_claims(
 
 
 @task(**PRIVATE)
-def copy_round(pairs: Pairs, number: str, bwlimit_mbps: float | None) -> Pass:
-    """One rsync pass over every volume, its progress in the run's log while it copies."""
+def copy_round(
+    pairs: Pairs,
+    number: str,
+    bwlimit_mbps: float | None,
+    keep_going: Callable[[], None] | None = None,
+) -> Pass:
+    """One rsync pass over every volume, its progress in the run's log while it copies;
+    ``keep_going`` raises to stop it at once (the run's lease is lost)."""
     logger = get_run_logger()
     total = Pass()
     for claim, source, target in pairs:
@@ -119,7 +141,13 @@ def copy_round(pairs: Pairs, number: str, bwlimit_mbps: float | None) -> Pass:
         def say(line: str, claim: str = claim) -> None:
             logger.info(f"round {number}, {claim}: {line}")
 
-        done = rsync.sync(Path(source), Path(target), bwlimit_mbps=bwlimit_mbps, progress=say)
+        done = rsync.sync(
+            Path(source),
+            Path(target),
+            bwlimit_mbps=bwlimit_mbps,
+            progress=say,
+            keep_going=keep_going,
+        )
         logger.info(f"round {number}, {claim}: {done.bytes:,} bytes in {done.files} files")
         total += done
     return total

@@ -21,12 +21,12 @@ import httpx
 
 from fleetflow.cli.console import error, say
 from fleetflow.cli.options import Subparsers, add_request_options, request_from
-from fleetflow.errors import OVERLOADED_STATUSES, PrefectOverloaded, StackError, UnknownName
+from fleetflow.errors import UnknownName
 from fleetflow.models import DrillRequest
+from fleetflow.prefect_api import call
 
 DEPLOYMENT = "failover-drill/drill"
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
-RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)  # about a minute, as Prefect's own client
 
 
 def drill(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def drill(args: argparse.Namespace) -> int:
 
 
 def _start(http: httpx.Client, request: DrillRequest, key: str | None) -> dict[str, str]:
-    found = _call(http, "GET", f"deployments/name/{DEPLOYMENT}")
+    found = call(http, "GET", f"deployments/name/{DEPLOYMENT}")
     if found.status_code == 404:
         raise UnknownName(
             f"no deployment {DEPLOYMENT}: apply deployments/prefect.yaml (`fleetflow up` does)"
@@ -59,7 +59,7 @@ def _start(http: httpx.Client, request: DrillRequest, key: str | None) -> dict[s
     body: dict[str, object] = {"parameters": {"request": request.model_dump(mode="json")}}
     if key:
         body["idempotency_key"] = key
-    created = _call(http, "POST", f"deployments/{found.json()['id']}/create_flow_run", json=body)
+    created = call(http, "POST", f"deployments/{found.json()['id']}/create_flow_run", json=body)
     run: dict[str, str] = created.json()
     return run
 
@@ -68,39 +68,20 @@ def _wait(http: httpx.Client, run_id: str, timeout: float) -> str:
     """Poll the run until it ends; its final state type."""
     deadline = time.monotonic() + timeout
     while True:
-        state = (_call(http, "GET", f"flow_runs/{run_id}").json().get("state") or {}).get("type")
+        state = (call(http, "GET", f"flow_runs/{run_id}").json().get("state") or {}).get("type")
         if state in FINAL or time.monotonic() > deadline:
             return str(state)
         time.sleep(2)
 
 
 def _verdict(http: httpx.Client, run_id: str) -> str | None:
-    found = _call(
+    found = call(
         http,
         "POST",
         "artifacts/filter",
         json={"artifacts": {"flow_run_id": {"any_": [run_id]}, "key": {"any_": ["drill-verdict"]}}},
     ).json()
     return str(found[0]["data"]) if found else None
-
-
-def _call(http: httpx.Client, method: str, path: str, **kwargs: object) -> httpx.Response:
-    """One API call; a busy server (503, as SQLite under concurrent writers answers, or 429) is
-    asked again after a short, growing pause."""
-    pauses = list(RETRY_PAUSES)
-    while True:
-        try:
-            response = http.request(method, path, **kwargs)  # type: ignore[arg-type]
-        except httpx.HTTPError as exc:
-            raise StackError(f"the Prefect API does not answer ({exc})") from None
-        if response.status_code not in OVERLOADED_STATUSES:
-            break
-        if not pauses:
-            raise PrefectOverloaded(response.status_code, method, response.request.url.path)
-        time.sleep(pauses.pop(0))
-    if response.status_code >= 400 and response.status_code != 404:
-        raise StackError(f"the Prefect API refused {method} {path}: HTTP {response.status_code}")
-    return response
 
 
 def add_commands(sub: Subparsers) -> None:

@@ -3,15 +3,21 @@ before the run exists, and its report (or one error line naming the run) printed
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TypeVar
 from uuid import UUID
 
 import httpx
 from prefect import Flow
 from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+    PREFECT_HOME,
+    temporary_settings,
+)
 from prefect.utilities.urls import url_for
 
 from fleetflow import stack as local_stack
@@ -19,6 +25,7 @@ from fleetflow.blocks.loading import LOADERS
 from fleetflow.cli.console import SHOWN, error, prefect_console, say
 from fleetflow.errors import FleetflowError, StackError, prefect_overloaded
 from fleetflow.models import Report, Request, block_refs
+from fleetflow.settings import settings
 
 R = TypeVar("R", bound=Request)
 
@@ -62,7 +69,7 @@ def run_flow(flow: Flow[[R], Report], request: R, *, verbose: bool = False) -> i
     """Run ``flow`` in this process (its run, logs and artifacts land in Prefect as usual) and
     print its report; 1 when the run failed, after one line naming it. ``verbose``: Prefect's
     own log lines on the terminal too."""
-    with prefect_api():
+    with prefect_api(), _beating():
         check_blocks(request)
         prefect_console(verbose=verbose)
         state = flow(request, return_state=True)
@@ -80,6 +87,16 @@ def run_flow(flow: Flow[[R], Report], request: R, *, verbose: bool = False) -> i
             message = state.message or state.type.value
         error(f"{message} ({_where(state.state_details.flow_run_id)})")
         return 1
+
+
+def _beating() -> AbstractContextManager[object]:
+    """The run beats as the worker's do: killed outright, the stack's automation marks it
+    Crashed within three beats instead of leaving it Running for ever (the user's own
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY, when set, wins)."""
+    if os.environ.get(local_stack.HEARTBEAT_SETTING):
+        return nullcontext()
+    beat = settings().heartbeat_seconds
+    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: beat})
 
 
 def _where(flow_run_id: UUID | None) -> str:

@@ -17,40 +17,56 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
+from prefect import flow
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.settings import PREFECT_API_URL
 from pydantic import ValidationError
 
 from fleetflow.blocks import KubeCluster
+from fleetflow.blocks.loading import load_federation
 from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION
+from fleetflow.drill import DrillMode
 from fleetflow.errors import (
     ClusterError,
+    FleetflowError,
     InvalidRequest,
+    LeaseLost,
+    PartialFailure,
+    PlanOutdated,
+    RecordChanged,
     ResourceNotFound,
     UnknownName,
     WaitTimeout,
 )
+from fleetflow.flows.drill import failover_drill
 from fleetflow.flows.failover import regional_failback, regional_failover
 from fleetflow.flows.join import join_cluster
-from fleetflow.flows.rebalance import rebalance_replicas
+from fleetflow.flows.observe import probe
+from fleetflow.flows.rebalance import rebalance_replicas, still_current
 from fleetflow.kube import apply, get, list_objects
 from fleetflow.kube.client import REQUESTS
 from fleetflow.lease import LEASE_API, Lease
 from fleetflow.models import (
+    DrillRequest,
     FailbackRequest,
     FailoverRequest,
     JoinRequest,
     RebalanceRequest,
 )
+from fleetflow.operations import Operation, step_done
 from fleetflow.polling import poll_until
+from fleetflow.rebalance_plan import RebalancePlan, decide_rebalance
 from fleetflow.resolve import lookup
 from fleetflow.settings import settings
 from fleetflow.stack import Stack, start_worker
-from fleetflow.tasks.leases import holding
+from fleetflow.tasks.host import observe_host
+from fleetflow.tasks.leases import Held, holding, rebalance_lease
+from fleetflow.tasks.operations import save_operation
+from fleetflow.tasks.traffic import set_fenced
 from fleetflow.testbed import bed
-from fleetflow.testbed.demo import federated_deployment
+from fleetflow.testbed.demo import federated_deployment, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for, fleetflow, quiet
 from tests.integration.manifests import config_map, federated_object
@@ -247,7 +263,11 @@ def test_a_stopped_region_fails_over_to_the_survivors(
         timeout=30,
         waiting_for="the fenced region drained once back",
     )
-    regional_failback(FailbackRequest(federation=fleet, region="us-east"))
+    # Failed back by members, not by region: the region's record ends all the same, so the
+    # next failover of the region acts instead of answering "already evacuated".
+    regional_failback(FailbackRequest(federation=fleet, members=[a, b]))
+    op = get(host, API_VERSION, "FederationOperation", "failover-us-east", f"{fleet}-system")
+    assert op["status"]["phase"] == "Reverted"
     assert ready_total(testbed, namespace, [a, b, c]) == {"web": 6}
     everyone = ingress(testbed, a, b, c)
     poll_until(
@@ -345,6 +365,64 @@ def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
     assert ready_total(testbed, namespace, [c]).get("web", 0) == 0
 
 
+def test_a_resumed_failover_never_drains_before_its_own_plan_is_ready(
+    fleet: str,
+    testbed: TestbedSpec,
+    namespace: str,
+    killed: list[subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "3")  # the killed run's lease lapses sooner
+    a, b, c = (m.name for m in testbed.members)
+    host, ns = client_for(testbed.host), f"{fleet}-system"
+    apply(host, exposed(fleet, namespace, "web", 30, testbed))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+
+    def steps() -> list[str]:
+        try:
+            op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
+        except ResourceNotFound:
+            return []
+        return [s["name"] for s in (op.get("status") or {}).get("steps") or []]
+
+    proc = _run_failover_elsewhere(fleet, "eu-west")
+    killed.append(proc)
+    poll_until(steps, lambda s: "scaled-up" in s, timeout=60, interval=0.02, waiting_for="scale-up")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert "traffic-switched" not in steps(), "the kill came too late to test anything"
+    time.sleep(settings().lease_duration + 1)  # the killed run's lease lapses
+    alone = poll_until(
+        lambda: ready_total(testbed, namespace, [a]).get("web", 0),
+        lambda ready: ready > 10,
+        timeout=30,
+        waiting_for=f"{a}'s scale-up Ready",
+    )
+    # A survivor goes away between the runs: the rerun's plan is not the one scaled up and
+    # waited for. It may carry b's share on a first, or stop; never drain the region on the
+    # first run's word (which would leave a's own share alone to serve).
+    bed.fault(b, bed.Fault.STOP_CLUSTER, progress=lambda m: None)
+    try:
+        try:
+            regional_failover(FailoverRequest(federation=fleet, region="eu-west", deadline=3))
+        except FleetflowError:
+            assert "drained" not in steps()
+        serving = ready_total(testbed, namespace, [a, c]).get("web", 0)
+        assert serving > alone, f"{a} and {c} serve {serving} Ready, {a} alone had {alone}"
+    finally:
+        bed.fault(b, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    poll_until(
+        lambda: ready_total(testbed, namespace, [a, b]).get("web", 0),
+        lambda ready: ready >= 20,
+        timeout=60,
+        interval=1,
+        waiting_for=f"{b} back with its replicas",
+    )
+    regional_failover(FailoverRequest(federation=fleet, region="eu-west"))
+    assert ready_total(testbed, namespace, [a, b]) == {"web": 30}
+    assert ready_total(testbed, namespace, [c]).get("web", 0) == 0
+
+
 def test_a_failed_phase_is_recorded_with_why_and_a_rerun_resumes_after_it(
     fleet: str, testbed: TestbedSpec, namespace: str
 ) -> None:
@@ -418,10 +496,85 @@ def test_two_failovers_of_one_federation_never_run_together(
         REQUESTS.clear()
         with pytest.raises(InvalidRequest, match=r"another failover of federation \S+ is running"):
             regional_failover(FailoverRequest(federation=fleet, region="us-east"))
+        # Nor does a failback unfence what a running failover is draining.
+        with pytest.raises(InvalidRequest, match=r"a failover of federation \S+ is running"):
+            regional_failback(FailbackRequest(federation=fleet, region="us-east"))
         assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
     with pytest.raises(ResourceNotFound):
         get(host, API_VERSION, "FederationOperation", "failover-us-east", ns)
     regional_failover(FailoverRequest(federation=fleet, region="us-east"))  # released: runs
+
+
+def test_a_run_that_may_have_lost_its_lease_stops_and_records_are_compare_and_set(
+    fleet: str, testbed: TestbedSpec
+) -> None:
+    host, ns = client_for(testbed.host), f"{fleet}-system"
+    block = KubeCluster.load(testbed.host)
+    assert isinstance(block, KubeCluster)
+    name = f"fleetflow-test-{uuid.uuid4().hex[:6]}"
+    with holding(block, ns, name, "run-a", duration=3, refusal="taken") as held:
+        held.check()  # held and renewed: nothing to say
+        # Another run holds it now (as it may once it lapsed): the next renewal notices.
+        lease = get(host, LEASE_API, "Lease", name, ns)
+        lease["spec"]["holderIdentity"] = "run-b"
+        k8s.CoordinationV1Api(host).replace_namespaced_lease(name, ns, lease)
+        poll_until(lambda: held.lost, bool, timeout=3, waiting_for="the renewal to notice")
+        with pytest.raises(LeaseLost, match=rf"lost the lease {name}: held by run-b now"):
+            held.check()
+    # A host that stops answering: past two missed renewals the run stops, whatever it hears.
+    silent = Held(name, duration=3)
+    silent.renewed -= 2.2
+    with pytest.raises(LeaseLost, match="not renewed for 2s of its 3s"):
+        silent.check()
+
+    # A record written on a version another run has since changed is refused, not overwritten.
+    record = Operation(name=name, namespace=ns, procedure="failover", federation=fleet)
+    mine = save_operation.fn(block, record)
+    theirs = save_operation.fn(block, step_done(mine, "fenced", datetime.now(UTC)))
+    with pytest.raises(RecordChanged, match="changed since this run read it"):
+        save_operation.fn(block, step_done(mine, "scaled-up", datetime.now(UTC)))
+    stored = get(host, API_VERSION, "FederationOperation", name, ns)
+    assert [s["name"] for s in stored["status"]["steps"]] == ["fenced"]
+    assert save_operation.fn(block, step_done(theirs, "scaled-up", datetime.now(UTC)))
+
+
+def test_rebalances_never_write_at_once_and_one_whose_plan_went_stale_stops(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, c = (m.name for m in testbed.members)
+    host, ns = client_for(testbed.host), f"{fleet}-system"
+    block = KubeCluster.load(testbed.host)
+    assert isinstance(block, KubeCluster)
+    apply(host, exposed(fleet, namespace, "web", 3, testbed))
+    # Another rebalance is writing (the scheduled one, say): this one waits for the lease, and
+    # past its wait it changes nothing.
+    with holding(block, ns, rebalance_lease(fleet), "another-run", duration=3, refusal="x"):
+        REQUESTS.clear()
+        with pytest.raises(InvalidRequest, match="kept its lease for over 1s; this run changed"):
+            rebalance_replicas(
+                RebalanceRequest(federation=fleet, namespace=namespace, wait_timeout=1)
+            )
+        assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    assert ready_total(testbed, namespace, [a, b, c]) == {"web": 3}
+
+    # A plan made before a member was fenced: the check before its next write stops it.
+    apply(host, exposed(fleet, namespace, "web", 6, testbed))
+    federation = load_federation(fleet)
+    request = RebalanceRequest(federation=fleet, namespace=namespace)
+
+    @flow
+    def planned() -> RebalancePlan:  # a rebalance's first steps, as its flow takes them
+        view = observe_host(block, fleet, ns, namespace)
+        seen, _ = probe(view, federation, trust_watcher=False)
+        return decide_rebalance(seen, request, federation=fleet, zone=federation.dns_zone)
+
+    plan = planned()
+    checked = flow(still_current(block, federation, request, plan))  # as the run checks
+    checked()  # nothing changed yet
+    set_fenced.fn(block, [m for m in plan.view.members if m.name == c], fenced=True, dry_run=False)
+    with pytest.raises(PlanOutdated, match=rf"changed under this run \({c} fenced\)"):
+        checked()
 
 
 def test_bad_failover_requests_are_clear_errors_and_change_nothing(
@@ -455,9 +608,13 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
     client: SyncPrefectClient,
     tmp_path: Path,
 ) -> None:
+    a, b, c = (m.name for m in testbed.members)
     host = client_for(testbed.host)
     for name in ("web", "api"):
         apply(host, exposed(fleet, namespace, name, 3, testbed))
+    # A StatefulSet outside the drilled region: its floor is 1 Ready replica, and its DNS name
+    # never answered the region (a drill used to read it 0 Ready and wait for its DNS forever).
+    apply(host, federated_statefulset(fleet, "ledger", namespace, a))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     start_worker(deployed, progress=quiet)
     key = f"drill-{uuid.uuid4().hex[:8]}"
@@ -475,8 +632,9 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
     )
     assert len([r for r in runs if r.idempotency_key == key]) == 1
+    assert "every workload keeps replicas while the region is away" in second.stdout
     # The region is back: replicas and DNS as before the drill.
-    a, b, c = (m.name for m in testbed.members)
+    assert answer(testbed, "ledger", namespace) == ingress(testbed, a)
     assert ready_total(testbed, namespace, [c]) == {"web": 1, "api": 1}
     everyone = ingress(testbed, a, b, c)
     poll_until(
@@ -485,3 +643,21 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
         timeout=15,
         waiting_for="DNS lists every member after the drill",
     )
+
+
+def test_a_drill_that_leaves_a_workload_without_replicas_fails_and_says_which(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    c = testbed.members[-1].name  # eu-west
+    host = client_for(testbed.host)
+    apply(host, exposed(fleet, namespace, "web", 3, testbed))
+    apply(host, federated_deployment(fleet, "pinned", namespace, 1, placement={"clusters": [c]}))
+    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
+    request = DrillRequest(federation=fleet, region="eu-west", mode=DrillMode.FENCE)
+    with pytest.raises(PartialFailure) as failed:
+        failover_drill(request)
+    message = str(failed.value)
+    assert f"1 left without: {namespace}/pinned (target 0 left without)" in message
+    # Only that objective is missed: the drill itself went through, and the region is back.
+    assert message.count("(target") == 1, message
+    assert ready_total(testbed, namespace, [c]) == {"web": 1, "pinned": 1}

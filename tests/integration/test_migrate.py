@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
 from fleetflow.blocks.loading import load_federation
@@ -23,16 +26,19 @@ from fleetflow.errors import InvalidRequest, MigrationRefused, ResourceNotFound,
 from fleetflow.federated import ANNOTATION_MIGRATION
 from fleetflow.flows.migrate import migrate_workload
 from fleetflow.flows.rebalance import rebalance_replicas
-from fleetflow.kube import apply, get, list_objects
+from fleetflow.kube import apply, delete, get, list_objects
 from fleetflow.lease import LEASE_API, Lease
 from fleetflow.migration import PHASES, Link, RegionMatrix
 from fleetflow.models import MigrateRequest, RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
+from fleetflow.rsync import movers_into
+from fleetflow.stack import Stack, ensure_automations
 from fleetflow.testbed.demo import federated_deployment, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
 from fleetflow.testbed.volumes import claim_directories, seed
-from tests.integration.conftest import a_federation, client_for, fleetflow
+from tests.integration.conftest import a_federation, client_for, fleetflow, quiet
+from tests.integration.manifests import federated_object
 
 pytestmark = pytest.mark.integration
 
@@ -221,40 +227,55 @@ def _lease_lapsed(testbed: TestbedSpec, federation: str, namespace: str) -> None
 
 
 def test_a_migration_killed_mid_copy_resumes_and_copies_only_what_was_missing(
-    fleet: str, testbed: TestbedSpec, namespace: str, monkeypatch: pytest.MonkeyPatch
+    fleet: str,
+    testbed: TestbedSpec,
+    namespace: str,
+    fleetflow_home: Path,
+    client: SyncPrefectClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "3")  # the killed run's lease lapses sooner
+    ensure_automations(Stack(api_url=str(PREFECT_API_URL.value())), progress=quiet)
     a, _b, c = (m.name for m in testbed.members)
     source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)
     total = seed(source, small=200, small_size=16384, large_mb=60)
     before = digests(source)
-    code = (
-        "from fleetflow.flows.migrate import migrate_workload\n"
-        "from fleetflow.models import MigrateRequest\n"
-        f"migrate_workload(MigrateRequest(federation={fleet!r}, namespace={namespace!r}, "
-        f"name='db', target={c!r}, bandwidth_mbps=20))\n"
-    )
-    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # From the command line, as a user runs it (the flow runs in that process), then SIGKILL
+    # to that process alone: its rsync must not outlive it.
+    command = [str(Path(sys.executable).with_name("fleetflow")), "migrate", "--federation", fleet]
+    command += ["--namespace", namespace, "--name", "db", "--target", c, "--bandwidth-mbps", "20"]
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
+    env["PREFECT_HOME"] = str(fleetflow_home)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def copied() -> int:
+        return sum(
+            f.stat().st_size for d in directories(c, namespace).values() for f in d.rglob("*")
+        )
+
     try:
         poll_until(
-            lambda: sum(
-                f.stat().st_size for d in directories(c, namespace).values() for f in d.rglob("*")
-            ),
-            lambda copied: copied > 10_000_000,
+            copied,
+            lambda n: n > 10_000_000,
             timeout=90,
             interval=0.1,
             waiting_for="the first pre-copy round under way",
         )
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
         proc.wait()
+    targets = [Path(d) for d in directories(c, namespace).values()]
+    poll_until(
+        lambda: [pid for d in targets for pid in movers_into(d)],
+        lambda movers: not movers,
+        timeout=2,
+        interval=0.05,
+        waiting_for="the killed run's rsync to die with it",
+    )
+    at_kill = copied()
+    time.sleep(1)
+    assert copied() == at_kill, "something still copies for the killed run"
+    killed_run = UUID(operation(testbed, fleet, namespace)["spec"]["flowRunID"])
     assert "pre-copied" not in [
         s["name"] for s in operation(testbed, fleet, namespace)["status"]["steps"]
     ]
@@ -270,6 +291,17 @@ def test_a_migration_killed_mid_copy_resumes_and_copies_only_what_was_missing(
     assert 0 < resumed < total - 10_000_000, f"the rerun's first round moved {resumed} of {total}"
     assert digests(directories(c, namespace)) == before
     assert running(c, namespace) == 1
+
+    # The killed run does not show Running for ever: silent for three heartbeats, it is Crashed.
+    state = poll_until(
+        lambda: client.read_flow_run(killed_run).state,
+        lambda found: found is not None and found.type is StateType.CRASHED,
+        timeout=150,
+        interval=2,
+        waiting_for="the killed run marked Crashed",
+        describe=lambda found: found.type.value if found else "no state",
+    )
+    assert state is not None and (state.message or "").startswith("no heartbeat for 90s")
 
 
 def test_a_staged_migration_held_from_rebalance_then_cut_over_syncs_about_what_changed(
@@ -327,6 +359,11 @@ def test_a_corrupt_copy_stops_the_cutover_and_the_source_serves_untouched(
         handle.write(b"rot")
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
+    # And the rollback's own rebalance fails once it has restarted the source (an invalid
+    # FederatedObject in the namespace): the rollback was recorded before it acted.
+    host = client_for(testbed.host)
+    nameless = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ""}}
+    apply(host, federated_object(fleet, namespace, nameless, name="nameless"))
     with pytest.raises(VerificationFailed, match="does not match the source"):
         migrate_workload(request)
 
@@ -340,9 +377,47 @@ def test_a_corrupt_copy_stops_the_cutover_and_the_source_serves_untouched(
     assert op["status"]["phase"] == "Failed"
     assert [s["name"] for s in op["status"]["steps"]] == ["provisioned", "pre-copied", "Failed"]
 
-    migrate_workload(request)  # the rerun copies the bad file again, and cuts over
-    assert digests(directories(c, namespace)) == before
+    # The source serves and writes; the rerun quiesces it again (never trusting the old final
+    # sync), copies the bad file and the new writes, and cuts over.
+    (source[sorted(source)[0]] / "written-after-rollback.bin").write_bytes(os.urandom(4096))
+    after = digests(source)
+    delete(host, API_VERSION, "FederatedObject", "nameless", namespace)
+    migrate_workload(request)
+    assert digests(directories(c, namespace)) == after != before
     assert running(c, namespace) == 1
+
+
+def test_a_failure_once_the_target_may_serve_never_rolls_back_to_the_source(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, _c = (m.name for m in testbed.members)
+    host = client_for(testbed.host)
+    source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)
+    seed(source, small=50, small_size=4096, large_mb=1)
+    before = digests(source)
+    # An invalid FederatedObject in the namespace: the rebalance that starts the target does
+    # its work (target Ready, DNS switched, the source's copy removed), then raises.
+    nameless = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": ""}}
+    apply(host, federated_object(fleet, namespace, nameless, name="nameless"))
+    request = MigrateRequest(federation=fleet, namespace=namespace, name="db", target=b)
+    with pytest.raises(InvalidRequest, match=r"spec\.template has no metadata\.name"):
+        migrate_workload(request)
+
+    # The target took over: the source was not restarted on its quiesce-time data.
+    assert running(b, namespace) == 1
+    assert (statefulset(a, namespace) or {"spec": {"replicas": 0}})["spec"]["replicas"] == 0
+    op = operation(testbed, fleet, namespace)
+    steps = [s["name"] for s in op["status"]["steps"]]
+    assert steps == [*PHASES[: PHASES.index("cut-over") + 1], "Failed"], steps
+    host_fd = get(host, API_VERSION, "FederatedDeployment", "db", namespace)
+    assert host_fd["spec"]["placement"]["clusters"] == [b]
+
+    # Put right, a rerun goes forward from the cut-over, and the data is the source's.
+    delete(host, API_VERSION, "FederatedObject", "nameless", namespace)
+    migrate_workload(request)
+    op = operation(testbed, fleet, namespace)
+    assert op["status"]["phase"] == "Succeeded"
+    assert digests(directories(b, namespace)) == before and digests(source) == before
 
 
 def test_the_plan_keeps_data_where_it_must_live_and_bad_input_changes_nothing(
@@ -389,6 +464,27 @@ def test_the_plan_keeps_data_where_it_must_live_and_bad_input_changes_nothing(
         with pytest.raises(error, match=why):
             migrate_workload(request)
 
+    # A claim of the name the copy would fill, on the target, that is not ours: refused, as
+    # propagation refuses what it does not manage (rsync --delete would replace its contents).
+    theirs = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "logs-db-0", "namespace": namespace, "labels": {"team": "x"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    apply(client_for(b), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    apply(client_for(b), theirs)
+    for dry_run in (True, False):
+        request = MigrateRequest(
+            federation=fleet, namespace=namespace, name="db", target=b, dry_run=dry_run
+        )
+        with pytest.raises(MigrationRefused, match=rf"{b} already has claim\(s\) logs-db-0 in"):
+            migrate_workload(request)
+    [claim] = list_objects(client_for(b), "v1", "PersistentVolumeClaim", namespace)
+    assert claim["metadata"]["labels"] == {"team": "x"}
+    host_fd = get(host, API_VERSION, "FederatedDeployment", "db", namespace)
+    assert ANNOTATION_MIGRATION not in (host_fd["metadata"].get("annotations") or {})
+
     # Nothing changed: no record, no claim anywhere but where the workloads run.
     for name in ("db", "web", "cache", "big"):
         with pytest.raises(ResourceNotFound):
@@ -399,5 +495,6 @@ def test_the_plan_keeps_data_where_it_must_live_and_bad_input_changes_nothing(
                 f"migrate-{namespace}-{name}",
                 f"{fleet}-system",
             )
-    for member in (b, c):
-        assert list_objects(client_for(member), "v1", "PersistentVolumeClaim", namespace) == []
+    for member, claims in ((b, ["logs-db-0"]), (c, [])):
+        found = list_objects(client_for(member), "v1", "PersistentVolumeClaim", namespace)
+        assert [o["metadata"]["name"] for o in found] == claims

@@ -43,3 +43,25 @@ def test_automations_that_act_on_their_own_are_off_by_default() -> None:
     assert [t["enabled"] for t in triggers["failover"]] == [False]
     assert [t["enabled"] for t in triggers["failback"]] == [False]
     assert [t["expect"] for t in triggers["failover"]] == [["fleetflow.region.unhealthy"]]
+
+
+def test_the_automation_for_silent_runs_is_one_prefect_accepts_and_outlasts_their_beats() -> None:
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    from fleetflow.stack import unresponsive_automation
+
+    automation = AutomationCore.model_validate(unresponsive_automation(30))
+    trigger = automation.trigger
+    assert isinstance(trigger, EventTrigger) and trigger.posture is Posture.Proactive
+    assert trigger.after == {"prefect.flow-run.heartbeat"} and trigger.for_each == {
+        "prefect.resource.id"
+    }
+    # A live run beats every 30 s: only three beats missed in a row crash it, never one late.
+    assert trigger.within.total_seconds() == 90
+    # Every way a run ends stops the clock: a finished run is never marked Crashed.
+    assert {"prefect.flow-run.Completed", "prefect.flow-run.Failed"} <= trigger.expect
+    [action] = automation.actions
+    assert isinstance(action, ChangeFlowRunState) and action.state is StateType.CRASHED
+    assert action.message and action.message.startswith("no heartbeat for 90s")

@@ -15,12 +15,19 @@ from fleetflow.drill import (
     Mark,
     Sample,
     Targets,
+    answers_missing,
     drill_marks,
     drill_phases,
     judge,
 )
 from fleetflow.errors import InvalidRequest, UnknownName
-from fleetflow.failover import as_if_ready, decide_failover, evacuation, plan_failover
+from fleetflow.failover import (
+    as_if_ready,
+    decide_failover,
+    ended_by_failback,
+    evacuation,
+    plan_failover,
+)
 from fleetflow.federated import Exposure, FederatedDeployment
 from fleetflow.lease import Lease, free_for, manifest
 from fleetflow.objects import FederatedObjects
@@ -100,6 +107,45 @@ def test_what_does_not_fit_is_reported_not_dropped() -> None:
     plan = plan_failover([web(8)], members, ["eu1"])
     assert sum(plan.plans["shop/web"].replicas.values()) == 6
     assert plan.unplaced == {"shop/web": 2}
+    assert plan.stranded == []  # short of room, yet it keeps 6 replicas
+
+
+def test_a_held_workload_in_the_region_keeps_running_and_answering_there_and_is_said() -> None:
+    held = exposed("ledger").model_copy(update={"migration": "migrate-shop-ledger"})
+    members = {
+        **views({}, {}),
+        "eu1": views({}, {})["eu1"].model_copy(
+            update={"deployments": {"shop/ledger": Observed(replicas=1, ready=1)}}
+        ),
+    }
+    target = evacuation(registry(), "eu", [])
+    plan = decide_failover(target, snapshot(registry(), [held], members), federation="p", zone="z")
+    assert plan.plan.plans["shop/ledger"].replicas == {"eu1": 1}  # a migration's: not moved
+    assert plan.plan.held == {"shop/ledger": ["eu1"]} and plan.plan.stranded == []
+    assert "kept on eu1 (fenced)" in plan.plan.notes()[0]
+    # Fenced, it still answers: nothing else runs it, and dropping it would cut its traffic.
+    assert expected_answers(plan.traffic(plan.plan.plans)) == {"ledger.z": ["10.0.0.3"]}
+    # Once another member serves it, the fenced member's answer goes.
+    both = plan.plan.plans["shop/ledger"].model_copy(update={"ready": {"eu1": 1, "us1": 1}})
+    assert expected_answers(plan.traffic({"shop/ledger": both})) == {"ledger.z": ["10.0.0.1"]}
+
+
+def test_a_workload_pinned_to_the_region_is_left_without_replicas_and_said_so() -> None:
+    members = views({}, {"us1": 2, "us2": 2, "eu1": 2})
+    pinned = fd(2, clusters=["eu1"]).model_copy(update={"name": "ledger"})
+    plan = plan_failover([web(6), pinned], members, ["eu1"])
+    assert plan.stranded == ["shop/ledger"] and plan.unplaced == {"shop/ledger": 2}
+    assert plan.record() == {
+        "unplaced": {"shop/ledger": 2},
+        "stranded": ["shop/ledger"],
+        "held": {},
+    }
+    assert plan.notes() == [
+        "shop/ledger: 2 replicas could not be placed: none left to serve while the region is away"
+    ]
+    # The member stopped (unreachable: it shows nothing running): stranded all the same.
+    gone = {**members, "eu1": members["eu1"].model_copy(update={"deployments": {}})}
+    assert plan_failover([pinned], gone, ["eu1"]).stranded == ["shop/ledger"]
 
 
 def test_room_taken_by_one_workload_is_not_given_to_the_next() -> None:
@@ -200,7 +246,10 @@ def test_the_drill_verdict_measures_each_objective() -> None:
         Sample(at=NOW + timedelta(seconds=s), ready={"shop/web": 4}, answers={"w": ["10.0.0.1"]})
         for s in range(0, 35, 2)
     ]
-    verdict = judge("eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets())
+    kept = {"unplaced": {}, "stranded": []}
+    verdict = judge(
+        "eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets(), None, kept
+    )
     assert verdict.passed, verdict.objectives
     assert [o.measured for o in verdict.objectives][:3] == ["yes", "11.0s", "6.0s"]
     broken = judge(
@@ -229,6 +278,43 @@ def test_the_drill_verdict_measures_each_objective() -> None:
         "eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets(detect=5)
     )
     assert not slow.passed and "| time to detect | < 5s | 11.0s | FAIL |" in slow.markdown()
+
+
+def test_a_drill_that_leaves_a_workload_without_replicas_fails_and_says_which() -> None:
+    t = {
+        Mark.STARTED: NOW,
+        Mark.FAILOVER: NOW + timedelta(seconds=1),
+        Mark.DNS_SWITCHED: NOW + timedelta(seconds=3),
+    }
+    ok = [Sample(at=NOW + timedelta(seconds=s), ready={"shop/web": 4}) for s in range(5)]
+
+    def verdict(failover: dict[str, object] | None) -> tuple[bool, str]:
+        found = judge(
+            "eu", DrillMode.FENCE, t, ok, {"shop/web": 4}, set(), Targets(), None, failover
+        )
+        return found.passed, found.summary()
+
+    # A floor of 0 holds for a workload pinned to the region: only the failover's record tells.
+    passed, line = verdict({"unplaced": {"shop/ledger": 1}, "stranded": ["shop/ledger"]})
+    assert not passed and "1 left without: shop/ledger (target 0 left without)" in line
+    passed, line = verdict({"unplaced": {"shop/web": 2}, "stranded": []})
+    assert passed and "none left without (shop/web 2 short: no room)" in line
+    passed, line = verdict({"stranded": [], "held": {"shop/ledger": ["eu1"]}})
+    assert passed and "(held by a migration, kept in the region: shop/ledger on eu1)" in line
+    passed, line = verdict({"unplaced": {}})  # a failover that did not reach its drain
+    assert not passed and "not recorded: the failover did not finish" in line
+    assert not verdict(None)[0]
+
+
+def test_dns_is_restored_when_each_name_answers_the_region_as_before_the_fault() -> None:
+    region = {"10.0.0.3"}
+    before = {"web.z": ["10.0.0.1", "10.0.0.3"], "ledger.z": ["10.0.0.1"]}
+    # ledger never answered the region: it waits for nothing (it used to wait forever).
+    assert answers_missing(before, {"web.z": ["10.0.0.1"], "ledger.z": ["10.0.0.1"]}, region) == {
+        "web.z": ["10.0.0.3"]
+    }
+    assert answers_missing(before, {"web.z": ["10.0.0.3", "10.0.0.1"]}, region) == {}
+    assert answers_missing({"web.z": []}, {}, region) == {}
 
 
 def snapshot(
@@ -268,6 +354,29 @@ def test_a_failover_whose_traffic_cannot_move_is_refused_before_any_write() -> N
     seen = snapshot(registry(eu1=None), [exposed()], members)
     plan = decide_failover(target, seen, federation="p", zone="z")
     assert plan.unexposed and "eu1" in plan.unexposed[0]
+
+
+def test_a_failback_ends_every_failover_record_of_the_members_it_unfences() -> None:
+    def record(name: str, members: list[str], phase: Phase | None) -> Operation:
+        op = Operation(
+            name=name,
+            namespace="ff",
+            procedure="failover",
+            federation="prod",
+            parameters={"members": members},
+        )
+        return op if phase is None else finished(op, phase, NOW)
+
+    by_region = record("failover-eu", ["eu1"], Phase.SUCCEEDED)
+    failed = record("failover-us", ["us1", "us2"], Phase.FAILED)
+    done = record("failover-members-1", ["eu1"], Phase.REVERTED)
+    fresh = record("failover-members-2", ["eu1"], None)  # never started: nothing to end
+    migration = by_region.model_copy(update={"procedure": "migrate", "name": "m"})
+    records = [by_region, failed, done, fresh, migration]
+    # A failback by members ends the failover by region, and only the records it unfences.
+    assert [o.name for o in ended_by_failback(records, ["eu1"])] == ["failover-eu"]
+    assert [o.name for o in ended_by_failback(records, ["us2"])] == ["failover-us"]
+    assert ended_by_failback(records, ["nope"]) == []
 
 
 def test_a_drills_phases_follow_its_mode_and_its_dns() -> None:

@@ -23,6 +23,7 @@ from fleetflow.migration import (
     claim_names,
     claim_volumes,
     decide_migration,
+    foreign_claims,
     mismatches,
     precopy_done,
     predicted_sync,
@@ -188,6 +189,18 @@ def test_the_claims_are_the_names_its_pods_adopt_and_only_a_statefulset_with_vol
     assert claims[0]["metadata"]["labels"]["fleetflow.io/federation"] == "prod"
     assert claims[0]["spec"]["resources"] == {"requests": {"storage": "2Gi"}}
     assert [v.requested for v in claim_volumes(db())] == [2 * 1024**3] * 2
+
+
+def test_claims_on_the_target_that_are_not_ours_are_refused_and_ours_are_taken() -> None:
+    wanted = claim_manifests(db(1), 1, "prod")
+    assert foreign_claims({}, wanted, "eu1") is None
+    ours = {c["metadata"]["name"]: c for c in wanted}  # a resumed run finds its own claims
+    assert foreign_claims(ours, wanted, "eu1") is None
+    stranger = {"metadata": {"name": "logs-db-0", "labels": {"tier": "db"}}}
+    refusal = foreign_claims({"logs-db-0": stranger}, wanted, "eu1")
+    assert refusal is not None and refusal.startswith("eu1 already has claim(s) logs-db-0 in ")
+    other = claim_manifests(db(1), 1, "staging")  # another federation's copy of the same name
+    assert foreign_claims({c["metadata"]["name"]: c for c in other}, wanted, "eu1") is not None
 
 
 def snapshot(workload: FederatedDeployment, running: dict[str, int]) -> Snapshot:

@@ -12,7 +12,7 @@ from fleetflow.models import RebalanceRequest
 from fleetflow.objects import FederatedObjects
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, Observed
-from fleetflow.rebalance_plan import Acted, decide_rebalance
+from fleetflow.rebalance_plan import Acted, changed_under, decide_rebalance
 from fleetflow.registry import MemberCluster
 from fleetflow.resolve import Answer
 from fleetflow.scheduling import Taint
@@ -151,3 +151,34 @@ def test_scale_downs_wait_for_the_dns_server_to_answer_the_switch() -> None:
         "DNS web.z: answers 10.0.0.3, not yet 10.0.0.2, 10.0.0.1; scale-downs held back"
     ]
     assert unanswered(expected, {})[0].startswith("DNS api.z: answers nothing, not yet nothing")
+
+
+def test_a_fence_a_taint_or_a_hold_that_changed_under_the_plan_stops_its_writes() -> None:
+    def member(name: str, *, fenced: bool = False, taints: list[Taint] | None = None) -> Any:
+        entry = MemberCluster.new(
+            "prod", "ff", name, api_url="https://x", credentials_block="b", service_account="s"
+        )
+        spec = entry.spec.model_copy(update={"fenced": fenced or None, "taints": taints})
+        return entry.model_copy(update={"spec": spec})
+
+    view = HostView(
+        workloads=[fd(6)],
+        objects=FederatedObjects(),
+        unassigned=[],
+        members=[member("us"), member("eu")],
+        watch_lease=None,
+        endpoints={},
+    )
+    same = [member("us"), member("eu")]
+    assert changed_under(view, same, [fd(6)]) == []
+    held = fd(6).model_copy(update={"migration": "migrate-shop-web"})
+    gone = Taint(key="maintenance", effect="NoExecute")
+    assert changed_under(view, [member("us"), member("eu", fenced=True)], [held]) == [
+        "eu fenced",
+        "shop/web held by migrate-shop-web",
+    ]
+    assert changed_under(view, [member("us", taints=[gone]), member("eu")], [fd(7)]) == [
+        "us's taints changed"  # a new replica count is not a hold: the plan's own business
+    ]
+    # A member or workload the run never read (joined, created meanwhile) is not its concern.
+    assert changed_under(view, [*same, member("ap", fenced=True)], [fd(6)]) == []
