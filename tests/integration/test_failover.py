@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -305,19 +305,15 @@ def killed() -> Iterator[list[subprocess.Popen[str]]]:
             proc.wait()
 
 
-def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
-    fleet: str,
-    testbed: TestbedSpec,
-    namespace: str,
-    killed: list[subprocess.Popen[str]],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "5")  # the killed run's lease lapses sooner
-    a, b, c = (m.name for m in testbed.members)
-    host = client_for(testbed.host)
+def _killed_after_its_scale_up(
+    fleet: str, testbed: TestbedSpec, namespace: str, killed: list[subprocess.Popen[str]]
+) -> Callable[[], list[str]]:
+    """web (30 replicas) placed, then a failover of eu-west run in another process and
+    SIGKILLed once its scale-up is recorded, before traffic moves. Returns how to read the
+    steps its record holds."""
+    host, ns = client_for(testbed.host), f"{fleet}-system"
     apply(host, exposed(fleet, namespace, "web", 30, testbed))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
-    ns = f"{fleet}-system"
 
     def steps() -> list[str]:
         try:
@@ -339,6 +335,20 @@ def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
     proc.wait()
     seen = steps()
     assert "traffic-switched" not in seen, f"the kill came too late to test anything: {seen}"
+    return steps
+
+
+def test_a_failover_killed_mid_way_resumes_without_scaling_twice(
+    fleet: str,
+    testbed: TestbedSpec,
+    namespace: str,
+    killed: list[subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "5")  # the killed run's lease lapses sooner
+    a, b, c = (m.name for m in testbed.members)
+    host, ns = client_for(testbed.host), f"{fleet}-system"
+    _killed_after_its_scale_up(fleet, testbed, namespace, killed)
     scaled_at = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)["status"][
         "steps"
     ][1]["at"]
@@ -374,23 +384,7 @@ def test_a_resumed_failover_never_drains_before_its_own_plan_is_ready(
 ) -> None:
     monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "3")  # the killed run's lease lapses sooner
     a, b, c = (m.name for m in testbed.members)
-    host, ns = client_for(testbed.host), f"{fleet}-system"
-    apply(host, exposed(fleet, namespace, "web", 30, testbed))
-    rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
-
-    def steps() -> list[str]:
-        try:
-            op = get(host, API_VERSION, "FederationOperation", "failover-eu-west", ns)
-        except ResourceNotFound:
-            return []
-        return [s["name"] for s in (op.get("status") or {}).get("steps") or []]
-
-    proc = _run_failover_elsewhere(fleet, "eu-west")
-    killed.append(proc)
-    poll_until(steps, lambda s: "scaled-up" in s, timeout=60, interval=0.02, waiting_for="scale-up")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert "traffic-switched" not in steps(), "the kill came too late to test anything"
+    steps = _killed_after_its_scale_up(fleet, testbed, namespace, killed)
     time.sleep(settings().lease_duration + 1)  # the killed run's lease lapses
     alone = poll_until(
         lambda: ready_total(testbed, namespace, [a]).get("web", 0),
