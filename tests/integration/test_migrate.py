@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import StateType
 from prefect.settings import PREFECT_API_URL
 
+from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import load_federation
 from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION
@@ -34,6 +36,7 @@ from fleetflow.polling import poll_until
 from fleetflow.resolve import lookup
 from fleetflow.rsync import movers_into
 from fleetflow.stack import Stack, ensure_automations
+from fleetflow.tasks.leases import holding, rebalance_lease
 from fleetflow.testbed.demo import federated_deployment, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
 from fleetflow.testbed.volumes import claim_directories, seed
@@ -339,6 +342,36 @@ def test_a_staged_migration_held_from_rebalance_then_cut_over_syncs_about_what_c
     assert final["files"] == 4 and final["bytes"] == pytest.approx(4 * 51200, rel=0.01), final
     assert digests(directories(b, namespace)) == before
     assert running(b, namespace) == 1
+
+
+def test_the_source_is_not_stopped_while_a_rebalance_is_writing(
+    fleet: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    a, b, _c = (m.name for m in testbed.members)
+    source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)
+    seed(source, small=20, small_size=4096, large_mb=1)
+    before = digests(source)
+    block = KubeCluster.load(testbed.host)
+    assert isinstance(block, KubeCluster)
+    request = MigrateRequest(federation=fleet, namespace=namespace, name="db", target=b)
+
+    def steps() -> list[str]:
+        try:
+            return [s["name"] for s in operation(testbed, fleet, namespace)["status"]["steps"]]
+        except (ResourceNotFound, KeyError):
+            return []
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # A rebalance that planned before the hold is writing (it holds the federation's
+        # rebalance lease): the quiesce waits for it, the source serving meanwhile.
+        lease = rebalance_lease(fleet)
+        with holding(block, f"{fleet}-system", lease, "a-rebalance", duration=3, refusal="x"):
+            moving = pool.submit(migrate_workload, request)
+            poll_until(steps, lambda s: "pre-copied" in s, timeout=60, waiting_for="pre-copy")
+            time.sleep(4)  # past a lease duration: only the holder's renewals keep it
+            assert "quiesced" not in steps() and running(a, namespace) == 1
+        moving.result(timeout=120)  # released: the migration goes on, and through
+    assert digests(directories(b, namespace)) == before and running(b, namespace) == 1
 
 
 def test_a_corrupt_copy_stops_the_cutover_and_the_source_serves_untouched(
