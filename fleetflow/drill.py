@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import cast
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from fleetflow.federated import FederatedDeployment
 from fleetflow.rebalance import MemberView
+
+if TYPE_CHECKING:  # failover's import chain reaches models, which imports this module
+    from fleetflow.failover import Outcome
 
 
 class DrillMode(StrEnum):
@@ -126,7 +129,7 @@ def judge(
     region_addresses: set[str],
     targets: Targets,
     failure: str | None = None,
-    failover: dict[str, object] | None = None,
+    failover: Outcome | None = None,
 ) -> Verdict:
     """Each objective, measured from the timeline and the samples; ``failure``, a step that
     raised, fails the drill whatever else was measured; ``failover``, what the failover
@@ -195,23 +198,21 @@ def judge(
     return verdict
 
 
-def _kept(failover: dict[str, object] | None) -> Objective:
+def _kept(failover: Outcome | None) -> Objective:
     """Every workload keeps replicas on the survivors. One pinned to the region (or with no
     room anywhere else) serves nothing while the region is away: the drill says so and fails,
     whatever its floors (a floor of 0 always holds)."""
     name, target = "every workload keeps replicas while the region is away", "0 left without"
-    if failover is None or "stranded" not in failover:
+    if failover is None:
         measured = "not recorded: the failover did not finish"
         return Objective(name=name, target=target, measured=measured, passed=False)
-    unplaced = cast(dict[str, int], failover.get("unplaced") or {})
-    stranded = cast(list[str], failover.get("stranded") or [])
-    held = cast(dict[str, list[str]], failover.get("held") or {})
-    short = [f"{k} {n} short" for k, n in sorted(unplaced.items()) if k not in stranded]
+    stranded = failover.stranded
+    short = [f"{k} {n} short" for k, n in sorted(failover.unplaced.items()) if k not in stranded]
     measured = (
         f"{len(stranded)} left without: {', '.join(stranded)}" if stranded else "none left without"
     )
     measured += f" ({'; '.join(short)}: no room)" if short else ""
-    kept = [f"{k} on {', '.join(m)}" for k, m in sorted(held.items())]
+    kept = [f"{k} on {', '.join(m)}" for k, m in sorted(failover.held.items())]
     measured += f" (held by a migration, kept in the region: {'; '.join(kept)})" if kept else ""
     return Objective(name=name, target=target, measured=measured, passed=not stranded)
 

@@ -8,6 +8,7 @@ federation fall below what it had minus what the evacuated members held (its *fl
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -93,9 +94,10 @@ def fence(members: dict[str, MemberView], evacuated: list[str]) -> dict[str, Mem
     }
 
 
-class FailoverPlan(BaseModel):
-    plans: dict[str, WorkloadPlan] = Field(default_factory=dict)
-    floors: dict[str, int] = Field(default_factory=dict)
+class Outcome(BaseModel):
+    """What a failover leaves unserved, kept on its record (``status.result``) for a drill's
+    verdict."""
+
     unplaced: dict[str, int] = Field(default_factory=dict)
     stranded: list[str] = Field(default_factory=list)
     """Workloads the survivors cannot run at all (pinned to the region, or no room anywhere):
@@ -105,13 +107,10 @@ class FailoverPlan(BaseModel):
     workload: they keep running there, and their DNS answers there while nothing else serves
     them (``traffic.serving``)."""
 
-    def record(self) -> dict[str, object]:
-        """What the failover keeps on its record for the drill's verdict."""
-        return {
-            "unplaced": dict(self.unplaced),
-            "stranded": list(self.stranded),
-            "held": {k: list(v) for k, v in self.held.items()},
-        }
+    @classmethod
+    def recorded(cls, result: dict[str, Any]) -> Outcome | None:
+        """As a failover's record holds it; None when its drain never ran (nothing kept)."""
+        return cls.model_validate(result) if "stranded" in result else None
 
     def notes(self) -> list[str]:
         return [
@@ -126,6 +125,15 @@ class FailoverPlan(BaseModel):
                 for k, m in self.held.items()
             ),
         ]
+
+
+class FailoverPlan(Outcome):
+    plans: dict[str, WorkloadPlan] = Field(default_factory=dict)
+    floors: dict[str, int] = Field(default_factory=dict)
+
+    def outcome(self) -> Outcome:
+        """What the failover keeps on its record."""
+        return Outcome.model_validate(self.model_dump(include=set(Outcome.model_fields)))
 
 
 def plan_failover(

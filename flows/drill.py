@@ -31,7 +31,7 @@ from fleetflow.drill import (
     judge,
 )
 from fleetflow.errors import PartialFailure, prefect_overloaded
-from fleetflow.failover import Evacuation, evacuation
+from fleetflow.failover import Evacuation, Outcome, evacuation
 from fleetflow.flows.failover import regional_failback, regional_failover
 from fleetflow.flows.observe import probe
 from fleetflow.flows.phases import Done, PhasedRun, phased
@@ -85,7 +85,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
         drill.addresses,
         Targets(detect=request.detect_target, recover=request.recover_target),
         failure=str(prefect_overloaded(failure) or failure) if failure else None,
-        failover=drill.failover.status.result if drill.failover else None,
+        failover=Outcome.recorded(drill.failover.status.result) if drill.failover else None,
     )
     return _published(verdict)
 

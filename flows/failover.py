@@ -201,7 +201,7 @@ def _drain(blocks: Blocks, plan: FailoverDecision) -> Done:
     gone = [m for m in plan.target.members if not plan.members[m].reachable]
     return Done(
         actions=downs.actions,
-        result=plan.plan.record(),
+        result=plan.plan.outcome().model_dump(),
         notes=[
             *(f"{m}: unreachable; its replicas stay until it is back, fenced" for m in gone),
             *downs.notes(),

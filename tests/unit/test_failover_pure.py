@@ -22,6 +22,7 @@ from fleetflow.drill import (
 )
 from fleetflow.errors import InvalidRequest, UnknownName
 from fleetflow.failover import (
+    Outcome,
     as_if_ready,
     decide_failover,
     ended_by_failback,
@@ -135,7 +136,7 @@ def test_a_workload_pinned_to_the_region_is_left_without_replicas_and_said_so() 
     pinned = fd(2, clusters=["eu1"]).model_copy(update={"name": "ledger"})
     plan = plan_failover([web(6), pinned], members, ["eu1"])
     assert plan.stranded == ["shop/ledger"] and plan.unplaced == {"shop/ledger": 2}
-    assert plan.record() == {
+    assert plan.outcome().model_dump() == {
         "unplaced": {"shop/ledger": 2},
         "stranded": ["shop/ledger"],
         "held": {},
@@ -246,7 +247,7 @@ def test_the_drill_verdict_measures_each_objective() -> None:
         Sample(at=NOW + timedelta(seconds=s), ready={"shop/web": 4}, answers={"w": ["10.0.0.1"]})
         for s in range(0, 35, 2)
     ]
-    kept = {"unplaced": {}, "stranded": []}
+    kept = Outcome()
     verdict = judge(
         "eu", DrillMode.STOP_CLUSTERS, t, ok, {"shop/web": 4}, {"10.0.0.3"}, Targets(), None, kept
     )
@@ -288,20 +289,21 @@ def test_a_drill_that_leaves_a_workload_without_replicas_fails_and_says_which() 
     }
     ok = [Sample(at=NOW + timedelta(seconds=s), ready={"shop/web": 4}) for s in range(5)]
 
-    def verdict(failover: dict[str, object] | None) -> tuple[bool, str]:
+    def verdict(failover: Outcome | None) -> tuple[bool, str]:
         found = judge(
             "eu", DrillMode.FENCE, t, ok, {"shop/web": 4}, set(), Targets(), None, failover
         )
         return found.passed, found.summary()
 
     # A floor of 0 holds for a workload pinned to the region: only the failover's record tells.
-    passed, line = verdict({"unplaced": {"shop/ledger": 1}, "stranded": ["shop/ledger"]})
+    passed, line = verdict(Outcome(unplaced={"shop/ledger": 1}, stranded=["shop/ledger"]))
     assert not passed and "1 left without: shop/ledger (target 0 left without)" in line
-    passed, line = verdict({"unplaced": {"shop/web": 2}, "stranded": []})
+    passed, line = verdict(Outcome(unplaced={"shop/web": 2}))
     assert passed and "none left without (shop/web 2 short: no room)" in line
-    passed, line = verdict({"stranded": [], "held": {"shop/ledger": ["eu1"]}})
+    passed, line = verdict(Outcome(held={"shop/ledger": ["eu1"]}))
     assert passed and "(held by a migration, kept in the region: shop/ledger on eu1)" in line
-    passed, line = verdict({"unplaced": {}})  # a failover that did not reach its drain
+    # A failover that did not reach its drain kept nothing on its record.
+    passed, line = verdict(Outcome.recorded({"unplaced": {}}))
     assert not passed and "not recorded: the failover did not finish" in line
     assert not verdict(None)[0]
 
