@@ -201,10 +201,12 @@ def divide(
     that do not run it yet start from. Raise ``PlacementError`` for impossible input."""
     running = running or {}
     check(spec, [c.name for c in candidates if c.min])
-    placeable = {c.name for c in candidates if c.healthy and not c.fenced}
+    caps = {c.name: _cap(c) for c in candidates}
+    # A member a rule leaves out (a NoExecute taint it does not tolerate, a max of 0) may hold
+    # no budget: what its HPA held is owed to the others, as a fenced member's is.
+    placeable = {c.name for c in candidates if c.healthy and not c.fenced and caps[c.name] != 0}
     held = {m: a.max for m, a in seen.items() if m in placeable and a.max > 0}
     floors = {c.name: max(c.min, 1 if held.get(c.name) else 0) for c in candidates}
-    caps = {c.name: _cap(c) for c in candidates}
     fair = _Fair(spec.max_replicas, candidates, held, workload)
     budget = Budget()
     if not held:

@@ -7,6 +7,7 @@ and what DNS answers. The verdict holds each objective with its target and measu
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from fleetflow.federated import FederatedDeployment
-from fleetflow.rebalance import MemberView
+from fleetflow.rebalance import MemberView, plan_workload
 
 if TYPE_CHECKING:  # failover's import chain reaches models, which imports this module
     from fleetflow.failover import Outcome
@@ -130,10 +131,12 @@ def judge(
     targets: Targets,
     failure: str | None = None,
     failover: Outcome | None = None,
+    not_back: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Verdict:
     """Each objective, measured from the timeline and the samples; ``failure``, a step that
     raised, fails the drill whatever else was measured; ``failover``, what the failover
-    recorded of the workloads it could not place (None: it recorded nothing)."""
+    recorded of the workloads it could not place (None: it recorded nothing); ``not_back``,
+    what the failback does not return to the region (:func:`not_returning`)."""
     verdict = Verdict(region=region, mode=mode, timeline=dict(timeline), samples=len(samples))
     verdict.objectives.append(
         Objective(
@@ -177,6 +180,22 @@ def judge(
         )
     )
     verdict.objectives.append(_kept(failover))
+    if not_back:
+        # The operator's own rules (a NoSchedule taint, say) keep these out of the region once
+        # emptied: said, so that nobody waits for them, and not failed: the drill honoured them.
+        verdict.objectives.append(
+            Objective(
+                name="what the failback returns to the region",
+                target="every workload its rules allow there",
+                measured="not returned, by their rules: "
+                + "; ".join(
+                    f"{k} to {m} ({why})"
+                    for k, by_member in sorted(not_back.items())
+                    for m, why in sorted(by_member.items())
+                ),
+                passed=True,
+            )
+        )
     # From the switch until the fault is healed, no answer may name the region.
     switched, back = timeline.get(Mark.DNS_SWITCHED), timeline.get(Mark.HEALED)
     wrong = [
@@ -218,13 +237,54 @@ def _kept(failover: Outcome | None) -> Objective:
 
 
 def answers_missing(
-    before: dict[str, list[str]], now: dict[str, list[str]], region: set[str]
+    before: dict[str, list[str]],
+    now: dict[str, list[str]],
+    region: set[str],
+    not_back: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, list[str]]:
     """Per DNS name, the region's addresses it answered before the fault and does not answer
     now. The drill is restored when none is missing: a name that never answered the region
-    (its workload runs elsewhere) waits for nothing."""
-    missing = {n: sorted((region & set(t)) - set(now.get(n, []))) for n, t in before.items()}
+    (its workload runs elsewhere) waits for nothing, nor does one at the addresses its
+    workload does not return to (``not_back``, by name)."""
+    excused = not_back or {}
+    missing = {
+        n: sorted((region & set(t)) - set(now.get(n, [])) - set(excused.get(n, ())))
+        for n, t in before.items()
+    }
     return {n: gone for n, gone in missing.items() if gone}
+
+
+def not_returning(
+    workloads: list[FederatedDeployment], members: dict[str, MemberView], region: list[str]
+) -> dict[str, dict[str, str]]:
+    """Per workload, each member of ``region`` that runs it Ready before the fault and that its
+    plan gives no replica once the failover has emptied the region, with why (a ``NoSchedule``
+    taint it does not tolerate lets a member keep what it runs, not take it back). The failback
+    does not return it there, so its DNS name will not answer there again."""
+    emptied = {
+        m: v.model_copy(update={"deployments": {}}) if m in region else v
+        for m, v in members.items()
+    }
+    found: dict[str, dict[str, str]] = {}
+    for fd in workloads:
+        running = [
+            m
+            for m in region
+            if m in members and (o := members[m].deployments.get(fd.key)) and o.ready
+        ]
+        if fd.deleting or not running:
+            continue
+        plan = plan_workload(fd, emptied)
+        if plan.error or plan.held:
+            continue  # nothing is planned for it: it stays as it runs
+        gone = {
+            m: plan.reasons.get(m) or "its placement gives it none there"
+            for m in running
+            if not plan.replicas.get(m)
+        }
+        if gone:
+            found[fd.key] = gone
+    return found
 
 
 PHASE_MARKS = {

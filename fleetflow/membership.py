@@ -18,11 +18,13 @@ Two widenings are deliberately narrower than a cluster-wide rule:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest, minor
+from fleetflow.federated import FederatedDeployment
 from fleetflow.kube.client import ClusterCredentials
 from fleetflow.models import Action, Verb
 from fleetflow.registry import MemberCluster
@@ -304,9 +306,16 @@ def unjoin_problem(
     block: str,
     unreachable: str | None,
     force: bool,
+    stranded: Sequence[str] = (),
+    naming: Sequence[str] = (),
 ) -> str | None:
     """Why ``member`` cannot be unjoined as asked, or None. A member that cannot be reached is
-    removed only with ``force``: its copies and access stay behind in it."""
+    removed only with ``force``: its copies and access stay behind in it. Nor is one that is
+    the only place a workload can run (``stranded``: pinned there, or no room elsewhere): once
+    it is gone the federation places that workload nowhere and its DNS name answers nothing,
+    whether its copy there is kept or deleted. Nor while a placement names it (``naming``,
+    :func:`placements_naming`): a rebalance refuses a placement that names a cluster it does
+    not know, so those workloads would stop being placed at all."""
     if not registered and block not in blocks:
         return (
             f"{member!r} is not a member of federation {federation}; members: "
@@ -317,7 +326,40 @@ def unjoin_problem(
             f"cannot reach member {member!r} ({unreachable}); nothing was changed. Rerun "
             "with force to remove its registration and credentials anyway"
         )
+    if stranded and not force:
+        return (
+            f"cannot unjoin {member!r}: it is the only member {', '.join(stranded)} can run on "
+            "(its placement, or no room elsewhere); nothing was changed. Move it first "
+            "(fleetflow migrate, or a placement that names another member), or rerun with "
+            "force to leave it unserved"
+        )
+    if naming and not force:
+        return (
+            f"cannot unjoin {member!r}: the placement of {', '.join(naming)} names it, and a "
+            "rebalance refuses a placement that names a cluster it does not know; nothing was "
+            "changed. Take it out of those placements first, or rerun with force"
+        )
     return None
+
+
+def placements_naming(workloads: Sequence[FederatedDeployment], member: str) -> list[str]:
+    """Each workload whose placement names ``member`` where a rebalance checks the name
+    against the members (``clusters``, ``weights``), with where: ``shop/web (weights)``. An
+    affinity group, a min or a max naming a member that left just no longer applies."""
+    found = []
+    for fd in workloads:
+        placement = fd.spec.placement
+        fields = [
+            field
+            for field, names in (
+                ("clusters", placement.clusters or ()),
+                ("weights", placement.weights),
+            )
+            if member in names
+        ]
+        if fields and not fd.deleting:
+            found.append(f"{fd.key} ({', '.join(fields)})")
+    return found
 
 
 def left_behind(cluster: str, manifests: list[Manifest]) -> list[Action]:

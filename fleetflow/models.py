@@ -158,7 +158,8 @@ class UnjoinRequest(Request):
     )
     force: bool = Field(
         default=False,
-        description="Remove the registration and block even if the member cannot be reached",
+        description="Remove the registration and block even if the member cannot be reached, "
+        "a workload can run nowhere else, or a placement names it",
     )
     admin_block: OptionalClusterBlock = Field(
         default=None,

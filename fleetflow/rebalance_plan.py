@@ -85,9 +85,13 @@ class RebalancePlan(BaseModel):
     def workloads(self) -> list[FederatedDeployment]:
         return self.view.workloads
 
-    def applied(self) -> dict[str, list[str]]:
-        """Per member, the workloads the first phase applies: what must turn Ready."""
-        return {m: w.applied_keys() for m, w in self.writes.ups.items()}
+    def applied(self) -> dict[str, dict[str, int]]:
+        """Per member, the workloads the first phase applies: what must turn Ready, and how
+        many replicas at least (an autoscaled one's HPA raises its count after the write)."""
+        return {
+            m: {k: _planned(self.plans.get(k), m) for k in w.applied_keys()}
+            for m, w in self.writes.ups.items()
+        }
 
     def with_readiness(self, readiness: dict[str, Readiness], timeout: float) -> RebalancePlan:
         """The plan once the first phase's replicas were waited for: Ready counts in, and the
@@ -363,3 +367,7 @@ def changed_under(
                 f"{fd.key} held by {fd.migration}" if fd.migration else f"{fd.key} released"
             )
     return lines
+
+
+def _planned(plan: WorkloadPlan | None, member: str) -> int:
+    return plan.replicas.get(member, 0) if plan and not plan.error else 0

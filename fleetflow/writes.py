@@ -79,7 +79,11 @@ class MemberWrites(BaseModel):
         return not (self.apply or self.remove or self.autoscalers or self.unscale)
 
     def applied_keys(self) -> list[str]:
-        return [f"{m['metadata']['namespace']}/{m['metadata']['name']}" for m in self.apply]
+        """The workloads this phase scales (namespace/name): those it applies, and those whose
+        HPA it writes (an autoscaled workload's count is raised by its HPA, not by a write)."""
+        keys = (f"{m['metadata']['namespace']}/{m['metadata']['name']}" for m in self.apply)
+        scaled = (f"{h['metadata']['namespace']}/{h['metadata']['name']}" for h in self.autoscalers)
+        return sorted({*keys, *scaled})
 
 
 class WritePlan(BaseModel):
@@ -289,11 +293,13 @@ def to_release(
     ]
 
 
-def ready_keys(plans: dict[str, WorkloadPlan], members: list[str]) -> dict[str, list[str]]:
-    """Per member, the workloads planned to run there: what must be Ready before traffic or
-    replicas are taken away anywhere else."""
+def ready_keys(plans: dict[str, WorkloadPlan], members: list[str]) -> dict[str, dict[str, int]]:
+    """Per member, the workloads planned to run there and their planned replicas: what must be
+    Ready, that many at least, before traffic or replicas are taken away anywhere else (an
+    autoscaled workload's count is its HPA's to raise after the write: Ready as its own
+    Deployment says is not enough)."""
     return {
-        m: sorted(k for k, p in plans.items() if not p.error and p.replicas.get(m, 0) > 0)
+        m: {k: n for k, p in sorted(plans.items()) if not p.error and (n := p.replicas.get(m, 0))}
         for m in members
     }
 

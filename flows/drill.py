@@ -29,6 +29,7 @@ from fleetflow.drill import (
     drill_marks,
     drill_phases,
     judge,
+    not_returning,
 )
 from fleetflow.errors import PartialFailure, prefect_overloaded
 from fleetflow.failover import Evacuation, Outcome, evacuation
@@ -64,6 +65,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
     seen, blocks = probe(view, federation, trust_watcher=False)
     floors = availability_floors(view.workloads, seen.found.members, target.survivors)
     drill = Drill(request, federation, host, view, target, blocks)
+    drill.not_back = not_returning(view.workloads, seen.found.members, target.members)
     sampler = Sampler(blocks, federation.name, drill.names, federation.dns_server)
     drill.before = sampler.begin().answers
     failure: Exception | None = None
@@ -86,6 +88,7 @@ def failover_drill(request: DrillRequest) -> Verdict:
         Targets(detect=request.detect_target, recover=request.recover_target),
         failure=str(prefect_overloaded(failure) or failure) if failure else None,
         failover=Outcome.recorded(drill.failover.status.result) if drill.failover else None,
+        not_back=drill.not_back,
     )
     return _published(verdict)
 
@@ -130,6 +133,11 @@ class Drill:
         }
         self.before: dict[str, list[str]] = {}
         """What DNS answered before the fault: each name must answer the region again."""
+        self.not_back: dict[str, dict[str, str]] = {}
+        """The region's members each workload does not return to, and why (its rules)."""
+        self.exposed = {fd.key: fd.spec.dns.hostname for fd in view.workloads if fd.spec.dns}
+        self.ingress = {m.name: m.spec.ingress_address for m in view.members}
+        self.zone = federation.dns_zone
         self.op: Operation | None = None
         self.failover: Operation | None = None
         self.faulted = False
@@ -155,8 +163,10 @@ class Drill:
         # A resumed drill may find its fault injected by the run it resumes, and not healed.
         self.faulted = request.mode is not DrillMode.FENCE and done("fault-injected")
         self.faulted = self.faulted and not done("healed")
-        # What DNS answered before the fault, as the run that injected it saw it.
+        # What DNS answered before the fault, and what will not return, as the run that injected
+        # it saw them.
         self.before = run.op.status.result.get("dnsBefore", self.before)
+        self.not_back = run.op.status.result.get("notBack", self.not_back)
         try:
             run.phase("fault-injected", self._inject)
             if request.mode is not DrillMode.FENCE:
@@ -176,7 +186,7 @@ class Drill:
         self.faulted = self.request.mode is not DrillMode.FENCE
         return Done(
             message=f"{self.request.mode.value} {', '.join(self.target.members)}",
-            result={"dnsBefore": self.before},
+            result={"dnsBefore": self.before, "notBack": self.not_back},
         )
 
     def _health(self, policy: HealthPolicy, want: Health) -> Done:
@@ -236,9 +246,14 @@ class Drill:
 
     def _dns_restored(self) -> Done:
         server, before, region = cast(str, self.dns_server), self.before, self.addresses
+        not_back = {
+            f"{self.exposed[k]}.{self.zone}": [a for m in by_member if (a := self.ingress.get(m))]
+            for k, by_member in self.not_back.items()
+            if k in self.exposed
+        }
         poll_until(
             lambda: answers_missing(
-                before, {n: lookup(n, server).targets for n in self.names}, region
+                before, {n: lookup(n, server).targets for n in self.names}, region, not_back
             ),
             lambda missing: not missing,
             timeout=self.request.recover_timeout,

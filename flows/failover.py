@@ -222,7 +222,8 @@ def regional_failback(request: FailbackRequest) -> Report:
     # The failover's own lease: a failover never drains what a failback is returning to.
     with _failover_lease(host, federation.namespace, federation.name, request.dry_run):
         if not request.dry_run:  # before the fence is lifted: no record says evacuated after
-            _end_failovers(host, federation.namespace, federation.name, target.members)
+            message = f"fence lifted on {', '.join(target.members)}: failing back"
+            end_failovers(host, federation.namespace, federation.name, target.members, message)
         report.actions += set_fenced(
             host,
             [m for m in registry if m.name in target.members],
@@ -249,11 +250,12 @@ def _failover_lease(
     return holding(host, namespace, lease, me, duration=settings().lease_duration, refusal=refusal)
 
 
-def _end_failovers(host: KubeCluster, namespace: str, federation: str, members: list[str]) -> None:
-    """Every failover record of the members about to be unfenced says Reverted, whatever it
-    was named for."""
+def end_failovers(
+    host: KubeCluster, namespace: str, federation: str, members: list[str], message: str
+) -> None:
+    """Every failover record of the members about to be unfenced (or unjoined) says Reverted,
+    whatever it was named for."""
     for op in ended_by_failback(list_operations(host, namespace, federation), members):
-        message = f"fence lifted on {', '.join(members)}: failing back"
         save_operation(host, finished(op, Phase.REVERTED, datetime.now(UTC), message))
 
 

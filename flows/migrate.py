@@ -382,7 +382,7 @@ class Move:
         removes the stopped source copy once the target is Ready (its claims stay)."""
         done = self._place([self.plan.target])
         ready = wait_members_ready(
-            {self.plan.target: self.target}, {self.plan.target: [self.fd.key]}, 0.1, False
+            {self.plan.target: self.target}, {self.plan.target: {self.fd.key: 1}}, 0.1, False
         )
         if ready[self.plan.target].pending:
             raise WaitTimeout(

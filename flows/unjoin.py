@@ -1,32 +1,42 @@
 """Remove a member from a federation.
 
-Runbook: find the member in the host's registry; if it answers, delete what the federation
-propagated to it (unless asked to keep it; PersistentVolumeClaims are always kept) and revoke
-its access: with admin credentials remove the service account, roles, the Secrets Roles of the
-namespaces it was joined for (not those namespaces: they are the application's) and its own
-namespace, otherwise delete its token Secrets so the tokens stop
-working; then remove the registration, the credentials block and its place in the Federation
-block. A member that cannot be reached is only removed with ``force``, and the report lists what
-was left behind in it. Its replicas are then owed to the other members (rebalance acts on that).
+Runbook: find the member in the host's registry; refuse, before any write, while a workload
+can run on no other member (pinned there, or no room elsewhere: it would be left unserved);
+if it answers and its copies are to go, evacuate it first as a failover of that member does
+(the others' new replicas Ready and in DNS before any of its own stop), then delete what the
+federation propagated to it (PersistentVolumeClaims are always kept); revoke its access: with
+admin credentials remove the service account, roles, the Secrets Roles of the namespaces it was
+joined for (not those namespaces: they are the application's) and its own namespace, otherwise
+delete its token Secrets so the tokens stop working; then remove the registration, end its
+failover records (a member of that name joined later is not "already evacuated"), remove the
+credentials block and its place in the Federation block. A member that cannot be reached is
+only removed with ``force``, and the report lists what was left behind in it. Copies kept in
+it run on unmanaged; their replicas are owed to the other members (rebalance acts on that).
 """
 
 from __future__ import annotations
 
 from prefect import flow
 
+from fleetflow.blocks import Federation
 from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import MembershipError
+from fleetflow.failover import plan_failover
+from fleetflow.flows.failover import end_failovers, regional_failover
+from fleetflow.flows.observe import probe
 from fleetflow.flows.report import publish
 from fleetflow.membership import (
     left_behind,
     member_block_name,
     member_manifests,
+    placements_naming,
     secret_manifests,
     unjoin_problem,
 )
-from fleetflow.models import Action, Report, UnjoinRequest
+from fleetflow.models import Action, FailoverRequest, Report, UnjoinRequest
+from fleetflow.rebalance import HostView
 from fleetflow.tasks.clusters import delete_cluster_block, save_block
-from fleetflow.tasks.host import list_federated_objects, member_entry
+from fleetflow.tasks.host import list_federated_objects, member_entry, observe_host
 from fleetflow.tasks.manifests import delete_manifests
 from fleetflow.tasks.member import delete_propagated, revoke_tokens, unreachable_reason
 
@@ -44,6 +54,8 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     )
     member = find_cluster(block_name)
     reason = unreachable_reason(member) if member else f"no credentials block {block_name!r}"
+    view = observe_host(host, federation.name, federation.namespace)
+    checked = entry is not None and not request.force
     problem = unjoin_problem(
         request.member,
         federation.name,
@@ -52,6 +64,8 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
         block=block_name,
         unreachable=reason,
         force=request.force,
+        stranded=_only_there(view, federation, request.member) if checked else [],
+        naming=placements_naming(view.workloads, request.member) if checked else [],
     )
     if problem:
         raise MembershipError(problem)
@@ -62,6 +76,16 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     granted = [*member_manifests(federation.name), *secret_manifests(federation.name, joined_for)]
     if member is not None and reason is None:
         if not request.keep_workloads:
+            if len(view.members) > 1:
+                moved = regional_failover(
+                    FailoverRequest(
+                        federation=request.federation,
+                        members=[request.member],
+                        reason=f"unjoin {request.member}",
+                    )
+                )
+                actions += moved.actions
+                notes += moved.notes
             kinds = list_federated_objects(host, federation.name).kinds()
             actions += delete_propagated(member, federation.name, joined_for, kinds)
         if request.admin_block:
@@ -83,7 +107,18 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
         )
     if entry is not None:
         actions += delete_manifests(host, [entry.manifest()])
+        message = f"{request.member} unjoined"
+        end_failovers(host, federation.namespace, federation.name, [request.member], message)
     actions += delete_cluster_block(block_name)
     actions.append(save_block(federation.without_member(block_name), request.federation))
     report = Report(procedure=f"unjoin {request.member}", actions=actions, notes=notes)
     return publish(report, key=f"unjoin-{request.member}")
+
+
+def _only_there(view: HostView, federation: Federation, member: str) -> list[str]:
+    """The workloads that no other member could run if ``member`` left (its own probe: an
+    unreachable member is as good as gone)."""
+    if len(view.members) < 2:  # the last member: what it runs goes with the federation's end
+        return []
+    seen, _ = probe(view, federation, trust_watcher=False)
+    return plan_failover(seen.view.workloads, seen.found.members, [member]).stranded

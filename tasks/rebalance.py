@@ -121,10 +121,11 @@ def apply_in_namespace(api: Any, manifest: dict[str, Any]) -> None:
 
 @task(**PRIVATE)
 def wait_member_ready(
-    block: KubeCluster, keys: list[str], timeout: float, dry_run: bool
+    block: KubeCluster, keys: dict[str, int], timeout: float, dry_run: bool
 ) -> Readiness:
-    """Wait until these workloads are ready, or the deadline; report what was seen last. A
-    dry run changed nothing, so there is nothing to wait for."""
+    """Wait until these workloads are ready, each with at least its count of Ready replicas,
+    or the deadline; report what was seen last. A dry run changed nothing, so there is nothing
+    to wait for."""
     if dry_run:
         return Readiness()
     api = client(block)
@@ -134,7 +135,13 @@ def wait_member_ready(
         seen = {f"{d['metadata']['namespace']}/{d['metadata']['name']}": d for d in live}
         return Readiness(
             ready={k: (d.get("status") or {}).get("readyReplicas", 0) for k, d in seen.items()},
-            pending=[k for k in keys if k not in seen or not workload_ready(seen[k])],
+            pending=[
+                k
+                for k, at_least in keys.items()
+                if k not in seen
+                or not workload_ready(seen[k])
+                or (seen[k].get("status") or {}).get("readyReplicas", 0) < at_least
+            ],
         )
 
     try:
@@ -231,11 +238,12 @@ def existing_workloads(member: MemberView) -> dict[str, str]:
 
 def wait_members_ready(
     blocks: dict[str, KubeCluster | None],
-    keys: dict[str, list[str]],
+    keys: dict[str, dict[str, int]],
     timeout: float,
     dry_run: bool,
 ) -> dict[str, Readiness]:
-    """Wait, in every member at once, for these Deployments (namespace/name) to turn Ready."""
+    """Wait, in every member at once, for these workloads (namespace/name) to turn Ready with
+    at least their counts of Ready replicas."""
     todo = [m for m, k in keys.items() if k and blocks.get(m) is not None]
     futures = wait_member_ready.map(
         [blocks[m] for m in todo], [keys[m] for m in todo], unmapped(timeout), unmapped(dry_run)

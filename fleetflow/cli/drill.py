@@ -42,7 +42,14 @@ def drill(args: argparse.Namespace) -> int:
             if not args.wait:
                 return 0
             state = _wait(http, run["id"], args.timeout)
-            verdict = _verdict(http, run["id"])
+            verdict = _verdict(http, run["id"]) if state in FINAL else None
+    if state not in FINAL:
+        # The run goes on without us: say so, not that it ended.
+        error(
+            f"stopped waiting after {args.timeout:g}s; the drill is still {state}: follow it at "
+            f"{ui}/runs/flow-run/{run['id']}, or wait longer with --timeout"
+        )
+        return 1
     say(verdict or f"(no verdict published; the run ended {state})")
     if state != "COMPLETED":
         error(f"the drill ended {state}")

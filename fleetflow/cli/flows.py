@@ -151,8 +151,10 @@ def add_commands(sub: Subparsers) -> None:
         help="remove a member from a federation",
         description="Run the unjoin-cluster flow: revoke the member's access, remove its "
         "registration and credentials block. Workloads propagated to it are kept unless "
-        "--remove-workloads. An unreachable member needs --force; the report lists what was "
-        "left behind in it.",
+        "--remove-workloads, which first moves its replicas to the others (Ready and in DNS "
+        "before any of its own stop). It refuses, changing nothing, while a workload can run "
+        "nowhere else or a placement names the member in clusters or weights; an unreachable "
+        "member needs --force too. The report lists what was left behind in it.",
     )
     unjoin_parser.add_argument(
         "--remove-workloads",

@@ -16,7 +16,7 @@ from fleetflow.cli.options import Subparsers
 from fleetflow.cli.testbed import add_layout_options, save_blocks, spec_from
 from fleetflow.errors import ResourceConflict
 from fleetflow.kube import api_client, apply
-from fleetflow.models import BootstrapRequest, JoinRequest
+from fleetflow.models import BootstrapRequest, JoinRequest, TaintRequest
 from fleetflow.testbed import bed, build, demo, memory
 from fleetflow.testbed.spec import TestbedSpec
 
@@ -55,17 +55,23 @@ def federate_testbed(
 def _demo_federation(spec: TestbedSpec) -> None:
     """The `demo` federation with sample workloads, so that every deployment has something to
     act on."""
+    from fleetflow.flows.taint import taint_member
+
     prefect_console(logging.WARNING)  # the progress lines are ours; the runs' logs go to the UI
     federate_testbed(spec, DEMO_FEDERATION)
     host = api_client(bed.credentials(spec.host))
     with contextlib.suppress(ResourceConflict):
         k8s.CoreV1Api(host).create_namespace({"metadata": {"name": demo.NAMESPACE}})
-    for workload in demo.demo_workloads([m.name for m in spec.members], DEMO_FEDERATION):
+    members = [m.name for m in spec.members]
+    for member, taints in demo.demo_taints(members).items():
+        taint_member(TaintRequest(federation=DEMO_FEDERATION, member=member, add=taints))
+    for workload in demo.demo_workloads(members, DEMO_FEDERATION):
         apply(host, workload)
     say(
         f"federation {DEMO_FEDERATION!r}: host {spec.host}, members "
         f"{', '.join(m.name for m in spec.members)}; sample workloads in namespace "
-        f"{demo.NAMESPACE} (web and api answer in DNS at 127.0.0.1:{spec.dns_ports().dns})"
+        f"{demo.NAMESPACE} (web, api and ledger answer in DNS at 127.0.0.1:{spec.dns_ports().dns})"
+        + "".join(f"; {m} tainted {', '.join(t)}" for m, t in demo.demo_taints(members).items())
     )
 
 

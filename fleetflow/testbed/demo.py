@@ -1,6 +1,7 @@
 """Federated workloads for the test bed: the ``demo`` federation's samples (so that rebalance,
-failover and drills show real moves on first use), and the one builder that tests and benchmarks
-use too. Pure manifests."""
+failover, drills, taints, migration and unjoin show real moves on first use, each against every
+kind of workload at once), and the one builder that tests and benchmarks use too. Pure
+manifests."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ from typing import Any
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, Manifest
 
 NAMESPACE = "shop"
+DEMO_TAINT = "dedicated=batch:NoSchedule"
+"""The taint the demo sets on its middle member: batch work (``worker``, ``checkout``) tolerates
+it, the rest stays off it."""
+BATCH = [{"key": "dedicated", "operator": "Equal", "value": "batch"}]
+CPU_AT_HALF = [
+    {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
+    }
+]
 
 
 def federated_deployment(
@@ -106,16 +117,40 @@ def federated_statefulset(
     return fd
 
 
-def demo_workloads(members: list[str], federation: str) -> list[Manifest]:
-    """Three workloads over the members, and what the web front end needs: a web front end
-    weighted towards the first member, exposed in DNS, reading a ConfigMap that follows it
-    (with another value on the last member); an API spread evenly and exposed; and a worker
-    with an image override on the last member."""
+def demo_taints(members: list[str]) -> dict[str, list[str]]:
+    """The taints the demo sets: :data:`DEMO_TAINT` on the middle member when there are three or
+    more (with fewer, a tainted member would leave the untolerant workloads one place to run)."""
+    return {members[len(members) // 2]: [DEMO_TAINT]} if len(members) >= 3 else {}
+
+
+def demo_workloads(
+    members: list[str], federation: str, namespace: str = NAMESPACE, dns_suffix: str = ""
+) -> list[Manifest]:
+    """Every kind of workload the federation places, over the members:
+
+    - ``web``: a front end weighted towards the first member, exposed in DNS, reading a
+      ConfigMap (``web-config``, a FederatedObject) that follows it, with another value on the
+      last member;
+    - ``api``: spread evenly, exposed;
+    - ``worker``: an image override on the last member, tolerating :data:`DEMO_TAINT`;
+    - ``ledger``: a StatefulSet with a volume, pinned to the first member, exposed, and its
+      headless Service (a FederatedObject that follows it);
+    - ``search``: autoscaled by each member's HPA between 2 and 6 replicas;
+    - ``checkout``: affinity groups (every member but the last, then any) and a spread
+      over at most two clusters, tolerating :data:`DEMO_TAINT`.
+
+    ``dns_suffix`` follows each DNS name, so that two federations can share one zone.
+    """
     first, last = members[0], members[-1]
     weights = {first: 2, **{m: 1 for m in members[1:]}}
     override = [{"clusterName": last, "image": "nginx:1.27-alpine"}]
     web = federated_deployment(
-        federation, "web", NAMESPACE, 6, placement={"weights": weights}, hostname="web"
+        federation,
+        "web",
+        namespace,
+        6,
+        placement={"weights": weights},
+        hostname=f"web{dns_suffix}",
     )
     pod = web["spec"]["template"]["spec"]["template"]["spec"]
     pod["volumes"] = [{"name": "config", "configMap": {"name": "web-config"}}]
@@ -130,7 +165,7 @@ def demo_workloads(members: list[str], federation: str) -> list[Manifest]:
         "kind": "FederatedObject",
         "metadata": {
             "name": "web-config",
-            "namespace": NAMESPACE,
+            "namespace": namespace,
             "labels": {LABEL_FEDERATION: federation},
         },
         # No placement: it goes wherever web runs, before web, and leaves after it.
@@ -139,9 +174,57 @@ def demo_workloads(members: list[str], federation: str) -> list[Manifest]:
             "overrides": [{"clusterName": last, "mergePatch": {"data": {"greeting": "hej"}}}],
         },
     }
+    worker = federated_deployment(
+        federation, "worker", namespace, 3, overrides=override, placement={"tolerations": BATCH}
+    )
+    ledger = federated_statefulset(federation, "ledger", namespace, first)
+    ledger["spec"]["dns"]["hostname"] = f"ledger{dns_suffix}"
+    # The headless Service a StatefulSet names (serviceName): it follows the ledger wherever
+    # it runs, a migration included.
+    ledger_service = {
+        "apiVersion": API_VERSION,
+        "kind": "FederatedObject",
+        "metadata": {
+            "name": "ledger",
+            "namespace": namespace,
+            "labels": {LABEL_FEDERATION: federation},
+        },
+        "spec": {
+            "template": {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "ledger"},
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": {"app": "ledger"},
+                    "ports": [{"name": "http", "port": 80}],
+                },
+            }
+        },
+    }
+    search = federated_deployment(federation, "search", namespace, 2)
+    search["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 6, "metrics": CPU_AT_HALF}
+    checkout = federated_deployment(
+        federation,
+        "checkout",
+        namespace,
+        4,
+        placement={
+            "affinityGroups": [
+                {"name": "home", "clusters": members[:-1]},
+                {"name": "anywhere", "clusterSelector": {}},
+            ],
+            "spreadConstraints": [{"spreadBy": "cluster", "minGroups": 1, "maxGroups": 2}],
+            "tolerations": BATCH,
+        },
+    )
     return [
         web_config,
         web,
-        federated_deployment(federation, "api", NAMESPACE, 4, hostname="api"),
-        federated_deployment(federation, "worker", NAMESPACE, 3, overrides=override),
+        federated_deployment(federation, "api", namespace, 4, hostname=f"api{dns_suffix}"),
+        worker,
+        ledger_service,
+        ledger,
+        search,
+        checkout,
     ]

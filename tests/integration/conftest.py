@@ -31,6 +31,14 @@ from fleetflow.stack import Stack, deploy, ensure_work_pool, stop
 from fleetflow.testbed import bed, build, memory
 from fleetflow.testbed.spec import TestbedSpec
 
+# Under pytest-xdist (`make test` runs two workers), each worker is a test session of its own:
+# its own bed, Prefect server and home, on ports of its own (a bed uses fewer than 300).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _WORKER.startswith("gw"):
+    os.environ["FLEETFLOW_TEST_BASE_PORT"] = str(
+        settings().test_base_port + 300 * int(_WORKER.removeprefix("gw"))
+    )
+
 
 @pytest.fixture(scope="session")
 def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestbedSpec]:

@@ -615,6 +615,11 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
     drill = ("drill", "--federation", fleet, "--region", "eu-west", "--idempotency-key", key)
     first = fleetflow(*drill, home=tmp_path)
     assert first.returncode == 0, first.stderr
+    # Waiting less than the drill takes says the run goes on; it does not claim it ended.
+    hasty = fleetflow(*drill, "--wait", "--timeout", "1", home=tmp_path)
+    assert hasty.returncode == 1
+    assert "stopped waiting after 1s; the drill is still" in hasty.stderr, hasty.stderr
+    assert "ended" not in hasty.stderr
     second = fleetflow(*drill, "--wait", "--timeout", "400", home=tmp_path)
     print(second.stdout)
     assert second.returncode == 0, second.stdout + second.stderr

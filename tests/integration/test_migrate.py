@@ -237,7 +237,9 @@ def test_a_migration_killed_mid_copy_resumes_and_copies_only_what_was_missing(
     client: SyncPrefectClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "3")  # the killed run's lease lapses sooner
+    # The killed run's lease lapses sooner than the default, yet not before the checks below
+    # ask for it (on a loaded machine they take a few seconds).
+    monkeypatch.setenv("FLEETFLOW_LEASE_DURATION", "10")
     ensure_automations(Stack(api_url=str(PREFECT_API_URL.value())), progress=quiet)
     a, _b, c = (m.name for m in testbed.members)
     source = deployed(testbed, fleet, namespace, stateful(fleet, namespace, a), a)

@@ -21,7 +21,8 @@ from fleetflow.health import Health, HealthState
 from fleetflow.placement import Candidate
 from fleetflow.propagation import member_workload
 from fleetflow.rebalance import MemberView, Observed, plan_workload
-from fleetflow.writes import workload_status, write_plan
+from fleetflow.scheduling import Taint
+from fleetflow.writes import ready_keys, workload_status, write_plan
 from tests.unit.test_rebalance_pure import fd as plain
 
 NAMES = ("eu", "us", "us2")
@@ -163,6 +164,17 @@ def test_a_lost_members_budget_goes_to_the_survivors_at_once() -> None:
     assert sum(maxes(after).values()) == 12  # owed budget is not limited by the step
     assert all("us2 no longer placeable" in m.reason for m in after.moves)
     assert sum(s.min for s in after.shares.values()) >= 3
+
+
+def test_a_member_a_rule_leaves_out_gives_its_budget_back_as_a_lost_one_does() -> None:
+    """A NoExecute taint the workload does not tolerate (scheduling leaves the member in, with
+    weight, min and max 0): its HPA's budget used to stay there, and its replicas with it."""
+    first = divide(spec(3, 12), members(), {}, workload="a/b", replicas=3)
+    out = [c._replace(weight=0, min=0, max=0) if c.name == "us2" else c for c in members()]
+    after = divide(spec(3, 12, step=1), out, feed(first), workload="a/b", replicas=3)
+    assert set(after.shares) == {"eu", "us"}
+    assert sum(maxes(after).values()) == 12
+    assert all("us2 no longer placeable" in m.reason for m in after.moves)
 
 
 def test_owed_budget_goes_first_to_a_member_that_wants_more() -> None:
@@ -362,6 +374,25 @@ def test_a_failed_members_budget_moves_in_the_first_phase_and_the_total_holds() 
     writes = write_plan([workload], {workload.key: failed}, views, "prod")
     assert sorted(writes.ups) == ["eu", "us"]
     assert "us2" not in writes.downs  # unreachable: nothing to write there
+
+
+def test_a_no_execute_taint_moves_the_budget_and_its_replicas_wait_on_the_hpas_raised() -> None:
+    """The survivors' HPAs are raised in the first phase, with no Deployment written (the count
+    is theirs): a rebalance must still wait for those replicas Ready before it removes the
+    tainted member's, or the workload runs below its minReplicas meanwhile."""
+    workload = autoscaled(3, 6)
+    views = run_as_written(
+        workload, plan_workload(workload, {m: MemberView(name=m) for m in NAMES})
+    )
+    views["us"] = views["us"].model_copy(update={"taints": [Taint.parse("maintenance:NoExecute")]})
+    moved = plan_workload(workload, views)
+    assert moved.remove_from == ["us"] and set(moved.replicas) == {"eu", "us2"}
+    assert sum(moved.replicas.values()) >= 3  # minReplicas, on the members left
+    writes = write_plan([workload], {workload.key: moved}, views, "prod")
+    assert sorted(writes.ups) == ["eu", "us2"] and list(writes.downs) == ["us"]
+    assert all(not w.apply and w.applied_keys() == ["shop/web"] for w in writes.ups.values())
+    floors = ready_keys({workload.key: moved}, list(NAMES))
+    assert floors["eu"]["shop/web"] + floors["us2"]["shop/web"] == sum(moved.replicas.values())
 
 
 def test_turning_autoscaling_off_deletes_the_hpas_before_the_count_is_set() -> None:

@@ -19,6 +19,7 @@ from fleetflow.drill import (
     drill_marks,
     drill_phases,
     judge,
+    not_returning,
 )
 from fleetflow.errors import InvalidRequest, UnknownName
 from fleetflow.failover import (
@@ -36,6 +37,7 @@ from fleetflow.operations import Operation, Phase, finished, started, step_done
 from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, MemberView, Observed
 from fleetflow.registry import MemberCluster
+from fleetflow.scheduling import Taint
 from fleetflow.snapshot import Snapshot
 from fleetflow.traffic import endpoint, endpoints, expected_answers, record, to_write, unchanged
 from tests.unit.test_rebalance_pure import fd
@@ -317,6 +319,37 @@ def test_dns_is_restored_when_each_name_answers_the_region_as_before_the_fault()
     }
     assert answers_missing(before, {"web.z": ["10.0.0.3", "10.0.0.1"]}, region) == {}
     assert answers_missing({"web.z": []}, {}, region) == {}
+    # An address web does not return to (its rules keep it out) waits for nothing either.
+    now = {"web.z": ["10.0.0.1"], "ledger.z": ["10.0.0.1"]}
+    assert answers_missing(before, now, region, {"web.z": ["10.0.0.3"]}) == {}
+
+
+def test_a_drill_knows_what_the_failback_will_not_return_and_says_why() -> None:
+    """A NoSchedule taint set after replicas landed lets the member keep them, not take them
+    back once a failover has emptied it: the drill used to wait 180 s for DNS and fail."""
+    tainted = Taint.parse("dedicated=batch:NoSchedule")
+    members = views({}, {"us1": 2, "us2": 2, "eu1": 2})
+    members["us2"] = members["us2"].model_copy(update={"taints": [tainted]})
+    web = fd(6)
+    away = not_returning([web], members, ["us1", "us2"])
+    assert list(away) == ["shop/web"] and list(away["shop/web"]) == ["us2"]
+    assert "taint dedicated=batch:NoSchedule not tolerated" in away["shop/web"]["us2"]
+    tolerant = fd(6, tolerations=[{"key": "dedicated", "operator": "Exists"}])
+    assert not_returning([tolerant], members, ["us1", "us2"]) == {}
+    assert not_returning([web], members, ["eu1"]) == {}  # eu1 untainted: web comes back
+    line = judge(
+        "us",
+        DrillMode.FENCE,
+        {},
+        [],
+        {},
+        set(),
+        Targets(detect=30, recover=20),
+        failover=Outcome(),
+        not_back=away,
+    ).summary()
+    assert "what the failback returns to the region not returned, by their rules: " in line
+    assert "shop/web to us2 (taint dedicated=batch:NoSchedule not tolerated" in line
 
 
 def snapshot(

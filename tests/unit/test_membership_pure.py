@@ -20,6 +20,7 @@ from fleetflow.membership import (
     join_problem,
     member_manifests,
     names,
+    placements_naming,
     secret_manifests,
     skew_problem,
     token_secret,
@@ -263,6 +264,30 @@ def test_unjoin_needs_a_member_and_force_when_unreachable() -> None:
     down = {**known, "unreachable": "connection refused"}
     assert "Rerun with force" in (unjoin_problem("m1", "prod", registered=True, **down) or "")
     assert unjoin_problem("m1", "prod", registered=True, **{**down, "force": True}) is None
+    # The only member a workload can run on: gone, the workload is placed nowhere and its DNS
+    # name answers nothing, whether its copy there is kept or not.
+    only = {**known, "stranded": ["shop/ledger"]}
+    line = unjoin_problem("m1", "prod", registered=True, **only) or ""
+    assert line.startswith("cannot unjoin 'm1': it is the only member shop/ledger can run on")
+    assert "nothing was changed" in line and "fleetflow migrate" in line
+    assert unjoin_problem("m1", "prod", registered=True, **{**only, "force": True}) is None
+    named = {**known, "naming": ["shop/web (weights)"]}
+    line = unjoin_problem("m1", "prod", registered=True, **named) or ""
+    assert line.startswith("cannot unjoin 'm1': the placement of shop/web (weights) names it")
+    assert "Take it out of those placements first" in line
+
+
+def test_placements_that_name_a_member_are_found_with_where() -> None:
+    from tests.unit.test_rebalance_pure import fd
+
+    group = [{"name": "home", "clusters": ["us", "us2"]}, {"name": "any"}]
+    weighted = fd(6, weights={"us": 2, "eu": 1}, max={"us2": 3}, affinityGroups=group)
+    pinned = fd(1, clusters=["eu"])
+    # An affinity group or a max naming a member that left no longer applies: no refusal.
+    assert placements_naming([weighted], "us2") == []
+    assert placements_naming([weighted], "us") == ["shop/web (weights)"]
+    assert placements_naming([pinned], "eu") == ["shop/web (clusters)"]
+    assert placements_naming([pinned, fd(3)], "us") == []
 
 
 def test_a_procedure_on_an_unknown_member_names_it_in_one_line() -> None:
