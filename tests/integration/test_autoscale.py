@@ -21,7 +21,7 @@ from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.metrics import USAGE_CPU_ANNOTATION
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import a_federation, client_for, fleetflow
+from tests.integration.conftest import a_federation, client_for, fleetflow, made_whole
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +35,7 @@ CPU_AT_HALF = [
 
 @pytest.fixture(scope="module")
 def scaled(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    made_whole(testbed)  # the members' HPAs need their metrics API
     with a_federation(testbed, join=True, prefix="a") as name:
         yield name
 

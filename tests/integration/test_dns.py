@@ -18,7 +18,7 @@ from kubernetes import client as k8s
 from fleetflow.kube import apply
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for
+from tests.integration.conftest import client_for, made_whole
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +135,7 @@ def test_dns_chain_listens_on_loopback_only(testbed: TestbedSpec, dns_port: int)
 
 
 def test_up_restarts_a_dead_coredns(testbed: TestbedSpec, dns_port: int) -> None:
+    made_whole(testbed)  # so that what `up` says below is about coredns alone
     status = bed.dns_status()
     assert status is not None
     os.kill(status.processes["coredns"], signal.SIGKILL)

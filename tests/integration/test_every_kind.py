@@ -47,7 +47,7 @@ from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import demo_taints, demo_workloads
 from fleetflow.testbed.spec import TestbedSpec
 from fleetflow.testbed.volumes import claim_directories, seed
-from tests.integration.conftest import a_federation, client_for
+from tests.integration.conftest import a_federation, client_for, made_whole
 from tests.integration.test_failover import Sampler, ingress
 from tests.integration.test_failover import dns_server as server_of
 
@@ -204,6 +204,7 @@ def dns_settled(world: World, expected: dict[str, list[str]]) -> None:
 def world(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[World]:
     """The demo's samples on a federation of the module's own, with the test bed's DNS, the
     middle member tainted, placed by a rebalance, and data in the ledger's volume."""
+    made_whole(testbed)  # search's HPAs need the members' metrics API
     members = [m.name for m in testbed.members]
     namespace = f"every-{uuid.uuid4().hex[:6]}"
     with a_federation(testbed, join=False, prefix="e") as name:
