@@ -6,12 +6,13 @@
 # ~/.cache/fleetflow/testbed).
 
 PYTHON ?= python3
-# The suite's workers: each is a test session of its own (a test bed and a Prefect server), files
-# dealt out whole, so a module's federation and its tests' order stay on one worker. On 2 cores
-# the suite took 16 min with two workers, 28 with one; one stays the default until the tests no
-# longer depend on the order of files (with two, an HPA test fails after a drill restarted its
-# member: see README, Tests).
+# The suite's workers: with more than one, each is a test session of its own (a test bed and a
+# Prefect server), files dealt out whole, so a module's federation and its tests' order stay on
+# one worker. On 2 cores the suite took 16 min with two workers, 27 with one; one (plain pytest,
+# files in their order) stays the default until the tests no longer depend on the order of
+# files: an HPA load test fails once a drill has restarted its member (see README, Tests).
 WORKERS ?= 1
+XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -25,13 +26,13 @@ down: install  ## stop everything `make up` started
 	$(BIN)/fleetflow down
 
 test: packages-test install testbed lint  ## the whole suite: lint, unit and integration tests
-	$(BIN)/pytest -n $(WORKERS) --dist loadfile
+	$(BIN)/pytest $(XDIST)
 
 unit: install  ## the fast tier: pure code, no servers
 	$(BIN)/pytest tests/unit
 
 integration: packages-test install testbed  ## real clusters and a real Prefect server
-	$(BIN)/pytest -n $(WORKERS) --dist loadfile tests/integration
+	$(BIN)/pytest $(XDIST) tests/integration
 
 lint: install
 	$(BIN)/ruff check .
