@@ -90,6 +90,10 @@ class Exposure(_Spec):
     )
     ttl: int = Field(default=30, ge=1, le=3600, description="Seconds; short, for fast switches")
 
+    def name(self, zone: str) -> str:
+        """The name the federation's DNS answers for it."""
+        return f"{self.hostname}.{zone}"
+
 
 class Dataset(_Spec):
     """An external dataset the workload reads: where it lives and how big it is."""

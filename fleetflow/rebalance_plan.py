@@ -40,6 +40,7 @@ from fleetflow.writes import (
     objects_to_protect,
     objects_to_release,
     plan_objects,
+    ready_keys,
     to_protect,
     to_release,
     with_readiness,
@@ -88,8 +89,9 @@ class RebalancePlan(BaseModel):
     def applied(self) -> dict[str, dict[str, int]]:
         """Per member, the workloads the first phase applies: what must turn Ready, and how
         many replicas at least (an autoscaled one's HPA raises its count after the write)."""
+        planned = ready_keys(self.plans, list(self.writes.ups))
         return {
-            m: {k: _planned(self.plans.get(k), m) for k in w.applied_keys()}
+            m: {k: planned[m].get(k, 0) for k in w.applied_keys()}
             for m, w in self.writes.ups.items()
         }
 
@@ -367,7 +369,3 @@ def changed_under(
                 f"{fd.key} held by {fd.migration}" if fd.migration else f"{fd.key} released"
             )
     return lines
-
-
-def _planned(plan: WorkloadPlan | None, member: str) -> int:
-    return plan.replicas.get(member, 0) if plan and not plan.error else 0

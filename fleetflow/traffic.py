@@ -61,7 +61,7 @@ def record(
     dns = fd.spec.dns
     if dns is None:
         raise InvalidRequest(f"{fd.key} has no spec.dns: it is not exposed")
-    name = f"{dns.hostname}.{zone}"
+    name = dns.name(zone)
     missing = sorted(m for m in targets if not ingress.get(m))
     if missing:
         raise InvalidRequest(

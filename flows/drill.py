@@ -135,9 +135,10 @@ class Drill:
         """What DNS answered before the fault: each name must answer the region again."""
         self.not_back: dict[str, dict[str, str]] = {}
         """The region's members each workload does not return to, and why (its rules)."""
-        self.exposed = {fd.key: fd.spec.dns.hostname for fd in view.workloads if fd.spec.dns}
+        self.names_of = {
+            fd.key: fd.spec.dns.name(federation.dns_zone) for fd in view.workloads if fd.spec.dns
+        }
         self.ingress = {m.name: m.spec.ingress_address for m in view.members}
-        self.zone = federation.dns_zone
         self.op: Operation | None = None
         self.failover: Operation | None = None
         self.faulted = False
@@ -247,9 +248,9 @@ class Drill:
     def _dns_restored(self) -> Done:
         server, before, region = cast(str, self.dns_server), self.before, self.addresses
         not_back = {
-            f"{self.exposed[k]}.{self.zone}": [a for m in by_member if (a := self.ingress.get(m))]
+            self.names_of[k]: [a for m in by_member if (a := self.ingress.get(m))]
             for k, by_member in self.not_back.items()
-            if k in self.exposed
+            if k in self.names_of
         }
         poll_until(
             lambda: answers_missing(

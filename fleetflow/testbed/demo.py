@@ -117,6 +117,21 @@ def federated_statefulset(
     return fd
 
 
+def federated_object(federation: str, namespace: str, template: Manifest) -> Manifest:
+    """``template`` as a FederatedObject of the same name, without placement: it follows the
+    workloads that reference it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "FederatedObject",
+        "metadata": {
+            "name": template["metadata"]["name"],
+            "namespace": namespace,
+            "labels": {LABEL_FEDERATION: federation},
+        },
+        "spec": {"template": template},
+    }
+
+
 def demo_taints(members: list[str]) -> dict[str, list[str]]:
     """The taints the demo sets: :data:`DEMO_TAINT` on the middle member when there are three or
     more (with fewer, a tainted member would leave the untolerant workloads one place to run)."""
@@ -160,20 +175,11 @@ def demo_workloads(
         "metadata": {"name": "web-config"},
         "data": {"greeting": "hello"},
     }
-    web_config = {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedObject",
-        "metadata": {
-            "name": "web-config",
-            "namespace": namespace,
-            "labels": {LABEL_FEDERATION: federation},
-        },
-        # No placement: it goes wherever web runs, before web, and leaves after it.
-        "spec": {
-            "template": config,
-            "overrides": [{"clusterName": last, "mergePatch": {"data": {"greeting": "hej"}}}],
-        },
-    }
+    # No placement: it goes wherever web runs, before web, and leaves after it.
+    web_config = federated_object(federation, namespace, config)
+    web_config["spec"]["overrides"] = [
+        {"clusterName": last, "mergePatch": {"data": {"greeting": "hej"}}}
+    ]
     worker = federated_deployment(
         federation, "worker", namespace, 3, overrides=override, placement={"tolerations": BATCH}
     )
@@ -181,27 +187,17 @@ def demo_workloads(
     ledger["spec"]["dns"]["hostname"] = f"ledger{dns_suffix}"
     # The headless Service a StatefulSet names (serviceName): it follows the ledger wherever
     # it runs, a migration included.
-    ledger_service = {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedObject",
-        "metadata": {
-            "name": "ledger",
-            "namespace": namespace,
-            "labels": {LABEL_FEDERATION: federation},
-        },
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ledger"},
         "spec": {
-            "template": {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "ledger"},
-                "spec": {
-                    "clusterIP": "None",
-                    "selector": {"app": "ledger"},
-                    "ports": [{"name": "http", "port": 80}],
-                },
-            }
+            "clusterIP": "None",
+            "selector": {"app": "ledger"},
+            "ports": [{"name": "http", "port": 80}],
         },
     }
+    ledger_service = federated_object(federation, namespace, service)
     search = federated_deployment(federation, "search", namespace, 2)
     search["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 6, "metrics": CPU_AT_HALF}
     checkout = federated_deployment(

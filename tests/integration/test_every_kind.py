@@ -13,7 +13,6 @@ cannot keep), its data stays byte for byte, and DNS answers only where replicas 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,12 +43,14 @@ from fleetflow.models import (
     UnjoinRequest,
 )
 from fleetflow.polling import poll_until
+from fleetflow.resolve import lookup
 from fleetflow.testbed.demo import demo_taints, demo_workloads
 from fleetflow.testbed.spec import TestbedSpec
 from fleetflow.testbed.volumes import claim_directories, seed
 from tests.integration.conftest import a_federation, client_for, made_whole
 from tests.integration.test_failover import Sampler, ingress
 from tests.integration.test_failover import dns_server as server_of
+from tests.integration.test_migrate import digests
 
 pytestmark = pytest.mark.integration
 
@@ -126,8 +127,6 @@ def comparable(placed: dict[str, dict[str, int]]) -> dict[str, Any]:
 
 
 def answers(world: World) -> dict[str, list[str]]:
-    from fleetflow.resolve import lookup
-
     zone, server = world.testbed.dns_zone, server_of(world.testbed)
     return {name: lookup(f"{name}-{world.namespace}.{zone}", server).targets for name in EXPOSED}
 
@@ -144,13 +143,7 @@ def services(world: World) -> set[str]:
 
 def ledger_files(world: World, member: str) -> dict[str, str]:
     """sha256 of each of the ledger's files on ``member``, by claim and path: read here."""
-    found = {}
-    for claim, root in claim_directories(client_for(member), world.namespace, "ledger").items():
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            found[f"{claim}/{path.relative_to(root)}"] = hashlib.sha256(
-                path.read_bytes()
-            ).hexdigest()
-    return found
+    return digests(claim_directories(client_for(member), world.namespace, "ledger"))
 
 
 class Floors(Sampler):
