@@ -8,13 +8,14 @@ from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl
 
 from fleetflow.blocks.docs import DOCS_URL, FEDERATION_EXAMPLE
+from fleetflow.blocks.fields import SchemaOnce
 from fleetflow.health import HealthPolicy
 from fleetflow.migration import RegionMatrix
 from fleetflow.models import BootstrapRequest
 from fleetflow.settings import settings
 
 
-class Federation(Block):
+class Federation(SchemaOnce, Block):
     """A federation: the host cluster keeping its state, and the member clusters.
 
     Clusters are named by their ``KubeCluster`` block, so this block holds no secret.

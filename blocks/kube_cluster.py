@@ -8,11 +8,12 @@ from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl, SecretStr
 
 from fleetflow.blocks.docs import DOCS_URL, KUBE_CLUSTER_EXAMPLE
+from fleetflow.blocks.fields import SchemaOnce
 from fleetflow.kube import ClusterApiClient, ClusterCredentials, api_client
 from fleetflow.settings import settings
 
 
-class KubeCluster(Block):
+class KubeCluster(SchemaOnce, Block):
     """Credentials for one Kubernetes cluster, and where it stands (region, zone, labels).
 
     Give either ``kubeconfig`` (with an optional ``context``), or ``api_url`` + ``ca_data`` +

@@ -36,6 +36,7 @@ from fleetflow.settings import settings
 from fleetflow.testbed import build, dns, memory, metrics
 from fleetflow.testbed.spec import (
     HOSTPATH_ROOT,
+    NODE_ADDRESSES,
     MetricsServer,
     TestbedSpec,
     kwokctl_config,
@@ -225,12 +226,17 @@ def _restart(cluster: str) -> None:
 
 
 def _add_nodes(spec: TestbedSpec, member: str) -> None:
-    """Its kwok nodes, and its default StorageClass."""
+    """Its kwok nodes, and its default StorageClass; a node that lost its addresses (a bed
+    restarted by an older version, see ``NODE_ADDRESSES``) gets them back."""
     client = api_client(credentials(member))
-    existing = {n.metadata.name for n in k8s.CoreV1Api(client).list_node().items}
+    core = k8s.CoreV1Api(client)
+    existing = {n.metadata.name: n for n in core.list_node().items}
     for node in node_manifests(spec.member(member), spec.node):
-        if node["metadata"]["name"] not in existing:
+        name = node["metadata"]["name"]
+        if name not in existing:
             apply(client, node)
+        elif not existing[name].status.addresses:
+            core.patch_node_status(name, {"status": {"addresses": NODE_ADDRESSES}})
     apply(client, storage_class())
 
 

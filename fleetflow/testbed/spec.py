@@ -196,10 +196,27 @@ def node_manifests(member: MemberSpec, shape: NodeShape) -> list[dict[str, Any]]
                         ZONE_LABEL: zones[i % len(zones)],
                     },
                 },
-                "status": {"allocatable": resources, "capacity": resources},
+                "status": {
+                    "allocatable": resources,
+                    "capacity": resources,
+                    "addresses": NODE_ADDRESSES,
+                },
             }
         )
     return nodes
+
+
+NODE_ADDRESSES = [
+    {"type": "InternalIP", "address": "127.0.0.1"},
+    {"type": "Hostname", "address": "localhost"},
+]
+"""Where metrics-server reaches a node's kubelet endpoint (the member's kwok controller, on
+127.0.0.1). Given at creation, not left to kwok: kwok runs with no node IP, and when a node that
+was NotReady is initialised again (its kwok controller restarted after an outage), kwok's
+``node-initialize`` patch, finding no InternalIP, writes ``addresses:`` empty and erases the
+Hostname it set the first time; metrics-server then scrapes nothing ("no address matched
+types") and every HPA of the member stops with "no metrics returned". With both addresses
+present the patch leaves them alone."""
 
 
 class MetricsServer(NamedTuple):

@@ -88,9 +88,9 @@ def prefect_server() -> Iterator[None]:
 
 def made_whole(testbed: TestbedSpec) -> None:
     """The bed as `up` leaves it, for a test that needs all of it (every member's metrics API
-    for HPAs, every process): a test before it, in whatever order the workers took the files,
-    may have stopped a cluster and healed it, and a restarted metrics-server takes a while to
-    serve again. On a whole bed this changes nothing."""
+    for HPAs, every process, every node's addresses): a test before it, in whatever order the
+    workers took the files, may have stopped a cluster and healed it. On a whole bed this
+    changes nothing."""
     bed.up(testbed, progress=quiet)
 
 

@@ -104,6 +104,14 @@ def replicas(testbed: TestbedSpec, namespace: str, members: list[str] | None = N
     return found
 
 
+def hpa_says(member: str, namespace: str) -> str:
+    """The HPA's own account of itself, for a wait that failed: its metrics and conditions."""
+    status = (hpa(member, namespace) or {}).get("status") or {}
+    conditions = status.get("conditions") or []
+    said = [f"{c['type']}={c['status']} ({c.get('message', '')})" for c in conditions]
+    return f"metrics {status.get('currentMetrics')}; " + "; ".join(said)
+
+
 def limited(member: str, namespace: str) -> bool:
     """The member's HPA is at its max and its metrics ask for more."""
     status = (hpa(member, namespace) or {}).get("status") or {}
@@ -141,6 +149,7 @@ def test_load_in_one_region_moves_budget_there_and_back(
         lambda seen: seen[1] and seen[0][c] == 4,
         timeout=120,
         waiting_for=f"{c}'s HPA at its max 4 and limited",
+        describe=lambda seen: f"replicas {seen[0]}; {c}'s HPA: {hpa_says(c, namespace)}",
     )
     report = rebalance(scaled, namespace)
     assert shares(testbed, namespace) == {a: (1, 2), b: (1, 2), c: (1, 8)}

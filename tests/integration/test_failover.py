@@ -612,7 +612,10 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     start_worker(deployed, progress=quiet)
     key = f"drill-{uuid.uuid4().hex[:8]}"
-    drill = ("drill", "--federation", fleet, "--region", "eu-west", "--idempotency-key", key)
+    # Fenced, not stopped: the worker and the CLI are what this proves; the suite's federation
+    # of every kind drills a stopped region (test_every_kind).
+    drill = ("drill", "--federation", fleet, "--region", "eu-west", "--mode", "fence")
+    drill += ("--idempotency-key", key)
     first = fleetflow(*drill, home=tmp_path)
     assert first.returncode == 0, first.stderr
     # Waiting less than the drill takes says the run goes on; it does not claim it ended.

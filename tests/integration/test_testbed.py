@@ -124,6 +124,12 @@ def test_faults_stop_kwok_then_heal(testbed: TestbedSpec) -> None:
     finally:
         bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
     assert bed.cluster_status(testbed, member).ready
+    # Initialised again after the outage, each node keeps the address metrics-server scrapes
+    # (kwok used to erase it, and every HPA of the member stopped for good).
+    for node in k8s.CoreV1Api(client_for(member)).list_node().items:
+        assert {"InternalIP": "127.0.0.1"}.items() <= {
+            a.type: a.address for a in node.status.addresses or []
+        }.items(), node.metadata.name
 
 
 def test_kill_apiserver_makes_the_cluster_unreachable(testbed: TestbedSpec) -> None:
