@@ -317,9 +317,11 @@ def unjoin_problem(
     :func:`placements_naming`): a rebalance refuses a placement that names a cluster it does
     not know, so those workloads would stop being placed at all."""
     if not registered and block not in blocks:
+        # Named as --member takes them, not by their credentials blocks.
+        members = [b.removeprefix(member_block_name(federation, "")) for b in blocks]
         return (
             f"{member!r} is not a member of federation {federation}; members: "
-            f"{', '.join(blocks) or 'none'}"
+            f"{', '.join(members) or 'none'}"
         )
     if unreachable and not force:
         return (

@@ -35,6 +35,7 @@ def drill(args: argparse.Namespace) -> int:
     request = request_from(args, DrillRequest)
     with prefect_api() as api:
         check_blocks(request)
+        _check_region(request)
         with httpx.Client(base_url=api.rstrip("/") + "/", timeout=30) as http:
             run = _start(http, request, args.idempotency_key)
             ui = api.removesuffix("/api").rstrip("/")
@@ -55,6 +56,18 @@ def drill(args: argparse.Namespace) -> int:
         error(f"the drill ended {state}")
         return 1
     return 0
+
+
+def _check_region(request: DrillRequest) -> None:
+    """A region no member is in is refused here, in one line, before a run exists (the run
+    would only fail with it, after waiting for the deployment's slot)."""
+    from fleetflow.blocks.loading import load_cluster, load_federation
+    from fleetflow.failover import evacuation
+    from fleetflow.tasks.host import list_members
+
+    federation = load_federation(request.federation)
+    host = load_cluster(federation.host_cluster)
+    evacuation(list_members.fn(host, federation.namespace, federation.name), request.region, [])
 
 
 def _start(http: httpx.Client, request: DrillRequest, key: str | None) -> dict[str, str]:

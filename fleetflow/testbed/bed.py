@@ -263,6 +263,7 @@ def _wait_ready(
 
 
 METRICS_API = "v1beta1.metrics.k8s.io"
+METRICS_LOG = Path("logs") / "metrics-server.log"
 
 
 def _metrics_available(member: str) -> str:
@@ -290,10 +291,21 @@ def _wait_metrics(spec: TestbedSpec, members: list[str], timeout: float = READY_
         timeout=timeout,
         interval=1.0,
         waiting_for=f"the metrics API ({METRICS_API}) served in {', '.join(members)}",
-        describe=lambda row: "; ".join(f"{m}: {why}" for m, why in row.items() if why),
-        hint="its log: "
-        + str(testbed_dir() / "kwok" / "clusters" / "<member>" / "logs" / "metrics-server.log"),
+        # The log's last line is in the error: a suite's bed is gone before anyone reads it.
+        describe=lambda row: "; ".join(
+            f"{m}: {why} (its log ends: {_last_line(_cluster_dir(m) / METRICS_LOG)})"
+            for m, why in row.items()
+            if why
+        ),
     )
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError as exc:
+        return f"unreadable: {exc}"
+    return lines[-1][-300:] if lines else "empty"
 
 
 def _dns_ports_taken(spec: TestbedSpec) -> list[str]:

@@ -611,6 +611,10 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
     apply(host, federated_statefulset(fleet, "ledger", namespace, a))
     rebalance_replicas(RebalanceRequest(federation=fleet, namespace=namespace))
     start_worker(deployed, progress=quiet)
+    # A region with no member is refused in one line before a run exists.
+    mars = fleetflow("drill", "--federation", fleet, "--region", "mars", home=tmp_path)
+    assert mars.returncode == 2 and mars.stdout == "", mars.stdout
+    assert mars.stderr == "error: no member is in region 'mars'; regions: eu-west, us-east\n"
     key = f"drill-{uuid.uuid4().hex[:8]}"
     # Fenced, not stopped: the worker and the CLI are what this proves; the suite's federation
     # of every kind drills a stopped region (test_every_kind).
@@ -634,6 +638,7 @@ def test_a_drill_started_twice_with_one_key_runs_once_and_passes(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
     )
     assert len([r for r in runs if r.idempotency_key == key]) == 1
+    assert len(runs) == 1, [r.parameters for r in runs]  # none for mars
     assert "every workload keeps replicas while the region is away" in second.stdout
     # The region is back: replicas and DNS as before the drill.
     assert answer(testbed, "ledger", namespace) == ingress(testbed, a)
