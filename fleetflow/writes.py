@@ -295,13 +295,24 @@ def to_release(
 
 def ready_keys(plans: dict[str, WorkloadPlan], members: list[str]) -> dict[str, dict[str, int]]:
     """Per member, the workloads planned to run there and their planned replicas: what must be
-    Ready, that many at least, before traffic or replicas are taken away anywhere else (an
-    autoscaled workload's count is its HPA's to raise after the write: Ready as its own
-    Deployment says is not enough)."""
+    Ready, that many at least, before traffic or replicas are taken away anywhere else.
+
+    An autoscaled workload's count is its HPA's to raise after the write (Ready as its own
+    Deployment says is not enough), but only up to the HPA's min is it sure to: above it, the
+    HPA follows its metrics and may lower what it last asked for while the run waits (seen: a
+    failover waiting 120 s for 2 replicas of a member whose idle HPA had gone back to its min
+    of 1). The member's min, from the budget's division, is what the wait may count on; the
+    mins add up to the workload's minReplicas, so that floor holds before anything is taken."""
     return {
-        m: {k: n for k, p in sorted(plans.items()) if not p.error and (n := p.replicas.get(m, 0))}
+        m: {k: n for k, p in sorted(plans.items()) if not p.error and (n := _floor(p, m))}
         for m in members
     }
+
+
+def _floor(plan: WorkloadPlan, member: str) -> int:
+    planned = plan.replicas.get(member, 0)
+    share = plan.budget.shares.get(member) if plan.budget else None
+    return min(planned, share.min) if share else planned
 
 
 # --- federated objects: one propagation engine -----------------------------------------------

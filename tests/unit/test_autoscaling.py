@@ -392,7 +392,44 @@ def test_a_no_execute_taint_moves_the_budget_and_its_replicas_wait_on_the_hpas_r
     assert sorted(writes.ups) == ["eu", "us2"] and list(writes.downs) == ["us"]
     assert all(not w.apply and w.applied_keys() == ["shop/web"] for w in writes.ups.values())
     floors = ready_keys({workload.key: moved}, list(NAMES))
-    assert floors["eu"]["shop/web"] + floors["us2"]["shop/web"] == sum(moved.replicas.values())
+    assert moved.budget is not None
+    # minReplicas on the members left, Ready before "us" goes
+    assert floors["eu"]["shop/web"] + floors["us2"]["shop/web"] >= 3
+    assert "shop/web" not in floors["us"]
+
+
+def test_the_wait_for_an_hpa_raised_count_stops_at_what_the_hpa_must_reach() -> None:
+    """A member's HPA that last asked for more than its min may go back down while a run waits
+    (its load gone): the run waits for its min, never for a count the HPA no longer wants."""
+    workload = autoscaled(2, 6)
+    plan = plan_workload(workload, {m: MemberView(name=m) for m in NAMES})
+    views = run_as_written(workload, plan)
+    # eu's HPA asked for its max (a burst) and got it; the next plan keeps that count.
+    eu = views["eu"]
+    hpa = eu.autoscalers["shop/web"]
+    burst = hpa.max
+    assert burst > hpa.min
+    views["eu"] = eu.model_copy(
+        update={
+            "deployments": {
+                "shop/web": eu.deployments["shop/web"].model_copy(
+                    update={"replicas": burst, "ready": burst}
+                )
+            },
+            "autoscalers": {
+                "shop/web": hpa.model_copy(
+                    update={"current": burst, "desired": burst, "wanted": burst}
+                )
+            },
+        }
+    )
+    again = plan_workload(workload, views)
+    assert again.budget is not None and again.replicas["eu"] == burst
+    floors = ready_keys({workload.key: again}, list(NAMES))
+    assert floors["eu"]["shop/web"] == again.budget.shares["eu"].min < burst
+    for m, share in again.budget.shares.items():
+        assert floors[m].get("shop/web", 0) == min(again.replicas.get(m, 0), share.min)
+    assert sum(f.get("shop/web", 0) for f in floors.values()) >= 2  # the workload's min
 
 
 def test_turning_autoscaling_off_deletes_the_hpas_before_the_count_is_set() -> None:
