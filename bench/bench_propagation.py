@@ -23,7 +23,6 @@ from prefect.settings import PREFECT_API_URL
 from prefect.testing.utilities import prefect_test_harness
 
 from fleetflow.blocks.testbed import save_testbed_blocks
-from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
 from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -31,7 +30,7 @@ from fleetflow.kube import api_client, apply
 from fleetflow.kube.client import REQUESTS
 from fleetflow.models import BootstrapRequest, JoinRequest, RebalanceRequest
 from fleetflow.settings import settings
-from fleetflow.testbed import bed
+from fleetflow.testbed import bed, demo
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import NodeShape, TestbedSpec
 
@@ -43,19 +42,7 @@ NAMESPACE = "bench"
 
 
 def federated_object(template: dict[str, Any], follow: bool) -> dict[str, Any]:
-    spec: dict[str, Any] = {"template": template}
-    if not follow:
-        spec["placement"] = {}  # every member
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedObject",
-        "metadata": {
-            "name": template["metadata"]["name"],
-            "namespace": NAMESPACE,
-            "labels": {LABEL_FEDERATION: "bench"},
-        },
-        "spec": spec,
-    }
+    return demo.federated_object("bench", NAMESPACE, template, placement=None if follow else {})
 
 
 def objects() -> list[dict[str, Any]]:

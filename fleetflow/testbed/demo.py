@@ -117,18 +117,34 @@ def federated_statefulset(
     return fd
 
 
-def federated_object(federation: str, namespace: str, template: Manifest) -> Manifest:
-    """``template`` as a FederatedObject of the same name, without placement: it follows the
-    workloads that reference it."""
+def federated_object(
+    federation: str,
+    namespace: str,
+    template: Manifest,
+    *,
+    name: str | None = None,
+    placement: dict[str, Any] | None = None,
+    overrides: list[dict[str, Any]] | None = None,
+    adopt: bool = False,
+) -> Manifest:
+    """A FederatedObject carrying ``template`` (named after it unless ``name``); without a
+    placement it follows the workloads that reference it."""
+    spec: dict[str, Any] = {"template": template}
+    if placement is not None:
+        spec["placement"] = placement
+    if overrides:
+        spec["overrides"] = overrides
+    if adopt:
+        spec["adopt"] = True
     return {
         "apiVersion": API_VERSION,
         "kind": "FederatedObject",
         "metadata": {
-            "name": template["metadata"]["name"],
+            "name": name or template["metadata"]["name"],
             "namespace": namespace,
             "labels": {LABEL_FEDERATION: federation},
         },
-        "spec": {"template": template},
+        "spec": spec,
     }
 
 

@@ -40,37 +40,6 @@ def deployment(
     }
 
 
-def federated_object(
-    federation: str,
-    namespace: str,
-    template: dict[str, Any],
-    *,
-    name: str | None = None,
-    placement: dict[str, Any] | None = None,
-    overrides: list[dict[str, Any]] | None = None,
-    adopt: bool = False,
-) -> dict[str, Any]:
-    """A FederatedObject carrying ``template`` (named after it unless ``name``); without a
-    placement it follows the workloads that reference it."""
-    spec: dict[str, Any] = {"template": template}
-    if placement is not None:
-        spec["placement"] = placement
-    if overrides:
-        spec["overrides"] = overrides
-    if adopt:
-        spec["adopt"] = True
-    return {
-        "apiVersion": "fleetflow.io/v1alpha1",
-        "kind": "FederatedObject",
-        "metadata": {
-            "name": name or template["metadata"]["name"],
-            "namespace": namespace,
-            "labels": {"fleetflow.io/federation": federation},
-        },
-        "spec": spec,
-    }
-
-
 def config_map(name: str, data: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
 

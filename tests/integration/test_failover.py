@@ -66,10 +66,10 @@ from fleetflow.tasks.leases import Held, holding, rebalance_lease
 from fleetflow.tasks.operations import save_operation
 from fleetflow.tasks.traffic import set_fenced
 from fleetflow.testbed import bed
-from fleetflow.testbed.demo import federated_deployment, federated_statefulset
+from fleetflow.testbed.demo import federated_deployment, federated_object, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for, fleetflow, quiet
-from tests.integration.manifests import config_map, federated_object
+from tests.integration.manifests import config_map
 
 pytestmark = pytest.mark.integration
 

@@ -29,12 +29,11 @@ from fleetflow.membership import names
 from fleetflow.models import RebalanceRequest, Report
 from fleetflow.objects import LABEL_OBJECT
 from fleetflow.polling import poll_until
-from fleetflow.testbed.demo import federated_deployment
+from fleetflow.testbed.demo import federated_deployment, federated_object
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import a_federation, client_for
 from tests.integration.manifests import (
     config_map,
-    federated_object,
     ingress,
     secret,
     service,

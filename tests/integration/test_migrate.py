@@ -37,11 +37,10 @@ from fleetflow.resolve import lookup
 from fleetflow.rsync import movers_into
 from fleetflow.stack import Stack, ensure_automations
 from fleetflow.tasks.leases import holding, rebalance_lease
-from fleetflow.testbed.demo import federated_deployment, federated_statefulset
+from fleetflow.testbed.demo import federated_deployment, federated_object, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
 from fleetflow.testbed.volumes import claim_directories, seed
 from tests.integration.conftest import a_federation, client_for, fleetflow, quiet
-from tests.integration.manifests import federated_object
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,6 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prefect import flow
@@ -19,7 +18,7 @@ from prefect.client.schemas.filters import (
 )
 from pydantic import SecretStr
 
-from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, federated_deployment_crd
+from fleetflow.controlplane import API_VERSION, federated_deployment_crd
 from fleetflow.errors import ResourceNotFound
 from fleetflow.federated import ClusterPlacement, FederatedDeployment, FederatedDeploymentStatus
 from fleetflow.flows.status_report import publish_status
@@ -28,7 +27,7 @@ from fleetflow.objects import FederatedObject, FederatedObjectStatus, MemberObje
 from fleetflow.objects import MemberState as M
 from fleetflow.polling import poll_until
 from fleetflow.status import markdown, status_rows, summary
-from fleetflow.testbed.demo import federated_deployment
+from fleetflow.testbed.demo import federated_deployment, federated_object
 from fleetflow.testbed.spec import TestbedSpec
 from fleetflow.wire import Condition
 from tests.integration.conftest import client_for, fleetflow
@@ -45,21 +44,6 @@ def has_object_kind(host: ClusterApiClient) -> bool:
     except ResourceNotFound:
         return False
     return True
-
-
-def federated_object(
-    federation: str, namespace: str, name: str, template: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "FederatedObject",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {LABEL_FEDERATION: federation},
-        },
-        "spec": {"template": template},
-    }
 
 
 def put_workloads(
@@ -100,9 +84,9 @@ def put_objects(
         "stringData": {"password": "hunter2-do-not-print"},
     }
     cluster_scoped = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "nope"}}
-    apply(host, federated_object(federation, namespace, "web-config", config))
-    apply(host, federated_object(federation, namespace, "db", secret))
-    apply(host, federated_object(federation, namespace, "wrong", cluster_scoped))
+    apply(host, federated_object(federation, namespace, config, name="web-config"))
+    apply(host, federated_object(federation, namespace, secret, name="db"))
+    apply(host, federated_object(federation, namespace, cluster_scoped, name="wrong"))
     fo = FederatedObject.from_object(
         get(host, API_VERSION, "FederatedObject", "web-config", namespace)
     )
