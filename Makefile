@@ -8,10 +8,11 @@
 PYTHON ?= python3
 # The suite's workers: with more than one, each is a test session of its own (a test bed and a
 # Prefect server), files dealt out whole, so a module's federation and its tests' order stay on
-# one worker. On 2 cores the suite took 16 min 23 s with two workers, 27 min with one (plain
-# pytest, files in their order: WORKERS=1).
+# one worker, dealt in the order tests/conftest.py gives them (longest first) rather than by
+# their number of tests. On 2 cores the suite took 16 min 23 s with two workers, 27 min with one
+# (plain pytest, files in their order: WORKERS=1).
 WORKERS ?= 2
-XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
+XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
