@@ -8,11 +8,12 @@
 PYTHON ?= python3
 # The suite's workers: with more than one, each is a test session of its own (a test bed and a
 # Prefect server), files dealt out whole, so a module's federation and its tests' order stay on
-# one worker, dealt in the order tests/conftest.py gives them (longest first) rather than by
-# their number of tests. On 2 cores the suite took 16 min 23 s with two workers, 27 min with one
-# (plain pytest, files in their order: WORKERS=1).
+# one worker. On 2 cores the suite took 16 min 23 s with two workers, 27 min with one (plain
+# pytest, files in their order: WORKERS=1). Dealing the longest files first was tried and took
+# 108 s longer: the suite is CPU-bound, and it made the heaviest files (the browser, PostgreSQL)
+# run at the same time.
 WORKERS ?= 2
-XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder)
+XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
