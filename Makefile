@@ -9,9 +9,8 @@ PYTHON ?= python3
 # The suite's workers: with more than one, each is a test session of its own (a test bed and a
 # Prefect server), files dealt out whole, so a module's federation and its tests' order stay on
 # one worker. On 2 cores the suite took 16 min 23 s with two workers, 27 min with one (plain
-# pytest, files in their order: WORKERS=1). Dealing the longest files first was tried and took
-# 108 s longer: the suite is CPU-bound, and it made the heaviest files (the browser, PostgreSQL)
-# run at the same time.
+# pytest, files in their order: WORKERS=1). Dealing the longest files first was tried and the
+# suite took 108 s longer (it is CPU-bound: the order only chose which heavy files overlapped).
 WORKERS ?= 2
 XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 VENV := .venv

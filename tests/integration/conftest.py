@@ -266,26 +266,21 @@ def client(prefect_server: None) -> Iterator[SyncPrefectClient]:
         yield client
 
 
-@pytest.fixture(scope="session")
-def deployments(admin_blocks: list[str]) -> Stack:
-    """The work pool and deployments as `fleetflow up` applies them, on the session's server:
-    once a session (`prefect deploy` takes 6 s or more a time; no test changes them)."""
+@pytest.fixture
+def deployed(admin_blocks: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The work pool and deployments as `fleetflow up` applies them, on the session's server, in
+    a process whose own Prefect log level is WARNING (as `fleetflow up` used to set it). The
+    worker is started by the test and stopped here. (Applied once a session instead, two runs
+    of the suite took 108 and 139 s longer than one without; not kept.)"""
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    # The worker shares the test bed's home: a drill it runs injects faults there.
     stack = Stack(api_url=str(PREFECT_API_URL.value()), home=Path(os.environ["FLEETFLOW_HOME"]))
     ensure_work_pool(stack, progress=quiet)
     deploy(stack, progress=quiet)
-    return stack
-
-
-@pytest.fixture
-def deployed(deployments: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The session's deployments, for a test that starts their worker, in a process whose own
-    Prefect log level is WARNING (as `fleetflow up` used to set it); the worker is stopped
-    here. It shares the test bed's home: a drill it runs injects faults there."""
-    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
-    yield deployments
+    yield stack
     # A Prefect worker that has run flows takes over 20 s to exit on SIGTERM; its runs are
     # over by now, so the suite does not wait for it.
-    stop(deployments, "worker", progress=quiet, timeout=2)
+    stop(stack, "worker", progress=quiet, timeout=2)
 
 
 def recorded_task_runs(flow_run_id: UUID | None, at_least: int) -> list[TaskRun]:
