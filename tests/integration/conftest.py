@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
 import uuid
@@ -80,55 +79,26 @@ def testbed(_bed_starting: Future[TestbedSpec], prefect_server: None) -> Testbed
     pytest.fail(refused, pytrace=False)
 
 
-IN_MEMORY = "sqlite+aiosqlite:///file::memory:?cache=shared&uri=true"
-"""The session server's database. In a file, Prefect's server refuses a block write that meets
-another write being committed (SQLite's "database is locked": it reads, then writes, in one
-deferred transaction) and its client retries 2 s later; the other write is most often the task
-run that just ended, so nearly every block a join saves waited 2 s (a federation of three
-members took 5.9 s, 3.8 in memory). In memory, Prefect serves the database through one
-connection, so writes queue instead of colliding. A user's `fleetflow up` keeps its file (or
-runs on PostgreSQL): it is the suite's time, not the product's behaviour, that this changes."""
-
-
 @pytest.fixture(scope="session")
 def prefect_server(_bed_starting: Future[TestbedSpec]) -> Iterator[None]:
-    """A real Prefect server for the session, as ``prefect_test_harness`` starts one (a
-    subprocess, its settings made the process's own, even in threads that copied no context),
-    with its database in memory (``IN_MEMORY``)."""
-    from prefect.context import _temporary_global_settings_context, get_settings_context
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import (
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        PREFECT_SERVER_DATABASE_CONNECTION_URL,
-        temporary_settings,
-    )
+    """The session's Prefect server (``prefect_test_harness``), started while the test bed
+    starts. Its database in memory instead of a file was tried: no SQLite lock waits on block
+    writes (a federation of three members in 3.8 s instead of 5.9), but the tests whose workers
+    and CLIs talk to the server at once took twice as long (test_worker_logs 53 s, then 101 and
+    112), and four suite runs took 875 to 1030 s: not kept."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
 
     # The server phones home unless told not to; this machine has no internet to phone.
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = SubprocessASGIServer(port=port)
-    with temporary_settings(updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: IN_MEMORY}):
-        server.start(timeout=120)
     # A flow run's heartbeat thread sleeps in one-second steps and every flow called here waits
     # for it to end: about a second per call, minutes over the suite. Heartbeats let the server
     # mark a crashed run; the tests that ask that of it run flows in processes of their own.
-    try:
-        with (
-            temporary_settings(
-                updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
-            ),
-            _temporary_global_settings_context(get_settings_context()),
-        ):
-            yield
-            # What the session's runs still have to say, said before the server goes.
-            APILogWorker.drain_all(timeout=10)
-            EventsWorker.drain_all(timeout=10)
-    finally:
-        server.stop()
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+    ):
+        yield
 
 
 def made_whole(testbed: TestbedSpec) -> None:
