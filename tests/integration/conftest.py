@@ -72,6 +72,8 @@ def _bed_starting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Future[T
 
 @pytest.fixture(scope="session")
 def testbed(_bed_starting: Future[TestbedSpec], prefect_server: None) -> TestbedSpec:
+    """The session's test bed, once up. It asks for the Prefect server so that, whichever of
+    the two a test names first, the server starts while the bed does."""
     try:
         return _bed_starting.result()
     except TestbedError as exc:
@@ -82,10 +84,9 @@ def testbed(_bed_starting: Future[TestbedSpec], prefect_server: None) -> Testbed
 @pytest.fixture(scope="session")
 def prefect_server(_bed_starting: Future[TestbedSpec]) -> Iterator[None]:
     """The session's Prefect server (``prefect_test_harness``), started while the test bed
-    starts. Its database in memory instead of a file was tried: no SQLite lock waits on block
-    writes (a federation of three members in 3.8 s instead of 5.9), but the tests whose workers
-    and CLIs talk to the server at once took twice as long (test_worker_logs 53 s, then 101 and
-    112), and four suite runs took 875 to 1030 s: not kept."""
+    starts. Its database stays a file: in memory (one connection) it spared the block writes
+    SQLite's 2-s lock retries, but tests whose workers and CLIs talk to the server at once took
+    twice as long, and the suite no less."""
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
@@ -240,8 +241,7 @@ def client(prefect_server: None) -> Iterator[SyncPrefectClient]:
 def deployed(admin_blocks: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """The work pool and deployments as `fleetflow up` applies them, on the session's server, in
     a process whose own Prefect log level is WARNING (as `fleetflow up` used to set it). The
-    worker is started by the test and stopped here. (Applied once a session instead, two runs
-    of the suite took 108 and 139 s longer than one without; not kept.)"""
+    worker is started by the test and stopped here."""
     monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
     # The worker shares the test bed's home: a drill it runs injects faults there.
     stack = Stack(api_url=str(PREFECT_API_URL.value()), home=Path(os.environ["FLEETFLOW_HOME"]))
