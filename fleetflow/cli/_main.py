@@ -11,7 +11,7 @@ import httpx
 from pydantic import ValidationError
 
 from fleetflow.cli import autoscale, drill, flows, plan, stack, status, testbed
-from fleetflow.cli.console import error
+from fleetflow.cli.console import error, quiet_exit_notes
 from fleetflow.cli.options import Handler
 from fleetflow.errors import FleetflowError, prefect_overloaded
 
@@ -43,6 +43,7 @@ def _reason(exc: ValidationError) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler: Handler = args.handler
+    quiet_exit_notes()
     try:
         return handler(args)
     except ValidationError as exc:

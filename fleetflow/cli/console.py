@@ -53,6 +53,20 @@ def _remember(record: logging.LogRecord) -> bool:
     return True
 
 
+def _not_a_drain_note(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Still processing items")
+
+
+def quiet_exit_notes() -> None:
+    """Keep Prefect's note that it is still sending a command's events or logs at exit off the
+    terminal: on a busy machine it followed a one-line refusal ("EventsWorker - Still processing
+    items: 3 items remaining..."), and nothing in it is for the user to act on."""
+    for name in ("EventsWorker", "APILogWorker"):  # Prefect's own logger names for them
+        found = logging.getLogger(name)
+        if _not_a_drain_note not in found.filters:
+            found.addFilter(_not_a_drain_note)
+
+
 def prefect_console(level: int = logging.INFO, *, verbose: bool = True) -> None:
     """Show log lines from ``level`` up, and never a traceback, on this terminal; unless
     ``verbose``, only fleetflow's own lines and Prefect's warnings.

@@ -86,3 +86,25 @@ def test_plan_table_shows_unplaced(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out.splitlines()
     assert out[0].split() == ["CLUSTER", "CURRENT", "DESIRED", "REASON"]
     assert out[-1].split() == ["total", "0", "3", "2", "unplaced"]
+
+
+def test_prefects_exit_note_stays_off_the_terminal_and_its_other_warnings_do_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """On a busy machine Prefect's event worker noted, after a one-line refusal, that it was
+    still sending events at exit: the line a test and a user compare had a second line."""
+    import logging
+
+    from fleetflow.cli.console import quiet_exit_notes
+
+    quiet_exit_notes()
+    quiet_exit_notes()  # once a command or twice, one filter
+    events = logging.getLogger("EventsWorker")
+    assert len(events.filters) == 1
+    with caplog.at_level(logging.WARNING):
+        events.warning("Still processing items: 3 items remaining...")
+        logging.getLogger("APILogWorker").warning("Still processing items: 1 items remaining...")
+        events.warning("Service 'EventsWorker' queue is full (5 items), dropping item")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Service 'EventsWorker' queue is full (5 items), dropping item"
+    ]
