@@ -83,6 +83,28 @@ def test_token_credentials_become_a_kubeconfig() -> None:
     assert client.cluster == "m1" and client.timeout == 10.0
 
 
+def test_one_client_is_kept_per_credentials_and_other_credentials_get_their_own() -> None:
+    def creds(token: str = "tok", timeout: float = 10.0) -> ClusterCredentials:
+        return ClusterCredentials(
+            name="m1",
+            api_url="https://10.0.0.1:6443",
+            token=SecretStr(token),
+            request_timeout=timeout,
+        )
+
+    kept = api_client(creds())
+    assert api_client(creds()) is kept  # equal credentials, built anew: the same client
+    rotated = api_client(creds(token="tok-2"))
+    assert rotated is not kept and rotated.configuration.api_key == {"BearerToken": "Bearer tok-2"}
+    quick = api_client(creds(timeout=2.0))
+    assert quick is not kept and quick.timeout == 2.0 and api_client(creds()).timeout == 10.0
+    # Never more than the bound: the least recently used go first.
+    for n in range(100):
+        api_client(creds(token=f"other-{n}"))
+    assert api_client(creds(token="other-99")) is api_client(creds(token="other-99"))
+    assert api_client(creds()) is not kept
+
+
 def test_kubeconfig_context_selection() -> None:
     assert parse_kubeconfig("m1", KUBECONFIG, None)["current-context"] == "ctx-a"
     assert parse_kubeconfig("m1", KUBECONFIG, "ctx-b")
