@@ -7,7 +7,7 @@ into a :class:`~fleetflow.errors.ClusterError` that names the cluster.
 
 from __future__ import annotations
 
-import threading
+import functools
 from collections import Counter
 from typing import Any
 
@@ -118,6 +118,7 @@ class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
             raise translate(self.cluster, exc, self.timeout) from exc
 
 
+@functools.lru_cache(maxsize=64)  # a federation's members, at two or three timeouts each
 def api_client(credentials: ClusterCredentials) -> ClusterApiClient:
     """A client for this cluster alone; the global default configuration is untouched.
 
@@ -127,22 +128,9 @@ def api_client(credentials: ClusterCredentials) -> ClusterApiClient:
     pooled and safe to share between threads; a connection the server closed is replaced on the
     next request. Other credentials (a rotated token, another timeout) get a client of their own.
     """
-    with _CLIENTS_LOCK:
-        found = _CLIENTS.pop(credentials, None)
-        if found is None:
-            found = ClusterApiClient(
-                configuration(credentials), credentials.name, credentials.request_timeout
-            )
-        _CLIENTS[credentials] = found  # the most recently used last
-        while len(_CLIENTS) > _KEPT_CLIENTS:
-            del _CLIENTS[next(iter(_CLIENTS))]
-        return found
-
-
-_KEPT_CLIENTS = 64
-"""Clients kept per process: a federation's members, at two or three timeouts each."""
-_CLIENTS: dict[ClusterCredentials, ClusterApiClient] = {}
-_CLIENTS_LOCK = threading.Lock()
+    return ClusterApiClient(
+        configuration(credentials), credentials.name, credentials.request_timeout
+    )
 
 
 def configuration(credentials: ClusterCredentials) -> k8s.Configuration:
