@@ -26,6 +26,7 @@ from fleetflow.errors import InvalidRequest, MigrationRefused, PlacementError, U
 from fleetflow.federated import LABEL_WORKLOAD, DataSpec, FederatedDeployment
 from fleetflow.rebalance import select
 from fleetflow.rsync import Pass
+from fleetflow.scheduling import Taint, Toleration, untolerated
 from fleetflow.snapshot import Snapshot
 
 GB = 1_000_000_000
@@ -199,6 +200,7 @@ class Candidate(BaseModel):
     fenced: bool = False
     room: int | None = None
     """Replicas of the workload its free capacity holds (unknown: not probed)."""
+    taints: list[Taint] = Field(default_factory=list)
 
 
 class Score(BaseModel):
@@ -318,7 +320,7 @@ def choose_target(
     else:
         note = ""
     rows = [
-        _score(m, source, data, allowed, matrix, replicas, moving)
+        _score(m, source, data, allowed, matrix, replicas, moving, fd.spec.placement.tolerations)
         for m in members
         if m.name != source.name
     ]
@@ -352,6 +354,7 @@ def _score(
     matrix: RegionMatrix,
     replicas: int,
     moving: int,
+    tolerations: Sequence[Toleration],
 ) -> Score:
     score = Score(member=member.name, region=member.region, room=member.room)
     if not member.placeable:
@@ -365,6 +368,11 @@ def _score(
         return score.model_copy(
             update={"excluded": f"room for {member.room} of {replicas} replicas"}
         )
+    # The target is written as the workload's only cluster: a taint it does not tolerate
+    # would leave every replica unplaced after the source stopped.
+    if blocked := untolerated(member.taints, tolerations):
+        why = f"taint {blocked[0].text()} not tolerated (add a toleration to spec.placement)"
+        return score.model_copy(update={"excluded": why})
     link = matrix.between(source.region, member.region)
     remote = [d for d in data.datasets if d.region != member.region]
     return score.model_copy(
@@ -527,6 +535,7 @@ def decide_migration(
             placeable=view.health.placeable and view.reachable,
             fenced=view.fenced,
             room=replicas_that_fit(view.free, per_replica) if view.free is not None else None,
+            taints=view.taints,
         )
         for name, view in sorted(seen.found.members.items())
     ]

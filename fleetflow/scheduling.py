@@ -226,7 +226,8 @@ class Scheduled(NamedTuple):
     notes: tuple[str, ...] = ()
 
 
-def _untolerated(taints: Iterable[Taint], tolerations: Sequence[Toleration]) -> list[Taint]:
+def untolerated(taints: Iterable[Taint], tolerations: Sequence[Toleration]) -> list[Taint]:
+    """The taints none of the tolerations tolerate."""
     return [t for t in taints if not any(tol.tolerates(t) for tol in tolerations)]
 
 
@@ -256,7 +257,7 @@ def schedule(
     notes: dict[str, str] = {}
     kept: list[Candidate] = []
     for c in candidates:
-        c, why = _tainted(c, _untolerated(members[c.name].taints, rules.tolerations))
+        c, why = _tainted(c, untolerated(members[c.name].taints, rules.tolerations))
         if why:
             notes[c.name] = why
         kept.append(c)

@@ -35,6 +35,7 @@ from fleetflow.probes import Assessment
 from fleetflow.rebalance import HostView, MemberView, Observed, plan_workload
 from fleetflow.registry import MemberCluster
 from fleetflow.rsync import Pass
+from fleetflow.scheduling import Taint
 from fleetflow.snapshot import Snapshot
 from fleetflow.writes import write_plan
 
@@ -52,6 +53,7 @@ def db(
     kind: str = "StatefulSet",
     annotations: dict[str, str] | None = None,
     clusters: list[str] | None = None,
+    tolerations: list[dict[str, str]] | None = None,
 ) -> FederatedDeployment:
     spec: dict[str, Any] = {
         "replicas": replicas,
@@ -78,7 +80,7 @@ def db(
                 ],
             },
         },
-        "placement": {"clusters": clusters or ["us1"]},
+        "placement": {"clusters": clusters or ["us1"], "tolerations": tolerations or []},
     }
     if data is not None:
         spec["data"] = data
@@ -203,7 +205,11 @@ def test_claims_on_the_target_that_are_not_ours_are_refused_and_ours_are_taken()
     assert foreign_claims({c["metadata"]["name"]: c for c in other}, wanted, "eu1") is not None
 
 
-def snapshot(workload: FederatedDeployment, running: dict[str, int]) -> Snapshot:
+def snapshot(
+    workload: FederatedDeployment,
+    running: dict[str, int],
+    taints: dict[str, list[Taint]] | None = None,
+) -> Snapshot:
     regions = {"us1": "us", "us2": "us", "eu1": "eu"}
     registry = [
         MemberCluster.new(
@@ -222,6 +228,7 @@ def snapshot(workload: FederatedDeployment, running: dict[str, int]) -> Snapshot
             name=n,
             free=Resources(cpu=8000, memory=8 * 1024**3, pods=100),
             deployments={"shop/db": Observed(replicas=running[n])} if n in running else {},
+            taints=(taints or {}).get(n, []),
         )
         for n in regions
     }
@@ -253,6 +260,27 @@ def test_a_migration_is_decided_from_one_look_or_resumed_from_its_record() -> No
         decide_migration(snapshot(db(kind="Deployment"), {"us1": 1}), "shop/db", MATRIX, named=None)
     with pytest.raises(InvalidRequest, match="declares no volumes"):
         decide_migration(snapshot(db(volumes=()), {"us1": 1}), "shop/db", MATRIX, named=None)
+
+
+def test_a_member_whose_taint_the_workload_does_not_tolerate_is_no_target() -> None:
+    """Seen on the demo: the cheapest member carried ``dedicated=batch:NoSchedule``; the
+    migration copied, stopped the source, and only then found no member could take a replica."""
+    batch = {"us2": [Taint.parse("dedicated=batch:NoSchedule")]}
+    plan = decide_migration(snapshot(db(), {"us1": 1}, batch), "shop/db", MATRIX, named=None)
+    assert plan.target == "eu1"  # dearer, but us2 (free, same region) would never run it
+    assert plan.choice is not None
+    us2 = next(r for r in plan.choice.rows if r.member == "us2")
+    assert us2.excluded == (
+        "taint dedicated=batch:NoSchedule not tolerated (add a toleration to spec.placement)"
+    )
+    with pytest.raises(MigrationRefused, match="cannot move to us2: taint dedicated=batch"):
+        decide_migration(snapshot(db(), {"us1": 1}, batch), "shop/db", MATRIX, named="us2")
+    tolerant = db(tolerations=[{"key": "dedicated", "operator": "Exists"}])
+    plan = decide_migration(snapshot(tolerant, {"us1": 1}, batch), "shop/db", MATRIX, named=None)
+    assert plan.target == "us2"
+    hard = {"us2": [Taint.parse("maintenance:NoExecute")]}
+    plan = decide_migration(snapshot(tolerant, {"us1": 1}, hard), "shop/db", MATRIX, named=None)
+    assert plan.target == "eu1"  # its toleration is for another key
 
 
 def test_pre_copy_stops_when_a_round_moves_little_or_at_the_limit() -> None:
