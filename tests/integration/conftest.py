@@ -28,8 +28,9 @@ from fleetflow.errors import ClusterError, TestbedError
 from fleetflow.kube import ClusterApiClient, api_client
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
-from fleetflow.stack import Stack, deploy, ensure_work_pool, stop
+from fleetflow.stack import Database, Stack, deploy, ensure_work_pool, stop
 from fleetflow.testbed import bed, build, memory
+from fleetflow.testbed.postgres import postgres
 from fleetflow.testbed.spec import TestbedSpec
 
 # Under pytest-xdist (`make test` runs two workers), each worker is a test session of its own:
@@ -39,6 +40,8 @@ if _WORKER.startswith("gw"):
     os.environ["FLEETFLOW_TEST_BASE_PORT"] = str(
         settings().test_base_port + 300 * int(_WORKER.removeprefix("gw"))
     )
+POSTGRES_PORT_OFFSET = 74
+"""The session server's PostgreSQL: below the ports test_postgres takes (75 on)."""
 
 
 @pytest.fixture(scope="session")
@@ -83,23 +86,47 @@ def testbed(_bed_starting: Future[TestbedSpec], prefect_server: None) -> Testbed
 
 @pytest.fixture(scope="session")
 def prefect_server(_bed_starting: Future[TestbedSpec]) -> Iterator[None]:
-    """The session's Prefect server (``prefect_test_harness``), started while the test bed
-    starts. Its database stays a file: in memory (one connection) it spared the block writes
-    SQLite's 2-s lock retries, but tests whose workers and CLIs talk to the server at once took
-    twice as long, and the suite no less."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
+    """The session's Prefect server, on a PostgreSQL of its own, started while the test bed
+    starts. On SQLite (``prefect_test_harness``) a block saved while the server recorded a task
+    run was refused ("database is locked") and Prefect's client retried it 2 s later: half of
+    every join's time went to that sleep. In memory (one connection) spared those, but tests
+    whose workers and CLIs talk to the server at once took twice as long."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.database.dependencies import temporary_database_interface
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
 
     # The server phones home unless told not to; this machine has no internet to phone.
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    # A flow run's heartbeat thread sleeps in one-second steps and every flow called here waits
-    # for it to end: about a second per call, minutes over the suite. Heartbeats let the server
-    # mark a crashed run; the tests that ask that of it run flows in processes of their own.
     with (
-        prefect_test_harness(server_startup_timeout=120),
-        temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
+        postgres(settings().test_base_port + POSTGRES_PORT_OFFSET) as pg,
+        temporary_database_interface(),
+        temporary_settings(
+            updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: Database(pg.url).prefect_url}
+        ),
     ):
-        yield
+        server = SubprocessASGIServer()
+        server.start(timeout=120)
+        try:
+            # A flow run's heartbeat thread sleeps in one-second steps and every flow called
+            # here waits for it to end: about a second per call, minutes over the suite.
+            # Heartbeats let the server mark a crashed run; the tests that ask that of it run
+            # flows in processes of their own.
+            with temporary_settings(
+                updates={PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+            ):
+                yield
+                # What the session's runs still send, sent before the server stops.
+                APILogWorker.drain_all()
+                EventsWorker.drain_all()
+        finally:
+            server.stop()
 
 
 def made_whole(testbed: TestbedSpec) -> None:
