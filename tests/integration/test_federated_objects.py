@@ -31,7 +31,7 @@ from fleetflow.objects import LABEL_OBJECT
 from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import federated_deployment, federated_object
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import a_federation, client_for
+from tests.integration.conftest import a_federation, client_for, delete_namespace
 from tests.integration.manifests import (
     config_map,
     ingress,
@@ -63,10 +63,8 @@ def fed(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[Fed]:
         with a_federation(testbed, join=True, prefix="o", namespaces=spaces[:-1]) as name:
             yield Fed(name=name, namespaces=spaces[:-1], outside=spaces[-1])
     finally:
-        for cluster in testbed.cluster_names():
-            for ns in spaces:
-                with contextlib.suppress(ClusterError):
-                    k8s.CoreV1Api(client_for(cluster)).delete_namespace(ns)
+        for ns in spaces:
+            delete_namespace(testbed, ns)
 
 
 def rebalance(fed: Fed, namespace: str, **options: Any) -> Report:
