@@ -286,20 +286,26 @@ def client(prefect_server: None) -> Iterator[SyncPrefectClient]:
         yield client
 
 
-@pytest.fixture
-def deployed(admin_blocks: list[str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    """The work pool and deployments as `fleetflow up` applies them, on the session's server, in
-    a process whose own Prefect log level is WARNING (as `fleetflow up` used to set it). The
-    worker is started by the test and stopped here."""
-    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+@pytest.fixture(scope="session")
+def deployments(admin_blocks: list[str]) -> Stack:
+    """The work pool and deployments as `fleetflow up` applies them, on the session's server:
+    applied once (`prefect deploy` took seconds of CPU a test), since no test changes them."""
     # The worker shares the test bed's home: a drill it runs injects faults there.
     stack = Stack(api_url=str(PREFECT_API_URL.value()), home=Path(os.environ["FLEETFLOW_HOME"]))
     ensure_work_pool(stack, progress=quiet)
     deploy(stack, progress=quiet)
-    yield stack
+    return stack
+
+
+@pytest.fixture
+def deployed(deployments: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The session's deployments, in a process whose own Prefect log level is WARNING (as
+    `fleetflow up` used to set it). The worker is started by the test and stopped here."""
+    monkeypatch.setenv("PREFECT_LOGGING_LEVEL", "WARNING")
+    yield deployments
     # A Prefect worker that has run flows takes over 20 s to exit on SIGTERM; its runs are
     # over by now, so the suite does not wait for it.
-    stop(stack, "worker", progress=quiet, timeout=2)
+    stop(deployments, "worker", progress=quiet, timeout=2)
 
 
 def recorded_task_runs(flow_run_id: UUID | None, at_least: int) -> list[TaskRun]:
