@@ -157,13 +157,25 @@ def test_bad_names_and_rules_are_refused_before_anything() -> None:
     rooms=st.lists(st.one_of(st.none(), st.integers(0, 5)), min_size=2, max_size=6),
     regions=st.lists(st.sampled_from(["us", "eu", "ap", None]), min_size=6, max_size=6),
     healthy=st.lists(st.booleans(), min_size=6, max_size=6),
+    tainted=st.lists(st.booleans(), min_size=6, max_size=6),
     replicas=st.integers(1, 4),
 )
 def test_the_target_always_fits_and_costs_no_more_than_any_that_fits(
-    rooms: list[int | None], regions: list[str | None], healthy: list[bool], replicas: int
+    rooms: list[int | None],
+    regions: list[str | None],
+    healthy: list[bool],
+    tainted: list[bool],
+    replicas: int,
 ) -> None:
+    batch = [Taint.parse("dedicated=batch:NoSchedule")]
     candidates = [SOURCE] + [
-        Candidate(name=f"m{i}", region=regions[i], room=room, placeable=healthy[i])
+        Candidate(
+            name=f"m{i}",
+            region=regions[i],
+            room=room,
+            placeable=healthy[i],
+            taints=batch if tainted[i] else [],
+        )
         for i, room in enumerate(rooms)
     ]
     try:
@@ -177,7 +189,8 @@ def test_the_target_always_fits_and_costs_no_more_than_any_that_fits(
     assert all(chosen[0].cost <= r.cost for r in choice.rows if r.excluded is None)
     for row in choice.rows:
         i = int(row.member[1:])
-        fits = healthy[i] and (rooms[i] is None or rooms[i] >= replicas)  # type: ignore[operator]
+        room = rooms[i]
+        fits = healthy[i] and not tainted[i] and (room is None or room >= replicas)
         assert (row.excluded is None) == fits
 
 
