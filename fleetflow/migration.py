@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fleetflow.capacity import replicas_that_fit
 from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest
-from fleetflow.errors import InvalidRequest, MigrationRefused, PlacementError, UnknownName
+from fleetflow.errors import InvalidRequest, MigrationRefused, UnknownName
 from fleetflow.federated import LABEL_WORKLOAD, DataSpec, FederatedDeployment
-from fleetflow.rebalance import select
+from fleetflow.rebalance import plan_workload
 from fleetflow.rsync import Pass
 from fleetflow.scheduling import Taint, Toleration, untolerated
 from fleetflow.snapshot import Snapshot
@@ -541,10 +541,13 @@ def decide_migration(
     ]
     source = next(c for c in candidates if c.name == running[0])
     choice = choose_target(fd, source, candidates, matrix, fd.spec.replicas, named=named, used=used)
-    try:
-        select(moved_placement(fd, choice.target), seen.found.members)
-    except PlacementError as exc:
-        raise InvalidRequest(f"{exc}: migrate sets placement.clusters to the target") from None
+    # The cut-over plans the moved workload with the scheduler rebalance uses: plan it so now,
+    # before anything is copied or stopped, for the rules the table does not score (a spread,
+    # affinity groups, a cluster selector).
+    moved = plan_workload(moved_placement(fd, choice.target), seen.found.members)
+    if moved.error or moved.unplaced:
+        why = moved.error or f"{moved.unplaced} of {fd.spec.replicas} replicas stay unplaced"
+        raise MigrationRefused(f"{why}: migrate sets placement.clusters to {choice.target} alone")
     return MigrationPlan(
         workload=fd,
         source=source.name,

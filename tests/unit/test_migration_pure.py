@@ -53,7 +53,7 @@ def db(
     kind: str = "StatefulSet",
     annotations: dict[str, str] | None = None,
     clusters: list[str] | None = None,
-    tolerations: list[dict[str, str]] | None = None,
+    placement: dict[str, Any] | None = None,
 ) -> FederatedDeployment:
     spec: dict[str, Any] = {
         "replicas": replicas,
@@ -80,7 +80,7 @@ def db(
                 ],
             },
         },
-        "placement": {"clusters": clusters or ["us1"], "tolerations": tolerations or []},
+        "placement": {"clusters": clusters or ["us1"], **(placement or {})},
     }
     if data is not None:
         spec["data"] = data
@@ -288,12 +288,24 @@ def test_a_member_whose_taint_the_workload_does_not_tolerate_is_no_target() -> N
     )
     with pytest.raises(MigrationRefused, match="cannot move to us2: taint dedicated=batch"):
         decide_migration(snapshot(db(), {"us1": 1}, batch), "shop/db", MATRIX, named="us2")
-    tolerant = db(tolerations=[{"key": "dedicated", "operator": "Exists"}])
+    tolerant = db(placement={"tolerations": [{"key": "dedicated", "operator": "Exists"}]})
     plan = decide_migration(snapshot(tolerant, {"us1": 1}, batch), "shop/db", MATRIX, named=None)
     assert plan.target == "us2"
     hard = {"us2": [Taint.parse("maintenance:NoExecute")]}
     plan = decide_migration(snapshot(tolerant, {"us1": 1}, hard), "shop/db", MATRIX, named=None)
     assert plan.target == "eu1"  # its toleration is for another key
+
+
+def test_a_rule_the_target_alone_cannot_meet_is_refused_before_anything_moves() -> None:
+    """The table scores health, room, residency and taints; the rest of a workload's rules (a
+    spread here) are checked with the scheduler the cut-over uses, before the source stops."""
+    spread = db(placement={"spreadConstraints": [{"spreadBy": "cluster", "minGroups": 2}]})
+    with pytest.raises(MigrationRefused) as refused:
+        decide_migration(snapshot(spread, {"us1": 1}), "shop/db", MATRIX, named=None)
+    assert str(refused.value) == (
+        "shop/db: spread by cluster needs at least 2, but its members span only 1 (us2): lower "
+        "minGroups or add members: migrate sets placement.clusters to us2 alone"
+    )
 
 
 def test_pre_copy_stops_when_a_round_moves_little_or_at_the_limit() -> None:
