@@ -36,6 +36,22 @@ class KubeCluster(SchemaOnce, Block):
     region: str | None = Field(default=None, description="Region, e.g. us-east.")
     zone: str | None = Field(default=None, description="Zone, e.g. us-east-1a.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels for placement.")
+    volume_roots: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per StorageClass, the directory on the worker's machine under which this "
+        "cluster's hostPath/local volumes lie: the migration mover reads and writes only "
+        "volumes strictly inside it (empty: none). Join copies it to the member's block.",
+    )
+    joined_as: str | None = Field(
+        default=None,
+        description="Set by join: FEDERATION/MEMBER this block's token was issued for (join "
+        "overwrites no other block). Empty on blocks made by hand.",
+    )
+    allow_insecure: bool = Field(
+        default=False,
+        description="Accept a plain-http API URL, a kubeconfig that skips TLS verification, or "
+        "one that runs a command (exec) for its credentials. Off: each is refused in one line.",
+    )
     request_timeout: float = Field(
         default_factory=lambda: settings().request_timeout,
         gt=0,
@@ -52,6 +68,7 @@ class KubeCluster(SchemaOnce, Block):
             kubeconfig=self.kubeconfig,
             context=self.context,
             request_timeout=self.request_timeout,
+            allow_insecure=self.allow_insecure,
         )
 
     def token_credentials(self) -> ClusterCredentials | None:
@@ -64,6 +81,7 @@ class KubeCluster(SchemaOnce, Block):
             ca_data=self.ca_data,
             token=self.token,
             request_timeout=self.request_timeout,
+            allow_insecure=self.allow_insecure,
         )
 
     def api_client(self) -> ClusterApiClient:

@@ -11,8 +11,9 @@ from typing import cast
 from fleetflow.blocks.federation import Federation
 from fleetflow.blocks.kube_cluster import KubeCluster
 from fleetflow.blockstore import missing_cluster, missing_federation
-from fleetflow.errors import UnknownName
+from fleetflow.errors import MembershipError, UnknownName
 from fleetflow.models import BlockKind
+from fleetflow.registry import MemberCluster
 
 
 def load_cluster(name: str) -> KubeCluster:
@@ -42,6 +43,33 @@ def find_federation(name: str) -> Federation | None:
         return load_federation(name)
     except UnknownName:
         return None
+
+
+def listed_block(federation: Federation, entry: MemberCluster) -> str | None:
+    """The credentials block a member's registration names, when the Federation block lists it
+    as a member's; else None. A registration is an object on the host: it never points a flow
+    at a block the federation did not list (the host's admin block, another federation's)."""
+    name = entry.spec.credentials_block
+    listed = name in federation.member_clusters and name != federation.host_cluster
+    return name if listed else None
+
+
+def member_cluster(federation: Federation, entry: MemberCluster) -> KubeCluster | None:
+    """The member's listed credentials block, or None (not listed, or not saved)."""
+    name = listed_block(federation, entry)
+    return find_cluster(name) if name else None
+
+
+def load_member_cluster(federation: Federation, entry: MemberCluster) -> KubeCluster:
+    """The member's listed credentials block; one clear line when it is not listed."""
+    name = listed_block(federation, entry)
+    if name is None:
+        raise MembershipError(
+            f"member {entry.name}'s registration names credentials block "
+            f"{entry.spec.credentials_block!r}, which federation {federation.name}'s block does "
+            f"not list as a member's: nothing was done; rejoin it (fleetflow join) to set both"
+        )
+    return load_cluster(name)
 
 
 LOADERS = {BlockKind.FEDERATION: load_federation, BlockKind.CLUSTER: load_cluster}

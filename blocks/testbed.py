@@ -7,7 +7,7 @@ from pydantic import SecretStr
 from fleetflow.blocks.fields import save_if_changed
 from fleetflow.blocks.kube_cluster import KubeCluster
 from fleetflow.testbed import bed
-from fleetflow.testbed.spec import TestbedSpec
+from fleetflow.testbed.spec import HOSTPATH_ROOT, STORAGE_CLASS, TestbedSpec
 
 
 def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
@@ -19,6 +19,7 @@ def save_testbed_blocks(spec: TestbedSpec) -> list[str]:
             api_url=f"https://127.0.0.1:{spec.port(cluster)}",
             kubeconfig=SecretStr(bed.kubeconfig_path(cluster).read_text()),
             context=cluster,
+            volume_roots={STORAGE_CLASS: HOSTPATH_ROOT},
             region=spec.member(cluster).region if member else None,
             labels={
                 "fleetflow.io/testbed": "true",

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleetflow.autoscaling import AutoscaleRow, AutoscalingSpec, BudgetMove, autoscale_rows
 from fleetflow.capacity import Resources, pod_requests
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY
-from fleetflow.patches import merge_patch
+from fleetflow.errors import InvalidRequest
+from fleetflow.patches import identity, merge_patch
 from fleetflow.scheduling import (
     AffinityGroup,
     ClusterSelector,
@@ -304,10 +305,29 @@ def member_deployment(
                 container["image"] = override.image
         if override.patch:
             manifest = merge_patch(manifest, override.patch)
+    if identity(manifest) != ("apps/v1", "Deployment", fd.name, fd.namespace):
+        raise InvalidRequest(
+            f"FederatedDeployment {fd.key}: an override for {cluster} changes the workload's "
+            "apiVersion, kind, name or namespace: an override may change its spec and labels only"
+        )
+    meta = manifest["metadata"]
+    # No override removes what marks the copy as ours (else it is orphaned, never updated).
+    meta["labels"] = {**(meta.get("labels") or {}), **member_labels(fd, federation)}
+    meta["annotations"] = dict(meta.get("annotations") or {})
     manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(
         manifest, count=fd.spec.autoscaling is None
     )
     return manifest
+
+
+def override_problem(fd: FederatedDeployment) -> str | None:
+    """Why an override of this workload cannot be applied (None: each can)."""
+    for override in fd.spec.overrides:
+        try:
+            member_deployment(fd, override.cluster_name, 1, "")
+        except InvalidRequest as exc:
+            return str(exc)
+    return None
 
 
 def member_labels(fd: FederatedDeployment, federation: str) -> dict[str, str]:

@@ -247,12 +247,18 @@ class IssuedToken(BaseModel):
         )
 
     def credentials(
-        self, name: str, api_url: str, ca_data: str | None
+        self, name: str, api_url: str, ca_data: str | None, *, allow_insecure: bool = False
     ) -> ClusterCredentials | None:
         """Credentials that use this token alone, to prove what it may do."""
         if self.token is None:
             return None
-        return ClusterCredentials(name=name, api_url=api_url, ca_data=ca_data, token=self.token)
+        return ClusterCredentials(
+            name=name,
+            api_url=api_url,
+            ca_data=ca_data,
+            token=self.token,
+            allow_insecure=allow_insecure,
+        )
 
 
 def member_block_name(federation: str, member: str) -> str:
@@ -295,6 +301,41 @@ def join_problem(
     if problem is None and existing is not None:
         problem = existing.registered_elsewhere(federation, api_url)
     return f"cannot join {member!r}: {problem}" if problem else None
+
+
+def block_problem(
+    block: str,
+    federation: str,
+    member: str,
+    *,
+    exists: bool,
+    joined_as: str | None,
+    listed: bool,
+    host: bool,
+) -> str | None:
+    """Why join may not save the member's credentials block as ``block``, or None. Join
+    overwrites only a block it made for this very member (``joined_as``), or, from before
+    blocks said so, one the Federation block lists as a member's: never the host's, an admin's
+    or another federation's, which a member named to match would replace with its token."""
+    if not exists or (not host and joined_as == joined_name(federation, member)):
+        return None
+    if host:
+        why = f"it is federation {federation}'s host credentials block"
+    elif joined_as is None and listed:
+        return None
+    else:
+        made = f"for {joined_as}" if joined_as else "by hand (an admin's, or another tool's)"
+        why = f"it was made {made}"
+    return (
+        f"cannot join {member!r}: its credentials block would be {block!r}, which exists and "
+        f"join never overwrites: {why}; rename that block, or join the member under another "
+        "name; nothing was changed"
+    )
+
+
+def joined_name(federation: str, member: str) -> str:
+    """What a block join made says it holds: ``<federation>/<member>``."""
+    return f"{federation}/{member}"
 
 
 def unjoin_problem(

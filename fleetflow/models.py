@@ -39,7 +39,35 @@ def _dns_label(value: str) -> str:
     return value
 
 
-DnsLabel = Annotated[str, AfterValidator(_dns_label)]
+DnsLabel = Annotated[
+    str,
+    AfterValidator(_dns_label),
+    # The form's schema: the server refuses a bad name before a run exists; the validator says
+    # what is wrong on the CLI.
+    Field(json_schema_extra={"pattern": DNS_LABEL.pattern, "maxLength": 63}),
+]
+"""A namespace, member, region or federation name: safe in a URL path as it is."""
+
+DNS_SUBDOMAIN = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+
+def _dns_subdomain(value: str) -> str:
+    if not DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes object name: use lowercase letters, digits, '-' and "
+            "'.', at most 253 characters, starting and ending with a letter or digit"
+        )
+    return value
+
+
+DnsSubdomain = Annotated[
+    str,
+    AfterValidator(_dns_subdomain),
+    Field(json_schema_extra={"pattern": DNS_SUBDOMAIN.pattern, "maxLength": 253}),
+]
+"""An object's name (a Deployment's may hold dots): safe in a URL path as it is."""
 
 
 class BlockKind(StrEnum):
@@ -120,6 +148,12 @@ class BootstrapRequest(Request):
         default=None,
         pattern=r"^[^\s:]+(:[0-9]{1,5})?$",
         description="HOST:PORT of a DNS server answering for the zone, to verify switches",
+    )
+    move_host: bool = Field(
+        default=False,
+        description="Let an existing federation's block name another host cluster (without "
+        "it, a rerun naming another host is refused: its registry, operations and workloads "
+        "stay on the old one)",
     )
     dry_run: bool = Field(default=False, description="List what would change; write nothing")
 
@@ -219,8 +253,8 @@ class RebalanceRequest(Request):
     """Plan and apply replica placement for the federated workloads."""
 
     federation: FederationBlock = Field(description="Federation block")
-    namespace: str | None = Field(default=None, description="Only workloads in this namespace")
-    name: str | None = Field(default=None, description="Only the workload of this name")
+    namespace: DnsLabel | None = Field(default=None, description="Only workloads in this namespace")
+    name: DnsSubdomain | None = Field(default=None, description="Only the workload of this name")
     labels: dict[str, str] = Field(default_factory=dict, description="Only workloads with these")
     max_moves: int | None = Field(
         default=10,

@@ -44,7 +44,7 @@ from fleetflow.federated import (
     Placement,
     spec_hash,
 )
-from fleetflow.patches import PatchOp, json_patch, merge_patch
+from fleetflow.patches import PatchOp, identity, json_patch, merge_patch
 from fleetflow.wire import Condition, WireModel
 
 KIND = "FederatedObject"
@@ -305,7 +305,7 @@ def member_object(fo: FederatedObject, cluster: str, federation: str) -> dict[st
     for field in _SERVER_FIELDS:
         meta.pop(field, None)
     meta["namespace"] = fo.namespace
-    identity = _identity(manifest)
+    named = identity(manifest)
     for override in fo.spec.overrides:
         if override.cluster_name != cluster:
             continue
@@ -316,7 +316,7 @@ def member_object(fo: FederatedObject, cluster: str, federation: str) -> dict[st
             manifest = json_patch(manifest, override.json_patch)
         except InvalidRequest as exc:
             raise InvalidRequest(f"{where}: {exc}") from None
-        if not isinstance(manifest, dict) or _identity(manifest) != identity:
+        if not isinstance(manifest, dict) or identity(manifest) != named:
             raise InvalidRequest(
                 f"{where}: an override may not change the object's apiVersion, kind, name or "
                 "namespace"
@@ -333,17 +333,6 @@ def member_object(fo: FederatedObject, cluster: str, federation: str) -> dict[st
         manifest = _string_data_folded(manifest)
     manifest["metadata"]["annotations"][ANNOTATION_HASH] = spec_hash(manifest)
     return manifest
-
-
-def _identity(manifest: dict[str, Any]) -> tuple[Any, ...]:
-    meta = manifest.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
-    return (
-        manifest.get("apiVersion"),
-        manifest.get("kind"),
-        meta.get("name"),
-        meta.get("namespace"),
-    )
 
 
 def _string_data_folded(secret: dict[str, Any]) -> dict[str, Any]:

@@ -209,3 +209,12 @@ def _remove(doc: Any, tokens: list[str]) -> tuple[Any, Any]:
             raise PatchError(f"no member {last!r}")
         return doc, parent.pop(last)
     return doc, parent.pop(_index(parent, last, end_ok=False))
+
+
+def identity(manifest: Any) -> tuple[Any, ...]:
+    """What names an object: apiVersion, kind, name and namespace. A patch for one member must
+    leave it as it was: else a template patched for us-east-1 lands in its ``kube-system``."""
+    meta = manifest.get("metadata") if isinstance(manifest, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    found = manifest if isinstance(manifest, dict) else {}
+    return (found.get("apiVersion"), found.get("kind"), meta.get("name"), meta.get("namespace"))

@@ -14,7 +14,7 @@ from fleetflow.autoscaling import Autoscaler, Budget, divide
 from fleetflow.capacity import Resources, replicas_that_fit
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import PlacementError
-from fleetflow.federated import FederatedDeployment
+from fleetflow.federated import FederatedDeployment, override_problem
 from fleetflow.health import HealthState
 from fleetflow.lease import Lease
 from fleetflow.objects import FederatedObjects
@@ -180,6 +180,9 @@ def plan_workload(
         plan.held = hold or f"being migrated (operation {fd.migration}): left as it runs"
         plan.replicas = dict(current)
         plan.reasons = {m: plan.held for m in current}
+        return plan
+    if problem := override_problem(fd):
+        plan.error = problem
         return plan
     try:
         scheduled = _scheduled(fd, members, current, capped=capped)

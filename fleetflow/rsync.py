@@ -17,13 +17,13 @@ until no rsync of an earlier run still writes into its target.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -56,12 +56,10 @@ class Pass(BaseModel):
         )
 
 
-def volume_directory(volume: Mapping[str, Any]) -> str | None:
-    """Where a PersistentVolume keeps its data on its machine: a hostPath or local volume's
-    directory; None for any other kind (the mover cannot reach it)."""
-    spec = volume.get("spec") or {}
-    path = (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
-    return str(path) if path else None
+def resolved(directory: str) -> tuple[str, bool]:
+    """Where ``directory`` really is on this machine (symbolic links followed, ``..`` folded),
+    and whether it is itself a symbolic link: what ``fleetflow.volume_paths`` decides on."""
+    return os.path.realpath(directory), os.path.islink(directory)
 
 
 def rsync_binary() -> str:
@@ -123,8 +121,9 @@ def _args(source: Path, target: Path, *, dry_run: bool, bwlimit_mbps: float | No
         args.append("--info=progress2")
     if bwlimit_mbps:
         args.append(f"--bwlimit={max(1, round(bwlimit_mbps * 1000))}kb")
-    # The trailing slash copies the directory's contents, not the directory into itself.
-    return [*args, f"{source}/", f"{target}/"]
+    # The trailing slash copies the directory's contents, not the directory into itself; ``--``
+    # ends the options, so that no directory is ever read as one.
+    return [*args, "--", f"{source}/", f"{target}/"]
 
 
 def _number(pattern: re.Pattern[str], text: str) -> int:

@@ -13,7 +13,7 @@ from prefect import flow
 from fleetflow.blocks import Federation
 from fleetflow.blocks.loading import find_federation, load_cluster
 from fleetflow.controlplane import DNS_CRD_NAME, control_plane_manifests, crd_names, host_problem
-from fleetflow.errors import HostTooOld
+from fleetflow.errors import HostTooOld, InvalidRequest
 from fleetflow.flows.report import publish
 from fleetflow.models import BootstrapRequest, Report
 from fleetflow.tasks.clusters import save_block, server_version
@@ -25,6 +25,14 @@ from fleetflow.tasks.manifests import apply_manifests
 def bootstrap_control_plane(request: BootstrapRequest) -> Report:
     """Install (or check) a federation's control plane in its host cluster."""
     dry_run = request.dry_run
+    existing = find_federation(request.federation)
+    if existing and existing.host_cluster != request.host_cluster and not request.move_host:
+        raise InvalidRequest(
+            f"federation {request.federation} is hosted by {existing.host_cluster!r}, not "
+            f"{request.host_cluster!r}: its members, operations and workloads are there; "
+            "rerun naming that host, or with move_host (--move-host) once they are moved; "
+            "nothing was changed"
+        )
     host = load_cluster(request.host_cluster)
     version = server_version(host)
     problem = host_problem(request.host_cluster, version)
@@ -35,7 +43,7 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
     )
     actions = apply_manifests(host, manifests, dry_run)
     wait_crds_established(host, crd_names(manifests), dry_run)
-    federation = Federation.bootstrapped(request, find_federation(request.federation))
+    federation = Federation.bootstrapped(request, existing)
     actions.append(save_block(federation, request.federation, dry_run))
     report = Report(
         procedure=f"bootstrap {request.federation}",

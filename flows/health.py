@@ -61,7 +61,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
+from fleetflow.blocks.loading import load_cluster, load_federation, member_cluster
 from fleetflow.errors import ClusterError
 from fleetflow.flows.report import finished
 from fleetflow.health import HealthState
@@ -112,7 +112,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
     # Everything that can be ready before the lease is: a takeover then probes at once.
     registry = list_members(host, namespace, federation.name)
     blocks: dict[str, KubeCluster | None] = {
-        m.name: find_cluster(m.spec.credentials_block) for m in registry
+        m.name: member_cluster(federation, m) for m in registry
     }
     if not wait_for_lease(host, namespace, lease, me, request.lease_seconds, deadline):
         report.notes.append(
@@ -141,7 +141,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
                 regions_down = _regions_down(federation.name, registry)
             for m in registry:
                 if m.name not in blocks:
-                    blocks[m.name] = find_cluster(m.spec.credentials_block)
+                    blocks[m.name] = member_cluster(federation, m)
             probes = probe_health(
                 {m.name: blocks[m.name] for m in registry}, federation.name, request.probe_timeout
             )

@@ -18,11 +18,13 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.membership import (
+    block_problem,
     join_problem,
+    joined_name,
     member_block_name,
     member_manifests,
     names,
@@ -62,10 +64,20 @@ def join_cluster(request: JoinRequest) -> Report:
         existing=existing,
         api_url=api_url,
     )
+    block_name = member_block_name(federation.name, request.member)
+    present = find_cluster(block_name)
+    problem = problem or block_problem(
+        block_name,
+        federation.name,
+        request.member,
+        exists=present is not None,
+        joined_as=present.joined_as if present else None,
+        listed=block_name in federation.member_clusters,
+        host=block_name == federation.host_cluster,
+    )
     if problem:
         raise MembershipError(problem)
 
-    block_name = member_block_name(federation.name, request.member)
     where = names(federation.name)
     wait_namespace_not_terminating(admin, where.namespace)
     actions: list[Action] = apply_manifests(admin, member_manifests(federation.name), dry_run)
@@ -77,7 +89,10 @@ def join_cluster(request: JoinRequest) -> Report:
         actions += delete_manifests(admin, secret_manifests(federation.name, dropped))
     issued = issue_token(admin, federation.name, dry_run=dry_run)
     actions.append(issued.action(cluster_name(admin)))
-    verify_limited(issued.credentials(block_name, api_url, ca_data), namespaces)
+    verify_limited(
+        issued.credentials(block_name, api_url, ca_data, allow_insecure=admin.allow_insecure),
+        namespaces,
+    )
     member_block = KubeCluster(
         api_url=api_url,
         ca_data=ca_data,
@@ -85,6 +100,9 @@ def join_cluster(request: JoinRequest) -> Report:
         region=request.region,
         zone=request.zone,
         labels=request.labels,
+        volume_roots=admin.volume_roots,
+        joined_as=joined_name(federation.name, request.member),
+        allow_insecure=admin.allow_insecure,  # reached the way the admin's block reaches it
     )
     actions.append(save_block(member_block, block_name, dry_run))
     entry = MemberCluster.new(

@@ -34,7 +34,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import load_cluster, load_federation, load_member_cluster
 from fleetflow.errors import (
     InvalidRequest,
     LeaseLost,
@@ -74,14 +74,17 @@ from fleetflow.tasks.member import unreachable_reason
 from fleetflow.tasks.migrate import (
     Pairs,
     changed_since,
-    claim_directories,
+    check_retained,
+    claim_volumes,
     copy_round,
     delete_claims,
     discard_copies,
     hold_workload,
     manifests,
+    other_volumes,
     provision_claims,
     refuse_foreign_claims,
+    refuse_overlaps,
     running_replicas,
     stop_workload,
     used_bytes,
@@ -134,7 +137,8 @@ def migrate_workload(request: MigrateRequest) -> Report:
         )
     op = op or _record(plan, federation)
     ingress = {m.name: m.spec.ingress_address for m in view.members}
-    move = Move(federation, host, blocks, plan, request, ingress)
+    reachable = {m: b for m, b in blocks.items() if b and seen.found.members[m].reachable}
+    move = Move(federation, host, blocks, plan, request, ingress, reachable)
     lease = f"fleetflow-migrate-{request.namespace}-{request.name}"
     with phased(host, op, PHASES, lease=lease, refusal=_busy(key)) as run:
         move.check = run.check  # the copy stops at once should the run lose its lease
@@ -220,10 +224,13 @@ class Move:
         plan: MigrationPlan,
         request: MigrateRequest,
         ingress: dict[str, str | None],
+        reachable: dict[str, KubeCluster],
     ) -> None:
         self.federation, self.host, self.plan, self.request = federation, host, plan, request
         self.source = _block(blocks, plan.source)
         self.target = _block(blocks, plan.target)
+        self.members = reachable
+        """The members that answered: every volume they report is out of the copy's way."""
         self.fd = plan.workload
         self.ingress = ingress
         self._pairs: Pairs | None = None
@@ -233,12 +240,24 @@ class Move:
 
     @property
     def pairs(self) -> Pairs:
-        """Per claim, the source's and the target's directories (read once the claims exist)."""
+        """Per claim, the source's and the target's directories, resolved here (read once the
+        claims exist); refused unless the mover may touch them: inside their declared roots,
+        bound to these claims, apart from each other and from every volume the reachable
+        members report."""
         if self._pairs is None:
             ns, claims = self.fd.namespace, self.plan.claims
-            source = claim_directories(self.source, self.plan.source, ns, claims)
-            target = claim_directories(self.target, self.plan.target, ns, claims)
-            self._pairs = [(c, source[c], target[c]) for c in claims]
+            source = claim_volumes(self.source, self.plan.source, ns, claims)
+            target = claim_volumes(self.target, self.plan.target, ns, claims)
+            mine = [*source.values(), *target.values()]
+            others = [
+                volume
+                for member, block in self.members.items()
+                for volume in other_volumes(
+                    block, member, [v.volume for v in mine if v.member == member]
+                )
+            ]
+            refuse_overlaps(mine, others)
+            self._pairs = [(c, str(source[c].real), str(target[c].real)) for c in claims]
         return self._pairs
 
     def _hold(self) -> None:
@@ -501,12 +520,17 @@ def cleanup_migration(request: CleanupRequest) -> Report:
     registry = {m.name: m for m in list_members(host, federation.namespace, federation.name)}
     if member not in registry:
         raise InvalidRequest(f"{key}'s source {member} is no member any more: clean it by hand")
-    source = load_cluster(registry[member].spec.credentials_block)
+    source = load_member_cluster(federation, registry[member])
     if running_replicas(source, request.namespace, request.name) > 0:
         raise InvalidRequest(
             f"{key} runs on {member} again: its claims are in use; nothing deleted"
         )
     claims = [str(c) for c in op.status.result.get("retained", [])]
+    there = str(op.parameters["target"])
+    if there not in registry:
+        raise InvalidRequest(f"{key}'s target {there} is no member any more: clean it by hand")
+    target = load_member_cluster(federation, registry[there])
+    check_retained(source, member, target, there, request.namespace, claims)
     report.actions = delete_claims(source, member, request.namespace, claims, request.dry_run)
     if not request.dry_run:
         save_operation(host, step_done(op, CLEANED, datetime.now(UTC), f"{len(claims)} claims"))

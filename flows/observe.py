@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from prefect import get_run_logger
 
 from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.loading import find_cluster
+from fleetflow.blocks.loading import member_cluster
 from fleetflow.probes import assess
 from fleetflow.rebalance import HostView
 from fleetflow.snapshot import Snapshot
@@ -25,7 +25,7 @@ def probe(
     watcher running, the members' health is the one it recorded (no second hysteresis); else
     this probe's, with the federation's policy. Also the members' credentials blocks, for the
     writes that follow."""
-    blocks = {m.name: find_cluster(m.spec.credentials_block) for m in view.members}
+    blocks = {m.name: member_cluster(federation, m) for m in view.members}
     probes = probe_members(blocks, federation.name)
     now = datetime.now(UTC)
     watched = trust_watcher and watcher_holds(view.watch_lease, now)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import load_cluster, load_federation, load_member_cluster
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, RotateRequest
@@ -29,13 +29,17 @@ def rotate_credentials(request: RotateRequest) -> Report:
     entry = registered(
         member_entry(host, federation.namespace, request.member), request.member, federation.name
     )
+    block = load_member_cluster(federation, entry)
     block_name = entry.spec.credentials_block
-    block = load_cluster(block_name)
     old = block.token_credentials()
     if old is None:
         raise MembershipError(f"block {block_name!r} holds no token: it was not made by join")
     issued = issue_token(block, federation.name, rotate=True)
-    verify_limited(issued.credentials(block_name, old.api_url or "", old.ca_data))
+    verify_limited(
+        issued.credentials(
+            block_name, old.api_url or "", old.ca_data, allow_insecure=block.allow_insecure
+        )
+    )
     actions = [
         issued.action(request.member),
         save_block(block.model_copy(update={"token": issued.token}), block_name),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks import Federation
-from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
+from fleetflow.blocks.loading import find_cluster, listed_block, load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.failover import plan_failover
 from fleetflow.flows.failover import end_failovers, regional_failover
@@ -47,10 +47,8 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
     entry = member_entry(host, federation.namespace, request.member)
-    block_name = (
-        entry.spec.credentials_block
-        if entry
-        else member_block_name(federation.name, request.member)
+    block_name = (entry and listed_block(federation, entry)) or member_block_name(
+        federation.name, request.member
     )
     member = find_cluster(block_name)
     reason = unreachable_reason(member) if member else f"no credentials block {block_name!r}"

@@ -26,6 +26,14 @@ from fleetflow.rsync import Pass
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 from fleetflow.tasks.rebalance import apply_in_namespace
+from fleetflow.volume_paths import (
+    ClaimRef,
+    VolumeSeen,
+    directory_of,
+    inside,
+    overlap_problem,
+    volume_problem,
+)
 
 MIGRATION_MANAGER = "fleetflow-migration"
 """The field manager of what a migration sets on a FederatedDeployment (its hold, and the
@@ -35,38 +43,105 @@ Pairs = list[tuple[str, str, str]]
 """Per claim: its name, the source volume's directory, the target volume's."""
 
 
+def _seen(member: str, volume: Manifest) -> VolumeSeen:
+    """The volume as its member reports it, and where its directory resolves here."""
+    directory = directory_of(volume)
+    real, link = rsync.resolved(directory) if directory else (None, False)
+    return VolumeSeen.of(member, volume, real, link)
+
+
 @task(**CLUSTER_TASK)
-def claim_directories(
+def claim_volumes(
     block: KubeCluster, where: str, namespace: str, claims: list[str]
-) -> dict[str, str]:
-    """Each claim's volume directory on this machine (a hostPath or local volume); ``where``:
-    the member's name."""
+) -> dict[str, VolumeSeen]:
+    """Each claim's volume, its directory resolved on this machine; ``where``: the member's
+    name. A volume that is no directory here is ``TransferFailed``; one the mover may not touch
+    (``volume_paths.volume_problem``) is refused, before anything is copied."""
     api = client(block)
+    roots = {kind: rsync.resolved(root)[0] for kind, root in block.volume_roots.items()}
     found = {}
     for claim in claims:
         pvc = get(api, "v1", "PersistentVolumeClaim", claim, namespace)
         volume_name = (pvc.get("spec") or {}).get("volumeName")
         if not volume_name or (pvc.get("status") or {}).get("phase") != "Bound":
             raise TransferFailed(f"{where}: claim {namespace}/{claim} is not bound to a volume yet")
-        path = rsync.volume_directory(get(api, "v1", "PersistentVolume", volume_name))
-        if path is None:
+        seen = _seen(where, get(api, "v1", "PersistentVolume", volume_name))
+        if seen.directory is None:
             raise TransferFailed(
                 f"{where}: claim {namespace}/{claim}'s volume {volume_name} is not a directory on "
                 "this machine (hostPath or local): the rsync mover copies between those only"
             )
-        found[claim] = path
+        ref = ClaimRef(namespace=namespace, name=claim, uid=pvc["metadata"].get("uid") or "")
+        if problem := volume_problem(seen, ref, roots):
+            raise MigrationRefused(
+                f"{problem}: the mover will not touch it; nothing was copied or deleted"
+            )
+        found[claim] = seen
     return found
+
+
+@task(**CLUSTER_TASK)
+def other_volumes(block: KubeCluster, where: str, besides: list[str]) -> list[VolumeSeen]:
+    """Every directory volume of a member but those named ``besides``, resolved here: what a
+    copy must not touch."""
+    volumes = list_objects(client(block), "v1", "PersistentVolume")
+    return [
+        _seen(where, v)
+        for v in volumes
+        if v["metadata"]["name"] not in besides and directory_of(v) is not None
+    ]
+
+
+def refuse_overlaps(mine: list[VolumeSeen], others: list[VolumeSeen]) -> None:
+    """Refuse volumes that share a directory with each other or with any other volume."""
+    if problem := overlap_problem(mine, others):
+        raise MigrationRefused(
+            f"{problem}: the mover will not touch them; nothing was copied or deleted"
+        )
+
+
+@task(**CLUSTER_TASK)
+def check_retained(
+    source: KubeCluster,
+    where: str,
+    target: KubeCluster,
+    there: str,
+    namespace: str,
+    claims: list[str],
+) -> None:
+    """Before the source's kept claims are deleted (their volumes with them): each that is
+    still there must be one the mover may touch, and the target's copy of each must exist
+    and share no directory with it: deleting a volume that holds the copy deletes the copy."""
+    wanted = [_claim(c, namespace) for c in claims]
+    present = sorted(_claims(client(source), wanted))
+    if missing := sorted(set(claims) - set(_claims(client(target), wanted))):
+        raise MigrationRefused(
+            f"{there} has no claim {', '.join(missing)} in {namespace} any more: {where}'s may "
+            "hold the only copy of its data; nothing deleted (delete it by hand once you know)"
+        )
+    mine = [
+        *claim_volumes.fn(source, where, namespace, present).values(),
+        *claim_volumes.fn(target, there, namespace, claims).values(),
+    ]
+    if problem := overlap_problem(mine, []):
+        raise MigrationRefused(
+            f"{problem}: deleting the source's would delete the copy; nothing deleted"
+        )
+
+
+def _claim(name: str, namespace: str) -> Manifest:
+    return {"metadata": {"name": name, "namespace": namespace}}
 
 
 @task(**CLUSTER_TASK)
 def used_bytes(block: KubeCluster, where: str, namespace: str, claims: list[str]) -> int | None:
     """What the claims hold, when their volumes are directories on this machine; else None
-    (the plan then scores what they ask for)."""
+    (the plan then scores what they ask for). A volume the mover may not touch is refused."""
     try:
-        found = claim_directories.fn(block, where, namespace, claims)
+        found = claim_volumes.fn(block, where, namespace, claims)
     except TransferFailed:
         return None
-    return sum(checksums.usage(Path(path)) for path in found.values())
+    return sum(checksums.usage(Path(v.real)) for v in found.values() if v.real)
 
 
 def _claims(api: Any, manifests: list[Manifest]) -> dict[str, Manifest]:
@@ -184,6 +259,11 @@ def discard_copies(pairs: Pairs, paths: list[str]) -> None:
     for path in paths:
         claim, _, relative = path.partition("/")
         victim = targets[claim] / relative
+        # A link among the target's folders (the copy makes what the source has) must not
+        # lead the removal out of the target: only what resolves inside it goes.
+        folder, root = rsync.resolved(str(victim.parent))[0], str(targets[claim])
+        if folder != root and not inside(folder, root):
+            continue
         if victim.is_dir() and not victim.is_symlink():
             shutil.rmtree(victim)
         else:

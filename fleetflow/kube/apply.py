@@ -6,13 +6,34 @@ Apply is idempotent by construction: re-applying the same manifest is a no-op on
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import quote
 
-from fleetflow.errors import ResourceNotFound
+from fleetflow.errors import InvalidRequest, ResourceNotFound
 from fleetflow.kube.client import ClusterApiClient
 
 FIELD_MANAGER = "fleetflow"
+
+
+def segment(value: str) -> str:
+    """``value`` as one segment of a request path, quoted: a name given by a user or read from
+    an object never adds a segment, a query or a fragment, nor climbs out with ``..``."""
+    if value in ("", ".", "..") or "/" in value:
+        raise InvalidRequest(f"{value!r} cannot name a Kubernetes object or namespace")
+    return quote(value, safe="")
+
+
+_API_VERSION = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?v[0-9]+((alpha|beta)[0-9]+)?$")
+
+
+def api_path(api_version: str) -> str:
+    """Where a group-version's discovery document and kinds are: ``/api/v1`` or
+    ``/apis/<group>/<version>``; an apiVersion that is neither is refused, not pasted in."""
+    if not _API_VERSION.match(api_version):
+        raise InvalidRequest(f"{api_version!r} is not an apiVersion (v1, or GROUP/VERSION)")
+    return "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
 
 
 @dataclass(frozen=True)
@@ -25,18 +46,17 @@ class ResourceType:
     namespaced: bool
 
     def path(self, name: str | None = None, namespace: str | None = None) -> str:
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        base = api_path(self.api_version)
         if self.namespaced:
             if not namespace:
                 raise ValueError(f"{self.kind} is namespaced: give metadata.namespace")
-            base += f"/namespaces/{namespace}"
-        base += f"/{self.plural}"
-        return f"{base}/{name}" if name else base
+            base += f"/namespaces/{segment(namespace)}"
+        base += f"/{segment(self.plural)}"
+        return f"{base}/{segment(name)}" if name else base
 
     def path_all(self) -> str:
         """The collection across all namespaces (or of a cluster-scoped kind)."""
-        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        return f"{base}/{self.plural}"
+        return f"{api_path(self.api_version)}/{segment(self.plural)}"
 
 
 def resource_type(client: ClusterApiClient, api_version: str, kind: str) -> ResourceType:
@@ -44,8 +64,7 @@ def resource_type(client: ClusterApiClient, api_version: str, kind: str) -> Reso
     cache: dict[tuple[str, str], ResourceType] = client.__dict__.setdefault("_fleetflow_types", {})
     key = (api_version, kind)
     if key not in cache:
-        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        found = _get(client, path)
+        found = _get(client, api_path(api_version))
         for resource in found.get("resources", []):
             if "/" in resource["name"]:
                 continue  # subresources

@@ -38,6 +38,11 @@ class ClusterCredentials(BaseModel):
     kubeconfig: SecretStr | None = Field(default=None, description="Kubeconfig YAML text")
     context: str | None = Field(default=None, description="Kubeconfig context; default current")
     request_timeout: float = Field(default_factory=lambda: settings().request_timeout, gt=0)
+    allow_insecure: bool = Field(
+        default=False,
+        description="Accept a plain-http server, a kubeconfig that skips TLS verification or "
+        "runs a command (exec) for its credentials; refused otherwise",
+    )
 
     @model_validator(mode="after")
     def _one_way_in(self) -> ClusterCredentials:
@@ -100,6 +105,30 @@ def parse_kubeconfig(cluster: str, text: str, context: str | None) -> dict[str, 
     return data
 
 
+def insecure(config: dict[str, Any], context: str | None) -> str | None:
+    """What makes these credentials unsafe to use as they are, or None: a server reached without
+    TLS or without checking its certificate (whoever is in between takes the token), or a
+    user whose credentials come from a command the kubeconfig names (the worker would run it).
+    Decided on the kubeconfig before it is loaded: loading runs the command."""
+
+    def named(section: str, name: Any) -> dict[str, Any]:
+        for item in config.get(section) or []:
+            if isinstance(item, dict) and item.get("name") == name:
+                found = item.get(section[:-1])
+                return found if isinstance(found, dict) else {}
+        return {}
+
+    entry = named("contexts", context or config.get("current-context"))
+    cluster, user = named("clusters", entry.get("cluster")), named("users", entry.get("user"))
+    if str(cluster.get("server") or "").lower().startswith("http://"):
+        return "its server is plain http://: the token would cross the network unencrypted"
+    if cluster.get("insecure-skip-tls-verify"):
+        return "it skips TLS verification (insecure-skip-tls-verify): anyone in between gets in"
+    if user.get("exec") or user.get("auth-provider"):
+        return "its user runs a command for its credentials (exec): the worker would run it"
+    return None
+
+
 class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
     """An ``ApiClient`` bound to one cluster: default timeout and translated errors."""
 
@@ -137,9 +166,15 @@ def configuration(credentials: ClusterCredentials) -> k8s.Configuration:
     """The kubernetes client's configuration for this cluster alone: server, CA, client
     certificate (as files the loader writes) and bearer token, whichever the credentials hold."""
     configuration = k8s.Configuration()
+    config = credentials.kubeconfig_dict()
+    if not credentials.allow_insecure and (why := insecure(config, credentials.context)):
+        raise CredentialsError(
+            f"cluster {credentials.name!r}: refused: {why}; give the server's https URL and CA "
+            "(and a token or client certificate), or set allow_insecure on its block to accept it"
+        )
     try:
         load_kube_config_from_dict(
-            credentials.kubeconfig_dict(),
+            config,
             context=credentials.context,
             client_configuration=configuration,
             persist_config=False,

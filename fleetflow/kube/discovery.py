@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fleetflow.errors import ResourceNotFound
-from fleetflow.kube.apply import ResourceType, _get
+from fleetflow.errors import InvalidRequest, ResourceNotFound
+from fleetflow.kube.apply import ResourceType, _get, api_path
 from fleetflow.kube.client import ClusterApiClient
 
 Kinds = dict[tuple[str, str], bool]
@@ -20,10 +20,9 @@ def served_kinds(client: ClusterApiClient, api_versions: Iterable[str]) -> Kinds
     cache: dict[tuple[str, str], ResourceType] = client.__dict__.setdefault("_fleetflow_types", {})
     found: Kinds = {}
     for api_version in sorted(set(api_versions)):
-        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
         try:
-            document = _get(client, path)
-        except ResourceNotFound:
+            document = _get(client, api_path(api_version))
+        except (ResourceNotFound, InvalidRequest):  # not served, or no apiVersion at all
             continue
         for resource in document.get("resources", []):
             if "/" in resource["name"]:

@@ -31,7 +31,7 @@ from fleetflow.errors import ClusterError, TestbedError
 from fleetflow.kube import ClusterCredentials, api_client, apply, get, list_objects
 from fleetflow.kube.apply import resource_type
 from fleetflow.polling import poll_until
-from fleetflow.rsync import volume_directory
+from fleetflow.rsync import resolved
 from fleetflow.settings import settings
 from fleetflow.testbed import build, dns, memory, metrics
 from fleetflow.testbed.spec import (
@@ -43,6 +43,7 @@ from fleetflow.testbed.spec import (
     node_manifests,
     storage_class,
 )
+from fleetflow.volume_paths import directory_of, inside
 
 Progress = Callable[[str], None]
 READY_TIMEOUT = 120.0
@@ -455,10 +456,14 @@ def _remove_volumes(cluster: str) -> None:
         volumes = list_objects(api_client(credentials(cluster, 5)), "v1", "PersistentVolume")
     except (ClusterError, TestbedError):
         return
+    root = resolved(HOSTPATH_ROOT)[0]
     for volume in volumes:
-        path = volume_directory(volume) or ""
-        if path.startswith(HOSTPATH_ROOT):
-            shutil.rmtree(path, ignore_errors=True)
+        # Resolved, whole components: a volume written as the root followed by ``/../..``, or
+        # a link out of it, is left alone (the mover's own rule, ``volume_paths``).
+        directory = directory_of(volume)
+        real, link = resolved(directory) if directory else ("", True)
+        if not link and inside(real, root):
+            shutil.rmtree(real, ignore_errors=True)
 
 
 def down(progress: Progress = print) -> None:

@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 from fleetflow.kube import ClusterApiClient, get, list_objects
-from fleetflow.rsync import volume_directory
+from fleetflow.volume_paths import directory_of
 
 
 def claim_directories(api: ClusterApiClient, namespace: str, workload: str) -> dict[str, Path]:
@@ -20,7 +20,7 @@ def claim_directories(api: ClusterApiClient, namespace: str, workload: str) -> d
             "Bound"
         ):
             continue
-        path = volume_directory(get(api, "v1", "PersistentVolume", claim["spec"]["volumeName"]))
+        path = directory_of(get(api, "v1", "PersistentVolume", claim["spec"]["volumeName"]))
         if path is not None:
             found[name] = Path(path)
     return found

@@ -68,6 +68,9 @@ def test_token_block_masks_the_token(prefect_server: None) -> None:
         "region": None,
         "zone": None,
         "labels": {},
+        "volume_roots": {},
+        "joined_as": None,
+        "allow_insecure": False,
         "request_timeout": 10.0,
     }
     assert KubeCluster.load("token-only").credentials().token is not None

@@ -50,7 +50,15 @@ def test_a_picked_block_runs_by_its_name_and_bad_input_creates_no_run(
 
     # The server checks the parameters against the form's schema before it creates a run.
     runs = client.count_flow_runs()
-    for bad in ({"max_moves": 0}, {"wait_timeout": -1}, {"surprise": True}):
+    for bad in (
+        {"max_moves": 0},
+        {"wait_timeout": -1},
+        {"surprise": True},
+        # A namespace or name is one segment of an API path, never a path of its own.
+        {"namespace": "shop/federateddeployments?labelSelector=#"},
+        {"namespace": ".."},
+        {"name": "../../../api/v1/secrets"},
+    ):
         with pytest.raises(PrefectHTTPStatusError) as refused:
             client.create_flow_run_from_deployment(
                 deployment.id, parameters={"request": {"federation": picked, **bad}}

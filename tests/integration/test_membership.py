@@ -14,12 +14,14 @@ from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr, ValidationError
 
 from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
 from fleetflow.errors import (
     ClusterForbidden,
     ClusterTLSError,
     ClusterUnauthorized,
     ClusterUnreachable,
+    InvalidRequest,
     MembershipError,
     ResourceNotFound,
     UnknownName,
@@ -31,6 +33,7 @@ from fleetflow.flows.unjoin import unjoin_cluster
 from fleetflow.kube import ClusterCredentials, api_client, apply, get, list_objects
 from fleetflow.membership import member_manifests, names
 from fleetflow.models import BootstrapRequest, JoinRequest, RotateRequest, UnjoinRequest
+from fleetflow.polling import poll_until
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import client_for
@@ -241,14 +244,21 @@ def test_unjoin_keep_and_remove(federation: str, testbed: TestbedSpec, namespace
     for member in (keep, remove):
         with pytest.raises(ValueError):
             KubeCluster.load(f"{federation}-{member}")
-        with pytest.raises(ResourceNotFound):
-            get(
-                client_for(testbed.host),
-                API_VERSION,
-                "MemberCluster",
-                member,
-                f"{federation}-system",
+
+        # Deleted in the foreground: gone once the host's garbage collector has seen it (on a
+        # bed just started, a moment later).
+        def registered() -> set[str]:
+            found = list_objects(
+                client_for(testbed.host), API_VERSION, "MemberCluster", f"{federation}-system"
             )
+            return {m["metadata"]["name"] for m in found}
+
+        poll_until(
+            registered,
+            lambda names: member not in names,  # noqa: B023 (waited for at once)
+            timeout=30,
+            waiting_for=f"the registration of {member} deleted",
+        )
     stored = Federation.load(federation)
     assert isinstance(stored, Federation) and stored.member_clusters == []
 
@@ -423,6 +433,48 @@ def test_bad_input_is_refused_before_any_write(
     assert resource_versions(testbed, federation) == before
     with pytest.raises(ValueError):
         KubeCluster.load(f"{federation}-{member}")
+
+
+def test_no_parameter_or_host_object_redirects_a_credentials_block(
+    federation: str, testbed: TestbedSpec
+) -> None:
+    a, b = testbed.members[0].name, testbed.members[1].name
+    # An admin's block that happens to bear the name join would give a member's: never
+    # overwritten with a member token (nor the host's, nor another federation's).
+    admin = load_cluster(testbed.host)
+    admin.save(f"{federation}-{a}", overwrite=True)
+    saved = block_updated(f"{federation}-{a}")
+    before = resource_versions(testbed, federation)
+    with pytest.raises(MembershipError, match=f"'{federation}-{a}', which exists and join never"):
+        join(federation, a)
+    assert block_updated(f"{federation}-{a}") == saved
+    assert resource_versions(testbed, federation) == before
+    KubeCluster.delete(f"{federation}-{a}")
+
+    # Bootstrap does not quietly re-point the federation at another host.
+    with pytest.raises(InvalidRequest, match=f"is hosted by '{testbed.host}', not '{b}'"):
+        bootstrap_control_plane(
+            BootstrapRequest(
+                federation=federation, host_cluster=b, namespace=f"{federation}-system"
+            )
+        )
+    assert load_federation(federation).host_cluster == testbed.host
+
+    # A registration on the host naming the host's admin block is not followed.
+    join(federation, b)
+    host = client_for(testbed.host)
+    entry = {
+        "apiVersion": API_VERSION,
+        "kind": "MemberCluster",
+        "metadata": {"name": b, "namespace": f"{federation}-system"},
+        "spec": {"credentialsBlock": testbed.host},
+    }
+    apply(host, entry, manager="attacker")
+    saved = block_updated(testbed.host)
+    with pytest.raises(MembershipError, match=f"names credentials block '{testbed.host}', which"):
+        rotate_credentials(RotateRequest(federation=federation, member=b))
+    assert block_updated(testbed.host) == saved
+    assert load_cluster(testbed.host).kubeconfig is not None  # still the admin's
 
 
 def test_a_cluster_in_another_federation_is_refused(federation: str, testbed: TestbedSpec) -> None:

@@ -38,7 +38,7 @@ from fleetflow.rsync import movers_into
 from fleetflow.stack import Stack, ensure_automations
 from fleetflow.tasks.leases import holding, rebalance_lease
 from fleetflow.testbed.demo import federated_deployment, federated_object, federated_statefulset
-from fleetflow.testbed.spec import TestbedSpec
+from fleetflow.testbed.spec import HOSTPATH_ROOT, STORAGE_CLASS, TestbedSpec
 from fleetflow.testbed.volumes import claim_directories, seed
 from tests.integration.conftest import a_federation, client_for, fleetflow, quiet
 
@@ -551,3 +551,85 @@ def test_the_plan_keeps_data_where_it_must_live_and_bad_input_changes_nothing(
     for member, claims in ((b, ["logs-db-0"]), (c, [])):
         found = list_objects(client_for(member), "v1", "PersistentVolumeClaim", namespace)
         assert [o["metadata"]["name"] for o in found] == claims
+
+
+def _prebound(name: str, namespace: str, claim: str, source: str, path: Path) -> dict[str, Any]:
+    """A volume a member made ready for the claim the migration will create (bound to it by
+    name before it exists), at a directory of the member's choosing: ``source`` ``hostPath``,
+    or ``local`` (with the node affinity a local volume must have)."""
+    spec: dict[str, Any] = {
+        "capacity": {"storage": "10Gi"},
+        "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Retain",  # never let a deleter near the directory
+        "storageClassName": STORAGE_CLASS,
+        "claimRef": {"namespace": namespace, "name": claim},
+    }
+    if source == "local":
+        spec["local"] = {"path": str(path)}
+        spec["nodeAffinity"] = {
+            "required": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "Exists"}]}
+                ]
+            }
+        }
+    else:
+        spec["hostPath"] = {"path": str(path)}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "outside-its-root",  # a hostile target: /etc, the stack's database, ...
+        "a-link-inside-its-root",  # a prefix check on the path as written would take it
+        "the-sources-volume",  # a hostile target pointing at the source's own directory
+        "a-shared-local-path",  # no attacker: two local volumes given one path
+    ],
+)
+def test_a_member_that_steers_the_mover_to_a_directory_of_its_choice_is_refused_before_any_byte_moves(  # noqa: E501
+    fleet: str, testbed: TestbedSpec, namespace: str, tmp_path: Path, attack: str
+) -> None:
+    a, _b, c = (m.name for m in testbed.members)
+    source = deployed(
+        testbed, fleet, namespace, stateful(fleet, namespace, a, volumes=("data",)), a
+    )
+    seed(source, small=20, small_size=1024, large_mb=1)
+    victim = tmp_path / "victim"  # outside the bed's volume root: someone else's files
+    (victim / "etc").mkdir(parents=True)
+    (victim / "etc" / "passwd").write_text("root:x:0:0\n")
+    # (The root followed by ``..`` is refused by the apiserver itself: a link is what gets in.)
+    link = Path(HOSTPATH_ROOT) / f"attack-{namespace}"
+    link.symlink_to(victim)
+    path = {
+        "outside-its-root": victim,
+        "a-link-inside-its-root": link,
+        "the-sources-volume": source["data-db-0"],
+        "a-shared-local-path": source["data-db-0"],
+    }[attack]
+    volume = f"attack-{namespace}"[:63]
+    kind = "local" if attack == "a-shared-local-path" else "hostPath"
+    apply(client_for(c), _prebound(volume, namespace, "data-db-0", kind, path))
+    try:
+        before, theirs = digests(source), digests({"victim": victim})
+        request = MigrateRequest(federation=fleet, namespace=namespace, name="db", target=c)
+        reason = {
+            "outside-its-root": "not inside the volume root",
+            "a-link-inside-its-root": "is a symbolic link",
+        }.get(attack, "share a directory")
+        with pytest.raises(MigrationRefused, match=reason):
+            migrate_workload(request)
+
+        assert digests(source) == before and digests({"victim": victim}) == theirs
+        assert running(a, namespace) == 1  # rolled back: the source serves as it did
+        assert statefulset(c, namespace) is None
+        op = operation(testbed, fleet, namespace)
+        assert [s["name"] for s in op["status"]["steps"]] == ["provisioned", "Failed"]
+    finally:
+        delete(client_for(c), "v1", "PersistentVolume", volume)
+        link.unlink()

@@ -139,6 +139,24 @@ def test_override_lands_only_where_it_should(
         assert d["metadata"]["labels"][LABEL_WORKLOAD] == "web"
 
 
+def test_an_override_that_moves_the_workload_into_another_namespace_is_refused(
+    calm: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    eu = next(m.name for m in testbed.members if m.region == "eu-west")
+    fd = workload(calm, namespace, 3)
+    fd["spec"]["overrides"] = [
+        {"clusterName": eu, "patch": {"metadata": {"namespace": "kube-system"}}}
+    ]
+    apply(client_for(testbed.host), fd)
+    REQUESTS.clear()
+    with pytest.raises(PlacementError, match=f"an override for {eu} changes the workload's"):
+        rebalance(calm, namespace)
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    with pytest.raises(ResourceNotFound):
+        get(client_for(eu), "apps/v1", "Deployment", "web", "kube-system")
+    assert spread(testbed, namespace) == {}
+
+
 def test_dry_run_plans_and_writes_nothing(calm: str, testbed: TestbedSpec, namespace: str) -> None:
     apply(client_for(testbed.host), workload(calm, namespace, 3))
     REQUESTS.clear()

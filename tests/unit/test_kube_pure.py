@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 
 import httpx
@@ -21,6 +22,7 @@ from fleetflow.errors import (
     ClusterUnauthorized,
     ClusterUnreachable,
     CredentialsError,
+    InvalidRequest,
     InvalidResource,
     PrefectOverloaded,
     ResourceConflict,
@@ -28,9 +30,11 @@ from fleetflow.errors import (
     prefect_overloaded,
 )
 from fleetflow.kube import ClusterCredentials
-from fleetflow.kube.client import api_client, parse_kubeconfig
+from fleetflow.kube.apply import ResourceType, api_path, segment
+from fleetflow.kube.client import api_client, configuration, insecure, parse_kubeconfig
 from fleetflow.kube.translate import translate
 from fleetflow.kube.workloads import deployment_ready
+from fleetflow.models import RebalanceRequest
 
 KUBECONFIG = """
 apiVersion: v1
@@ -233,3 +237,92 @@ def test_other_failures_are_not_called_overloaded() -> None:
         )
     assert prefect_overloaded(httpx.ConnectError("refused", request=request)) is None
     assert prefect_overloaded(ValueError("no response at all")) is None
+
+
+@pytest.mark.parametrize(
+    ("namespace", "name"),
+    [
+        ("shop/federateddeployments?labelSelector=", None),  # drops the federation's selector
+        ("..", "x"),  # climbs to any GET path on the host
+        ("shop", "../../../api/v1/secrets"),
+        (".", "x"),
+    ],
+)
+def test_a_name_never_adds_a_segment_a_query_or_a_climb_to_a_request_path(
+    namespace: str, name: str | None
+) -> None:
+    rtype = ResourceType("apps/v1", "Deployment", "deployments", True)
+    with pytest.raises(InvalidRequest, match="cannot name a Kubernetes object or namespace"):
+        rtype.path(name, namespace)
+
+
+def test_what_a_path_may_hold_is_quoted_and_an_api_version_is_one() -> None:
+    rtype = ResourceType("apps/v1", "Deployment", "deployments", True)
+    assert rtype.path("web.v2", "shop") == "/apis/apps/v1/namespaces/shop/deployments/web.v2"
+    assert segment("a?b#c") == "a%3Fb%23c"
+    assert api_path("v1") == "/api/v1" and api_path("fleetflow.io/v1alpha1").endswith("v1alpha1")
+    for bad in ("v1/../..", "../v1", "apps/v1?x=1", "apps", ""):
+        with pytest.raises(InvalidRequest, match="is not an apiVersion"):
+            api_path(bad)
+
+
+@pytest.mark.parametrize(
+    "value", ["shop/federateddeployments?labelSelector=#", "..", "Shop", "a" * 64, ""]
+)
+def test_a_namespace_parameter_that_is_no_dns_label_is_refused_at_the_form_and_the_cli(
+    value: str,
+) -> None:
+    with pytest.raises(ValidationError, match="is not a DNS label"):
+        RebalanceRequest(federation="demo", namespace=value)
+    pattern = RebalanceRequest.model_json_schema()["properties"]["namespace"]["anyOf"][0]
+    assert not re.match(pattern["pattern"], value) or len(value) > pattern["maxLength"]
+
+
+@pytest.mark.parametrize("value", ["../x", "a/b", "a..b", "-a", "", "web?x", "Web"])
+def test_a_name_parameter_that_is_no_object_name_is_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="is not a Kubernetes object name"):
+        RebalanceRequest(federation="demo", name=value)
+    assert RebalanceRequest(federation="demo", name="web.v2").name == "web.v2"
+
+
+def _config(cluster: dict[str, object], user: dict[str, object]) -> str:
+    return json.dumps(
+        {
+            "clusters": [{"name": "c", "cluster": cluster}],
+            "users": [{"name": "u", "user": user}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+    )
+
+
+SAFE = {"server": "https://10.0.0.1:6443", "certificate-authority-data": "Y2E="}
+
+
+@pytest.mark.parametrize(
+    ("cluster", "user", "refused"),
+    [
+        ({"server": "http://10.0.0.1:8080"}, {"token": "t"}, "plain http://"),
+        ({**SAFE, "insecure-skip-tls-verify": True}, {"token": "t"}, "skips TLS verification"),
+        (SAFE, {"exec": {"command": "sh", "args": ["-c", "id"]}}, "runs a command"),
+        (SAFE, {"auth-provider": {"name": "oidc"}}, "runs a command"),
+    ],
+)
+def test_credentials_that_would_leak_or_run_a_command_are_refused_unless_allowed(
+    cluster: dict[str, object], user: dict[str, object], refused: str
+) -> None:
+    credentials = ClusterCredentials(name="m1", kubeconfig=SecretStr(_config(cluster, user)))
+    with pytest.raises(
+        CredentialsError, match=f"cluster 'm1': refused: .*{refused}.*allow_insecure"
+    ):
+        configuration(credentials)
+    allowed = credentials.model_copy(update={"allow_insecure": True})
+    if "exec" not in user and "auth-provider" not in user:  # loading would run the command
+        assert configuration(allowed).host.startswith(str(cluster["server"]))
+
+
+def test_a_token_to_an_http_url_is_refused_and_https_with_a_ca_is_not() -> None:
+    plain = ClusterCredentials(name="m1", api_url="http://10.0.0.1", token=SecretStr("t"))
+    with pytest.raises(CredentialsError, match="plain http://"):
+        configuration(plain)
+    assert insecure(json.loads(_config(SAFE, {"token": "t"})), None) is None

@@ -7,16 +7,20 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from fleetflow.blocks import Federation
+from fleetflow.blocks.loading import listed_block, load_member_cluster
 from fleetflow.controlplane import (
     DNS_CRD_NAME,
     LABEL_FEDERATION,
     control_plane_manifests,
     member_cluster_crd,
 )
+from fleetflow.errors import MembershipError
 from fleetflow.health import Health, HealthState
 from fleetflow.membership import (
     MEMBER_RULES,
     TOKEN_RULES,
+    block_problem,
     join_problem,
     member_manifests,
     names,
@@ -300,3 +304,50 @@ def test_a_procedure_on_an_unknown_member_names_it_in_one_line() -> None:
     assert registered(entry, "us-east-1", "demo") is entry
     with pytest.raises(UnknownName, match="'mars' is not a member of federation demo: join it"):
         registered(None, "mars", "demo")
+
+
+@pytest.mark.parametrize(
+    ("exists", "joined_as", "listed", "host", "refused"),
+    [
+        (False, None, False, False, None),  # a first join
+        (True, "prod/us-east-1", True, False, None),  # a rejoin of the same member
+        (True, None, True, False, None),  # a block joined before blocks said for whom
+        (True, None, False, True, "it is federation prod's host credentials block"),
+        (True, "prod/us-east-1", True, True, "host credentials block"),
+        (True, None, False, False, "it was made by hand"),  # an admin's block, say
+        (True, "other/us-east-1", False, False, "it was made for other/us-east-1"),
+        (True, "prod/eu-west-1", True, False, "it was made for prod/eu-west-1"),
+    ],
+)
+def test_join_overwrites_only_the_block_it_made_for_that_member(
+    exists: bool, joined_as: str | None, listed: bool, host: bool, refused: str | None
+) -> None:
+    problem = block_problem(
+        "prod-us-east-1",
+        "prod",
+        "us-east-1",
+        exists=exists,
+        joined_as=joined_as,
+        listed=listed,
+        host=host,
+    )
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem is not None and refused in problem
+        assert problem.startswith("cannot join 'us-east-1'") and "nothing was changed" in problem
+
+
+def test_flows_load_only_the_blocks_the_federation_lists_for_its_members() -> None:
+    federation = Federation(name="prod", host_cluster="host", member_clusters=["prod-m1"])
+
+    def entry(block: str) -> MemberCluster:
+        return MemberCluster.new(
+            "prod", "ns", "m1", api_url="https://x", credentials_block=block, service_account="s"
+        )
+
+    assert listed_block(federation, entry("prod-m1")) == "prod-m1"
+    assert listed_block(federation, entry("host")) is None  # the host's admin block
+    assert listed_block(federation, entry("other-m1")) is None  # another federation's
+    with pytest.raises(MembershipError, match="names credentials block 'host', which"):
+        load_member_cluster(federation, entry("host"))

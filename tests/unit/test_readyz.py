@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from pydantic import SecretStr
 
+from fleetflow.errors import CredentialsError
 from fleetflow.kube import ClusterCredentials
 from fleetflow.kube.client import REQUESTS
 from fleetflow.kube.probe import http_client, readyz
@@ -18,7 +20,7 @@ def test_a_token_block_sends_its_bearer_token_to_its_own_server() -> None:
         assert client.timeout.read == 1.5
 
 
-def test_a_kubeconfig_may_skip_tls_verification_and_carries_no_token() -> None:
+def test_a_kubeconfig_may_skip_tls_verification_only_when_allowed_and_carries_no_token() -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -30,6 +32,9 @@ def test_a_kubeconfig_may_skip_tls_verification_and_carries_no_token() -> None:
         "current-context": "c",
     }
     creds = ClusterCredentials(name="c", kubeconfig=SecretStr(yaml.safe_dump(config)))
+    with pytest.raises(CredentialsError, match="skips TLS verification"):
+        http_client(creds, timeout=1)
+    creds = creds.model_copy(update={"allow_insecure": True})
     with http_client(creds, timeout=1) as client:
         assert "Authorization" not in client.headers
         assert str(client.base_url) == "https://x:1"

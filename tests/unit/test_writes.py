@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetflow.capacity import Resources
+from fleetflow.errors import InvalidRequest
 from fleetflow.federated import (
     FINALIZER,
     ClusterPlacement,
@@ -300,4 +303,36 @@ def test_statuses_keep_applied_and_a_deletion_waits_for_unreachable_members() ->
     assert (
         objects_to_release([held], placed, cleaned=False, failed_sources=[], failed_members=[])
         == []
+    )
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"metadata": {"namespace": "kube-system"}},  # into another namespace of the member
+        {"metadata": {"name": "coredns"}},  # onto another workload
+        {"kind": "DaemonSet"},
+        {"apiVersion": "apps/v1beta1"},
+        {"metadata": None},
+    ],
+)
+def test_an_override_that_changes_the_workloads_identity_is_refused_and_nothing_written(
+    patch: dict[str, Any],
+) -> None:
+    workload = fd()
+    workload.spec.overrides[1].patch = patch
+    with pytest.raises(InvalidRequest, match="an override for us changes the workload's"):
+        member_deployment(workload, "us", 2, "prod")
+    plan = plan_workload(workload, views({}))
+    assert plan.error is not None and "shop/web" in plan.error and not plan.replicas
+    assert write_plan([workload], {"shop/web": plan}, views({}), "prod").ups == {}
+
+
+def test_an_override_cannot_take_away_what_marks_the_copy_as_ours() -> None:
+    workload = fd()
+    workload.spec.overrides[1].patch = {"metadata": {"labels": None, "annotations": None}}
+    labels = member_deployment(workload, "us", 2, "prod")["metadata"]["labels"]
+    assert (
+        labels["fleetflow.io/federation"] == "prod"
+        and labels["fleetflow.io/federated-deployment"] == "web"
     )
