@@ -7,6 +7,7 @@ from typing import ClassVar
 from prefect.blocks.core import Block
 from pydantic import Field, HttpUrl
 
+from fleetflow.admission import PodSecurity
 from fleetflow.blocks.docs import DOCS_URL, FEDERATION_EXAMPLE
 from fleetflow.blocks.fields import SchemaOnce
 from fleetflow.health import HealthPolicy
@@ -51,6 +52,13 @@ class Federation(SchemaOnce, Block):
         "0.02 per GB and 100 MB/s between regions, free and 1000 MB/s within one, no rules.",
     )
 
+    pod_security: PodSecurity = Field(
+        default=PodSecurity.RESTRICTED,
+        description="Pod Security level of the namespaces fleetflow opens in members "
+        "(restricted, baseline or privileged): enforced there, and the only one its account "
+        "may give a namespace. Takes effect on members at their next join.",
+    )
+
     def health_policy(self) -> HealthPolicy:
         return self.health or settings().health
 
@@ -80,4 +88,5 @@ class Federation(SchemaOnce, Block):
             dns_server=request.dns_server,
             health=existing.health if existing else None,
             regions=existing.regions if existing else None,
+            pod_security=existing.pod_security if existing else PodSecurity.RESTRICTED,
         )

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from fleetflow.admission import ANNOTATION_POD_SECURITY, PodSecurity, guard_manifests
 from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest, minor
 from fleetflow.federated import FederatedDeployment
 from fleetflow.kube.client import ClusterCredentials
@@ -131,9 +132,13 @@ def _cluster_binding(name: str, federation: str) -> Manifest:
     }
 
 
-def member_manifests(federation: str) -> list[Manifest]:
-    """Namespace, service account, cluster role + binding, the aggregated custom-resource
-    cluster role + binding, token role + binding, in order."""
+def member_manifests(
+    federation: str, level: PodSecurity = PodSecurity.RESTRICTED
+) -> list[Manifest]:
+    """Namespace (noting the Pod Security ``level`` of the rooms the account opens), service
+    account, the admission policy that confines it (``fleetflow.admission``), cluster role +
+    binding, the aggregated custom-resource cluster role + binding, token role + binding, in
+    order: the policy is in force before the account has any right."""
     n, labels = names(federation), _labels(federation)
     ns, sa = n.namespace, n.service_account
     subject = _subject(federation)
@@ -151,13 +156,19 @@ def member_manifests(federation: str) -> list[Manifest]:
         },
         _cluster_binding(n.custom_role, federation),
     ]
+    annotations = {ANNOTATION_POD_SECURITY: level.value}
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": ns, "labels": labels, "annotations": annotations},
+        },
         {
             "apiVersion": "v1",
             "kind": "ServiceAccount",
             "metadata": {"name": sa, "namespace": ns, "labels": labels},
         },
+        *guard_manifests(federation, ns, sa, level),
         {
             "apiVersion": rbac,
             "kind": "ClusterRole",

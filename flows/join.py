@@ -80,9 +80,12 @@ def join_cluster(request: JoinRequest) -> Report:
 
     where = names(federation.name)
     wait_namespace_not_terminating(admin, where.namespace)
-    actions: list[Action] = apply_manifests(admin, member_manifests(federation.name), dry_run)
+    level = federation.pod_security
+    actions: list[Action] = apply_manifests(
+        admin, member_manifests(federation.name, level), dry_run
+    )
     namespaces = sorted(set(request.namespaces))
-    actions += ensure_namespaces(admin, namespaces, dry_run)
+    actions += ensure_namespaces(admin, namespaces, federation.name, level, dry_run)
     actions += apply_manifests(admin, secret_manifests(federation.name, namespaces), dry_run)
     dropped = sorted(set(existing.namespaces if existing else []) - set(namespaces))
     if dropped and not dry_run:

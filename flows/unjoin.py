@@ -71,7 +71,10 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     actions: list[Action] = []
     notes: list[str] = []
     joined_for = entry.namespaces if entry else []
-    granted = [*member_manifests(federation.name), *secret_manifests(federation.name, joined_for)]
+    granted = [
+        *member_manifests(federation.name, federation.pod_security),
+        *secret_manifests(federation.name, joined_for),
+    ]
     if member is not None and reason is None:
         if not request.keep_workloads:
             if len(view.members) > 1:

@@ -11,6 +11,7 @@ from kubernetes import client as k8s
 from prefect import task
 from pydantic import SecretStr
 
+from fleetflow.admission import LABEL_ROOM, PodSecurity, room_labels
 from fleetflow.blocks import KubeCluster
 from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.errors import (
@@ -115,10 +116,16 @@ def issue_token(
 def revoke_tokens(
     block: KubeCluster, federation: str, member: str, keep: SecretStr | None = None
 ) -> list[Action]:
-    """Delete the federation's token Secrets except the one holding ``keep``."""
+    """Delete every token Secret of the federation's account except the one holding ``keep``."""
     api = k8s.CoreV1Api(client(block))
-    namespace, revoked = names(federation).namespace, []
-    for _, secret in _tokens(api, federation):
+    n = names(federation)
+    namespace, revoked = n.namespace, []
+    # Every token Secret for the account, however named or labelled: one minted under another
+    # name (the account may create Secrets here, to rotate) must not outlive a rotation.
+    for secret in api.list_namespaced_secret(namespace).items:
+        owner = (secret.metadata.annotations or {}).get("kubernetes.io/service-account.name")
+        if secret.type != "kubernetes.io/service-account-token" or owner != n.service_account:
+            continue
         token = base64.b64decode((secret.data or {}).get("token", "")).decode()
         if keep is not None and token == keep.get_secret_value():
             continue
@@ -278,18 +285,33 @@ def delete_propagated(
 
 
 @task(**CLUSTER_TASK)
-def ensure_namespaces(block: KubeCluster, namespaces: list[str], dry_run: bool) -> list[Action]:
-    """Create each namespace that does not exist yet (a namespace that exists is left as it
-    is: it is the application's, not fleetflow's, and unjoin never deletes it)."""
+def ensure_namespaces(
+    block: KubeCluster, namespaces: list[str], federation: str, level: PodSecurity, dry_run: bool
+) -> list[Action]:
+    """Open each namespace as a room of the federation (``fleetflow.admission``): one that does
+    not exist yet is created with the room's labels and Pod Security ``level``; one that exists
+    is the application's, and gets the room label alone (its Pod Security is its owner's
+    business; unjoin never deletes it). Admin rights: the member's account cannot do this."""
     api, actions = k8s.CoreV1Api(client(block)), []
     for namespace in namespaces:
-        if _exists(api, namespace):
+        try:
+            found = api.read_namespace(namespace)
+        except ResourceNotFound:
+            found = None
+        labels = (found.metadata.labels or {}) if found else {}
+        if found is not None and labels.get(LABEL_ROOM) == federation:
             continue
         if not dry_run:
-            with contextlib.suppress(ResourceConflict):
-                api.create_namespace({"metadata": {"name": namespace}})
+            if found is None:
+                with contextlib.suppress(ResourceConflict):
+                    api.create_namespace(
+                        {"metadata": {"name": namespace, "labels": room_labels(federation, level)}}
+                    )
+            else:
+                api.patch_namespace(namespace, {"metadata": {"labels": {LABEL_ROOM: federation}}})
+        verb = Verb.CREATE if found is None else Verb.UPDATE
         actions.append(
-            Action(cluster=cluster_name(block), kind="Namespace", name=namespace, verb=Verb.CREATE)
+            Action(cluster=cluster_name(block), kind="Namespace", name=namespace, verb=verb)
         )
     return actions
 

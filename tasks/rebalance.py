@@ -9,11 +9,14 @@ from kubernetes import client as k8s
 from prefect import task, unmapped
 from pydantic import BaseModel, Field
 
+from fleetflow.admission import ANNOTATION_POD_SECURITY, PodSecurity, room_labels
 from fleetflow.blocks import KubeCluster
+from fleetflow.controlplane import LABEL_FEDERATION
 from fleetflow.errors import InvalidResource, ResourceConflict, ResourceNotFound, WaitTimeout
 from fleetflow.federated import HPA_API_VERSION, LABEL_WORKLOAD
 from fleetflow.kube import apply, delete
 from fleetflow.kube.workloads import member_workloads, workload_ready
+from fleetflow.membership import names
 from fleetflow.models import Action, Verb
 from fleetflow.polling import poll_until
 from fleetflow.rebalance import MemberObservation, MemberView
@@ -108,13 +111,21 @@ def _action(member: str, kind: str, namespace: str, name: str, verb: Verb) -> Ac
 
 
 def apply_in_namespace(api: Any, manifest: dict[str, Any]) -> None:
-    """Server-side apply, creating the namespace first when it is missing on the member."""
+    """Server-side apply, opening the namespace first when it is missing on the member: a new
+    namespace, a room of the federation the manifest is labelled for, at the Pod Security level
+    join noted on the federation's own namespace there (the only one the member's admission
+    policy lets this account give it)."""
     try:
         apply(api, manifest)
     except ResourceNotFound:  # the first workload in this namespace
+        federation = manifest["metadata"]["labels"][LABEL_FEDERATION]
+        own = k8s.CoreV1Api(api).read_namespace(names(federation).namespace)
+        noted = (own.metadata.annotations or {}).get(ANNOTATION_POD_SECURITY)
+        level = PodSecurity(noted) if noted else PodSecurity.RESTRICTED
+        labels = room_labels(federation, level)
         with contextlib.suppress(ResourceConflict):
             k8s.CoreV1Api(api).create_namespace(
-                {"metadata": {"name": manifest["metadata"]["namespace"]}}
+                {"metadata": {"name": manifest["metadata"]["namespace"], "labels": labels}}
             )
         apply(api, manifest)
 
@@ -160,13 +171,15 @@ def wait_member_ready(
 def check_autoscalers(block: KubeCluster, manifests: list[dict[str, Any]]) -> dict[str, str]:
     """Whether the member's API accepts each HPA, by a server-side dry run (nothing is
     written): the metrics and behavior are the HPA API's to judge, and its answer comes before
-    any write of the workload. The dry run goes to ``default``, which every cluster has, so
+    any write of the workload. The dry run goes to the federation's own namespace there, which
+    every joined member has (and the member's admission policy lets the account write in), so
     that a workload new to a namespace can be checked too. By namespace/name: why it was
     refused."""
     api, refused = client(block), {}
     for manifest in manifests:
         meta = manifest["metadata"]
-        probe = {**manifest, "metadata": {**meta, "namespace": "default"}}
+        own = names(meta["labels"][LABEL_FEDERATION]).namespace
+        probe = {**manifest, "metadata": {**meta, "namespace": own}}
         try:
             apply(api, probe, dry_run=True)
         except InvalidResource as exc:

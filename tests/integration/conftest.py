@@ -24,7 +24,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_API_URL
 
-from fleetflow.errors import ClusterError, ResourceNotFound, TestbedError
+from fleetflow.errors import ClusterError, ResourceConflict, ResourceNotFound, TestbedError
 from fleetflow.kube import ClusterApiClient, api_client, apply, list_objects
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
@@ -148,13 +148,26 @@ def members(testbed: TestbedSpec) -> list[str]:
 
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, testbed: TestbedSpec) -> Iterator[str]:
-    """A fresh namespace in every cluster of the test bed, deleted after the test."""
+    """A fresh namespace on the host, deleted after the test (in every cluster). The members
+    get it as users' members do: fleetflow opens it as a room of the federation that first
+    writes there, or a test opens it with ``room``."""
     slug = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"{slug}-{uuid.uuid4().hex[:6]}"
-    for cluster in testbed.cluster_names():
-        k8s.CoreV1Api(client_for(cluster)).create_namespace({"metadata": {"name": name}})
+    k8s.CoreV1Api(client_for(testbed.host)).create_namespace({"metadata": {"name": name}})
     yield name
     delete_namespace(testbed, name)
+
+
+def room(cluster: str, namespace: str, federation: str) -> None:
+    """Open ``namespace`` in ``cluster`` as a room of ``federation``, as join does with admin
+    rights (at the default Pod Security level), for a test that writes there itself first."""
+    from fleetflow.admission import PodSecurity, room_labels
+
+    labels = room_labels(federation, PodSecurity.RESTRICTED)
+    with contextlib.suppress(ResourceConflict):
+        k8s.CoreV1Api(client_for(cluster)).create_namespace(
+            {"metadata": {"name": namespace, "labels": labels}}
+        )
 
 
 def delete_namespace(testbed: TestbedSpec, name: str) -> None:

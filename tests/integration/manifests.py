@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fleetflow.testbed.demo import restricted
+
 
 def deployment(
     namespace: str,
@@ -26,15 +28,17 @@ def deployment(
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": selector},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": image,
-                            "resources": {"requests": {"cpu": cpu, "memory": memory}},
-                        }
-                    ]
-                },
+                "spec": restricted(
+                    {
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": image,
+                                "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                            }
+                        ]
+                    }
+                ),
             },
         },
     }

@@ -202,8 +202,8 @@ def world(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[World]:
     namespace = f"every-{uuid.uuid4().hex[:6]}"
     with a_federation(testbed, join=False, prefix="e") as name:
         federate_testbed(testbed, name, namespace=f"{name}-system")
-        for cluster in testbed.cluster_names():
-            k8s.CoreV1Api(client_for(cluster)).create_namespace({"metadata": {"name": namespace}})
+        # On the host; the members' are opened as rooms by the first rebalance.
+        k8s.CoreV1Api(client_for(testbed.host)).create_namespace({"metadata": {"name": namespace}})
         try:
             for member, taints in demo_taints(members).items():
                 taint_member(TaintRequest(federation=name, member=member, add=taints))

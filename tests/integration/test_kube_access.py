@@ -29,6 +29,15 @@ from tests.integration.manifests import deployment
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture
+def namespace(namespace: str, testbed: TestbedSpec) -> str:
+    """The test's namespace in every member too, a plain one (no federation's room): these
+    tests use the Kubernetes client alone."""
+    for member in testbed.members:
+        k8s.CoreV1Api(client_for(member.name)).create_namespace({"metadata": {"name": namespace}})
+    return namespace
+
+
 def test_applied_deployment_turns_ready_on_kwok_nodes(testbed: TestbedSpec, namespace: str) -> None:
     member = testbed.members[0].name
     client = client_for(member)

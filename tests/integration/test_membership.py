@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,10 +14,12 @@ from kubernetes import client as k8s
 from prefect.settings import PREFECT_API_URL
 from pydantic import SecretStr, ValidationError
 
+from fleetflow.admission import PodSecurity, room_labels
 from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import load_cluster, load_federation
 from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
 from fleetflow.errors import (
+    ClusterError,
     ClusterForbidden,
     ClusterTLSError,
     ClusterUnauthorized,
@@ -30,13 +33,14 @@ from fleetflow.flows.bootstrap import bootstrap_control_plane
 from fleetflow.flows.join import join_cluster
 from fleetflow.flows.rotate import rotate_credentials
 from fleetflow.flows.unjoin import unjoin_cluster
-from fleetflow.kube import ClusterCredentials, api_client, apply, get, list_objects
+from fleetflow.kube import ClusterCredentials, api_client, apply, delete, get, list_objects
 from fleetflow.membership import member_manifests, names
 from fleetflow.models import BootstrapRequest, JoinRequest, RotateRequest, UnjoinRequest
 from fleetflow.polling import poll_until
 from fleetflow.testbed import bed
+from fleetflow.testbed.demo import restricted
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for
+from tests.integration.conftest import client_for, room
 from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
@@ -198,10 +202,158 @@ def test_member_token_is_least_privilege(federation: str, testbed: TestbedSpec) 
     assert all("secrets" not in rule["resources"] for rule in role["rules"])
 
 
+def _pod(**extra: Any) -> dict[str, Any]:
+    pod = restricted({"containers": [{"name": "app", "image": "nginx:1.27"}]})
+    return {**pod, **extra}
+
+
+def _workload(namespace: str, pod: dict[str, Any], name: str = "evil") -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod},
+        },
+    }
+
+
+ESCALATIONS: list[tuple[str, Callable[[str, str], dict[str, Any]], str]] = [
+    # (what, the object in the room ``ns`` or elsewhere, what the refusal says)
+    (
+        "a Deployment in kube-system, as a controller's account",
+        lambda ns, fed: _workload("kube-system", _pod(serviceAccountName="replicaset-controller")),
+        "namespace kube-system is not a room of federation",
+    ),
+    (
+        "a Deployment in a namespace join never opened",
+        lambda ns, fed: _workload("default", _pod()),
+        "namespace default is not a room",
+    ),
+    (
+        "a hostPath pod in a room",
+        lambda ns, fed: _workload(ns, _pod(volumes=[{"name": "root", "hostPath": {"path": "/"}}])),
+        "may not mount a hostPath volume",
+    ),
+    (
+        "a privileged container in a room",
+        lambda ns, fed: _workload(
+            ns,
+            {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]},
+        ),
+        "may not run a privileged container",
+    ),
+    (
+        "the host's network in a room",
+        lambda ns, fed: _workload(ns, _pod(hostNetwork=True)),
+        "host's network, PID or IPC",
+    ),
+    (
+        "a namespace of its own at enforce=privileged",
+        lambda ns, fed: {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": f"{ns}-mine",
+                "labels": {
+                    "fleetflow.io/room": fed,
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                },
+            },
+        },
+        "may only create namespaces labelled fleetflow.io/room",
+    ),
+    (
+        "a namespace that is no room",
+        lambda ns, fed: {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{ns}-x"}},
+        "may only create namespaces labelled",
+    ),
+    (
+        "a token Secret for another account of a room",
+        lambda ns, fed: {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/service-account-token",
+            "metadata": {
+                "name": "minted",
+                "namespace": ns,
+                "annotations": {"kubernetes.io/service-account.name": "default"},
+            },
+        },
+        "may not create a service account token Secret but its own",
+    ),
+]
+
+
+def _create(api: Any, obj: dict[str, Any]) -> None:
+    """Create ``obj`` as a server-side dry run: admission runs, nothing persists."""
+    namespace = obj["metadata"].get("namespace")
+    if obj["kind"] == "Namespace":
+        k8s.CoreV1Api(api).create_namespace(obj, dry_run="All")
+    elif obj["kind"] == "Secret":
+        k8s.CoreV1Api(api).create_namespaced_secret(namespace, obj, dry_run="All")
+    else:
+        k8s.AppsV1Api(api).create_namespaced_deployment(namespace, obj, dry_run="All")
+
+
+def test_a_stolen_member_token_cannot_escalate(
+    federation: str, testbed: TestbedSpec, namespace: str
+) -> None:
+    """Each path from the member role to more than the federation's rooms, tried with the
+    member's own token against its real apiserver (server-side dry run: nothing persists)."""
+    member = testbed.members[0].name
+    join(federation, member, namespaces=[namespace])  # the room, with Secrets
+    stolen = member_block(federation, member).api_client()
+    for what, build, refusal in ESCALATIONS:
+        with pytest.raises(ClusterError, match=refusal):
+            _create(stolen, build(namespace, federation))
+        print(f"refused: {what}")
+    # What the federation does is still allowed: a restricted workload in its room, and a new
+    # room of its own at the federation's level.
+    _create(stolen, _workload(namespace, _pod(), name="fine"))
+    opened = {"name": f"{namespace}-new", "labels": room_labels(federation, PodSecurity.RESTRICTED)}
+    _create(stolen, {"apiVersion": "v1", "kind": "Namespace", "metadata": opened})
+    # Scaling a workload outside the rooms (a cluster's DNS, say) is refused as well.
+    system = _workload("kube-system", _pod(), name=f"dns-{federation}")
+    apply(client_for(member), system)
+    try:
+        with pytest.raises(ClusterError, match="not a room"):
+            k8s.AppsV1Api(stolen).patch_namespaced_deployment_scale(
+                system["metadata"]["name"], "kube-system", {"spec": {"replicas": 0}}, dry_run="All"
+            )
+    finally:
+        delete(
+            client_for(member), "apps/v1", "Deployment", system["metadata"]["name"], "kube-system"
+        )
+
+
+def test_rotation_revokes_a_token_minted_under_another_name(
+    federation: str, testbed: TestbedSpec
+) -> None:
+    member = testbed.members[0].name
+    join(federation, member)
+    stolen = member_block(federation, member).api_client()
+    n = names(federation)
+    minted = {
+        "metadata": {
+            "name": "innocent-looking",
+            "annotations": {"kubernetes.io/service-account.name": n.service_account},
+        },
+        "type": "kubernetes.io/service-account-token",
+    }
+    k8s.CoreV1Api(stolen).create_namespaced_secret(n.namespace, minted)
+    rotate_credentials(RotateRequest(federation=federation, member=member))
+    with pytest.raises(ResourceNotFound):
+        k8s.CoreV1Api(client_for(member)).read_namespaced_secret("innocent-looking", n.namespace)
+
+
 def test_unjoin_keep_and_remove(federation: str, testbed: TestbedSpec, namespace: str) -> None:
     keep, remove = testbed.members[0].name, testbed.members[1].name
     for member in (keep, remove):
         join(federation, member)
+        room(member, namespace, federation)
         apply(
             client_for(member),
             deployment(namespace, "web", 1, labels={LABEL_FEDERATION: federation}),

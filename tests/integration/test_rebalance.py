@@ -19,7 +19,7 @@ from fleetflow.models import RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for, recorded_task_runs
+from tests.integration.conftest import client_for, recorded_task_runs, room
 from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
@@ -224,6 +224,7 @@ def test_capacity_mode_spreads_by_free_room_and_never_overfills(
 ) -> None:
     a, b, c = (m.name for m in testbed.members)
     filler = client_for(a)  # someone else's workload takes most of a's CPU
+    room(a, namespace, calm)
     apply(filler, deployment(namespace, "filler", 4, image="busybox", cpu="4"))
     wait_deployment_ready(filler, namespace, "filler", timeout=60)
     fd = workload(calm, namespace, 10, mode="Capacity")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from fleetflow.admission import PodSecurity
 from fleetflow.blocks import Federation
 from fleetflow.blocks.loading import listed_block, load_member_cluster
 from fleetflow.controlplane import (
@@ -120,6 +121,8 @@ def test_member_objects_are_labelled_and_named_per_federation() -> None:
     assert [m["kind"] for m in manifests] == [
         "Namespace",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",  # in force before the account has any right
+        "ValidatingAdmissionPolicyBinding",
         "ClusterRole",
         "ClusterRoleBinding",
         "ClusterRole",
@@ -128,6 +131,15 @@ def test_member_objects_are_labelled_and_named_per_federation() -> None:
         "RoleBinding",
     ]
     assert all(m["metadata"]["labels"][LABEL_FEDERATION] == "prod" for m in manifests)
+    policy, binding = manifests[2], manifests[3]
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["matchConditions"][0]["expression"] == (
+        "request.userInfo.username == 'system:serviceaccount:fleetflow-prod:fleetflow-prod'"
+    )
+    assert manifests[0]["metadata"]["annotations"] == {"fleetflow.io/pod-security": "restricted"}
+    baseline = member_manifests("prod", PodSecurity.BASELINE)
+    assert "with Pod Security baseline" in str(baseline[2]["spec"]["validations"])
     assert names("prod").namespace != names("staging").namespace
     secret = token_secret("prod", 3)
     assert secret["type"] == "kubernetes.io/service-account-token"
