@@ -30,6 +30,12 @@ class Federation(SchemaOnce, Block):
 
     name: str = Field(description="Federation name.")
     host_cluster: str = Field(description="KubeCluster block of the host cluster.")
+    host_identity: str | None = Field(
+        default=None,
+        description="KubeCluster block of the host account day-to-day flows act as (made by "
+        "bootstrap: fleetflow's kinds and DNS records only); bootstrap and join use "
+        "host_cluster.",
+    )
     member_clusters: list[str] = Field(default_factory=list, description="KubeCluster blocks.")
     namespace: str = Field(default="fleetflow-system", description="Namespace in the host.")
     dns_zone: str = Field(default="fleet.local", description="DNS zone for traffic records.")
@@ -82,6 +88,7 @@ class Federation(SchemaOnce, Block):
         return cls(
             name=request.federation,
             host_cluster=request.host_cluster,
+            host_identity=existing.host_identity if existing else None,
             member_clusters=list(existing.member_clusters) if existing else [],
             namespace=request.namespace,
             dns_zone=request.dns_zone,

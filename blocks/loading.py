@@ -72,5 +72,22 @@ def load_member_cluster(federation: Federation, entry: MemberCluster) -> KubeClu
     return load_cluster(name)
 
 
+def flows_block_name(federation: str) -> str:
+    """The block of the host account day-to-day flows act as. The double dash keeps it apart
+    from every member's ``<federation>-<member>`` (a member name never starts with a dash)."""
+    return f"{federation}--host"
+
+
+def flows_identity(federation: str) -> str:
+    """What that block says it holds (``KubeCluster.joined_as``)."""
+    return f"{federation}/(host flows)"
+
+
+def load_host(federation: Federation) -> KubeCluster:
+    """The host as day-to-day flows reach it: the federation's own host account when bootstrap
+    made one, else (a federation bootstrapped before it did) the host's admin block."""
+    return load_cluster(federation.host_identity or federation.host_cluster)
+
+
 LOADERS = {BlockKind.FEDERATION: load_federation, BlockKind.CLUSTER: load_cluster}
 """By the kind a request's field names (``fleetflow.models.block_refs``)."""

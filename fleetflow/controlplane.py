@@ -529,37 +529,59 @@ def dns_endpoint_crd() -> Manifest:
     return crd
 
 
+def flows_account(federation: str) -> str:
+    """The host service account day-to-day flows act as: the federation's objects and its DNS
+    records, nothing else (bootstrap and join keep the admin's credentials)."""
+    return f"fleetflow-worker-{federation}"
+
+
+def flows_token_secret(namespace: str, federation: str) -> Manifest:
+    """The account's long-lived token (deleting it revokes the token)."""
+    name = flows_account(federation)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/service-account-token",
+        "metadata": {
+            "name": f"{name}-token",
+            "namespace": namespace,
+            "labels": {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation},
+            "annotations": {"kubernetes.io/service-account.name": name},
+        },
+    }
+
+
+_ALL = ["get", "list", "watch", "create", "update", "patch", "delete"]
+
+
 def worker_rbac(namespace: str, federation: str) -> list[Manifest]:
-    """What a worker needs in the host: the federation's CRDs, DNS records, its namespace."""
-    name = f"fleetflow-worker-{federation}"
+    """What the flows' account may do in the host: fleetflow's own kinds and DNS records
+    wherever they are (a workload lives in its application's namespace), leases and events in
+    the federation's namespace, and reads of CRDs and namespaces. No Secrets, no workloads,
+    no RBAC."""
+    name = flows_account(federation)
     labels = {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation}
-    rules = [
+    kinds = ["memberclusters", "federateddeployments", "federationoperations", "federatedobjects"]
+    cluster_rules = [
         {
             "apiGroups": [GROUP],
-            "resources": [
-                "memberclusters",
-                "federateddeployments",
-                "federationoperations",
-                "federatedobjects",
-                "memberclusters/status",
-                "federateddeployments/status",
-                "federationoperations/status",
-                "federatedobjects/status",
-            ],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            "resources": [*kinds, *(f"{k}/status" for k in kinds)],
+            "verbs": _ALL,
         },
+        {"apiGroups": [DNS_GROUP], "resources": ["dnsendpoints"], "verbs": _ALL},
         {
-            "apiGroups": [DNS_GROUP],
-            "resources": ["dnsendpoints"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list"],
         },
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {
-            "apiGroups": ["coordination.k8s.io"],
-            "resources": ["leases"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
-        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list"]},
     ]
+    rules = [
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": _ALL},
+    ]
+    rbac = "rbac.authorization.k8s.io"
+    subjects = [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]
     return [
         {
             "apiVersion": "v1",
@@ -567,17 +589,30 @@ def worker_rbac(namespace: str, federation: str) -> list[Manifest]:
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
         },
         {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": labels},
+            "rules": cluster_rules,
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": labels},
+            "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": name},
+            "subjects": subjects,
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
             "kind": "Role",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "rules": rules,
         },
         {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "apiVersion": f"{rbac}/v1",
             "kind": "RoleBinding",
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": name},
+            "subjects": subjects,
         },
     ]
 

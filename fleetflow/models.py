@@ -175,9 +175,11 @@ class JoinRequest(Request):
     ingress_address: str | None = Field(default=None, description="Where its traffic lands")
     namespaces: list[DnsLabel] = Field(
         default_factory=list,
-        description="Namespaces whose Secrets the federation may propagate to this member: each "
-        "gets a Role on Secrets for the member's token (created if absent). The token never "
-        "gets Secrets anywhere else; a rejoin with another list moves the Roles",
+        description="Existing namespaces of this member to open to the federation (a room: "
+        "its account may write there) and whose Secrets it may propagate: each gets the room "
+        "label and a Role on Secrets for the member's token (created, at the federation's Pod "
+        "Security level, if absent). New namespaces fleetflow opens itself, without Secrets; "
+        "a rejoin with another list moves the Roles",
     )
     dry_run: bool = Field(default=False, description="List what would change; write nothing")
 

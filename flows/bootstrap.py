@@ -2,23 +2,32 @@
 
 Runbook: check the host answers and is recent enough; install the namespace, the CRDs (the
 member registry, federated workloads, operation records, and ExternalDNS's DNSEndpoint if the
-host has none) and the worker's RBAC; wait until the CRDs serve; save the Federation block.
-Every write is a server-side apply, so a second run changes nothing.
+host has none) and the account day-to-day flows act as (fleetflow's kinds and DNS records, no
+more); wait until the CRDs serve; save that account's token in a block of its own
+(``<federation>--host``), and the Federation block naming it. Every write is a server-side
+apply or kept when present, so a second run changes nothing.
 """
 
 from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks import Federation
-from fleetflow.blocks.loading import find_federation, load_cluster
+from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks.loading import (
+    find_cluster,
+    find_federation,
+    flows_block_name,
+    flows_identity,
+    load_cluster,
+)
 from fleetflow.controlplane import DNS_CRD_NAME, control_plane_manifests, crd_names, host_problem
 from fleetflow.errors import HostTooOld, InvalidRequest
 from fleetflow.flows.report import publish
 from fleetflow.models import BootstrapRequest, Report
-from fleetflow.tasks.clusters import save_block, server_version
-from fleetflow.tasks.host import crd_exists, wait_crds_established
+from fleetflow.tasks.clusters import cluster_name, save_block, server_version
+from fleetflow.tasks.host import crd_exists, flows_token, wait_crds_established
 from fleetflow.tasks.manifests import apply_manifests
+from fleetflow.tasks.member import endpoint
 
 
 @flow(name="bootstrap-control-plane", log_prints=False)
@@ -33,6 +42,14 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
             "rerun naming that host, or with move_host (--move-host) once they are moved; "
             "nothing was changed"
         )
+    identity = flows_block_name(request.federation)
+    present = find_cluster(identity)
+    if present is not None and present.joined_as != flows_identity(request.federation):
+        raise InvalidRequest(
+            f"a KubeCluster block {identity!r} exists that bootstrap did not make for "
+            f"federation {request.federation}'s flows: bootstrap never overwrites it; rename "
+            "that block; nothing was changed"
+        )
     host = load_cluster(request.host_cluster)
     version = server_version(host)
     problem = host_problem(request.host_cluster, version)
@@ -43,7 +60,22 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
     )
     actions = apply_manifests(host, manifests, dry_run)
     wait_crds_established(host, crd_names(manifests), dry_run)
-    federation = Federation.bootstrapped(request, existing)
+    # Day-to-day flows act as the host account made above, not as the admin: its own block.
+    issued = flows_token(host, request.namespace, request.federation, dry_run)
+    actions.append(issued.action(cluster_name(host)))
+    api_url, ca_data = endpoint(host)
+    if issued.token is not None:
+        flows = KubeCluster(
+            api_url=api_url,
+            ca_data=ca_data,
+            token=issued.token,
+            joined_as=flows_identity(request.federation),
+            allow_insecure=host.allow_insecure,
+        )
+        actions.append(save_block(flows, identity, dry_run))
+    federation = Federation.bootstrapped(request, existing).model_copy(
+        update={"host_identity": identity}
+    )
     actions.append(save_block(federation, request.federation, dry_run))
     report = Report(
         procedure=f"bootstrap {request.federation}",

@@ -18,7 +18,7 @@ from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import load_federation, load_host
 from fleetflow.drill import (
     DrillMode,
     Mark,
@@ -58,7 +58,7 @@ def _now() -> datetime:
 def failover_drill(request: DrillRequest) -> Verdict:
     """Fault a region, fail it over and back, and judge how it went."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     view = observe_host(host, federation.name, federation.namespace)
     target = evacuation(view.members, request.region, [])
     check_injectable(request.mode, target.members)

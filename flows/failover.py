@@ -34,7 +34,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import load_federation, load_host
 from fleetflow.errors import InvalidRequest, PartialFailure, WaitTimeout
 from fleetflow.failover import (
     STEPS,
@@ -67,7 +67,7 @@ RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
 def regional_failover(request: FailoverRequest) -> Report:
     """Evacuate a region (or members): survivors Ready first, then traffic, then drain."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     view = observe_host(host, federation.name, federation.namespace)
     target = evacuation(view.members, request.region, request.members)
     op = read_operation(host, federation.namespace, target.operation_name)
@@ -213,7 +213,7 @@ def _drain(blocks: Blocks, plan: FailoverDecision) -> Done:
 def regional_failback(request: FailbackRequest) -> Report:
     """Lift the fence and return replicas, then traffic, in rate-limited rounds."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     registry = list_members(host, federation.namespace, federation.name)
     target = evacuation(registry, request.region, request.members)
     report = Report(

@@ -61,7 +61,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation, member_cluster
+from fleetflow.blocks.loading import load_federation, load_host, member_cluster
 from fleetflow.errors import ClusterError
 from fleetflow.flows.report import finished
 from fleetflow.health import HealthState
@@ -104,7 +104,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
     me = run_id or f"watcher-{uuid.uuid4().hex[:12]}"
     deadline = watch_deadline(flow_run.get_scheduled_start_time(), request.watch_seconds)
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     namespace, policy = federation.namespace, federation.health_policy()
     lease = watch_lease_name(federation.name)
     report = WatchReport(federation=federation.name, watcher=me)

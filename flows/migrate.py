@@ -34,7 +34,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation, load_member_cluster
+from fleetflow.blocks.loading import load_federation, load_host, load_member_cluster
 from fleetflow.errors import (
     InvalidRequest,
     LeaseLost,
@@ -102,7 +102,7 @@ CLEANED = "source-cleaned"
 def migrate_workload(request: MigrateRequest) -> Report:
     """Move a StatefulSet and its volumes: copy while it serves, a short stop, verify, cut over."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     key = f"{request.namespace}/{request.name}"
     view = observe_host(host, federation.name, federation.namespace, request.namespace)
     op = read_operation(host, federation.namespace, operation_name(request.namespace, request.name))
@@ -504,7 +504,7 @@ def _report(run: PhasedRun, plan: MigrationPlan, federation: str) -> Report:
 def cleanup_migration(request: CleanupRequest) -> Report:
     """Delete the claims (and their data) a finished migration kept on its source."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     key = f"{request.namespace}/{request.name}"
     op = read_operation(host, federation.namespace, operation_name(request.namespace, request.name))
     if op is None or not op.finished:

@@ -25,7 +25,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import load_federation, load_host
 from fleetflow.errors import PlanOutdated
 from fleetflow.federated import HostObject
 from fleetflow.flows.observe import Blocks, probe
@@ -49,7 +49,7 @@ from fleetflow.traffic import expected_answers, unanswered
 def rebalance_replicas(request: RebalanceRequest) -> Report:
     """Plan and apply replica placement for the federated workloads."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     view = observe_host(host, federation.name, federation.namespace, request.namespace)
     seen, blocks = probe(view, federation, trust_watcher=True)
     plan = decide_rebalance(seen, request, federation=federation.name, zone=federation.dns_zone)

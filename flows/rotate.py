@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks.loading import load_cluster, load_federation, load_member_cluster
+from fleetflow.blocks.loading import load_cluster, load_federation, load_host, load_member_cluster
 from fleetflow.errors import MembershipError
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, RotateRequest
@@ -25,7 +25,7 @@ from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, w
 def rotate_credentials(request: RotateRequest) -> Report:
     """Replace the member's token with a new one, then revoke the old."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     entry = registered(
         member_entry(host, federation.namespace, request.member), request.member, federation.name
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks.loading import load_cluster, load_federation
+from fleetflow.blocks.loading import load_federation, load_host
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, TaintRequest
 from fleetflow.registry import registered
@@ -22,7 +22,7 @@ from fleetflow.tasks.host import member_entry, set_taints
 def taint_member(request: TaintRequest) -> Report:
     """Set or lift a member's taints."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     entry = registered(
         member_entry(host, federation.namespace, request.member), request.member, federation.name
     )

@@ -19,7 +19,13 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks import Federation
-from fleetflow.blocks.loading import find_cluster, listed_block, load_cluster, load_federation
+from fleetflow.blocks.loading import (
+    find_cluster,
+    listed_block,
+    load_cluster,
+    load_federation,
+    load_host,
+)
 from fleetflow.errors import MembershipError
 from fleetflow.failover import plan_failover
 from fleetflow.flows.failover import end_failovers, regional_failover
@@ -45,7 +51,7 @@ from fleetflow.tasks.member import delete_propagated, revoke_tokens, unreachable
 def unjoin_cluster(request: UnjoinRequest) -> Report:
     """Remove ``request.member`` from ``request.federation``."""
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     entry = member_entry(host, federation.namespace, request.member)
     block_name = (entry and listed_block(federation, entry)) or member_block_name(
         federation.name, request.member

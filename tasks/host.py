@@ -3,17 +3,20 @@ finalizers."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from kubernetes import client as k8s
 from prefect import task
 
 from fleetflow.blocks import KubeCluster
-from fleetflow.controlplane import API_VERSION
-from fleetflow.errors import ResourceNotFound
+from fleetflow.controlplane import API_VERSION, flows_token_secret
+from fleetflow.errors import ResourceConflict, ResourceNotFound
 from fleetflow.federated import UNASSIGNED, FederatedDeployment, HostObject, federation_selector
 from fleetflow.kube import apply, get, list_objects
+from fleetflow.membership import IssuedToken
 from fleetflow.models import Action, Verb
 from fleetflow.objects import KIND as OBJECT_KIND
 from fleetflow.objects import FederatedObjects, InvalidObject
@@ -25,6 +28,7 @@ from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client, cluster_name
 from fleetflow.tasks.common import CLUSTER_TASK
 from fleetflow.tasks.health import read_watch_lease
+from fleetflow.tasks.member import wait_token
 from fleetflow.tasks.traffic import list_endpoints
 
 CRD_API = "apiextensions.k8s.io/v1"
@@ -66,6 +70,26 @@ def wait_crds_established(block: KubeCluster, names: list[str], dry_run: bool = 
 def _established(crd: dict[str, Any]) -> bool:
     conditions = (crd.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
+@task(**CLUSTER_TASK)
+def flows_token(host: KubeCluster, namespace: str, federation: str, dry_run: bool) -> IssuedToken:
+    """The token of the host account day-to-day flows act as (``controlplane.worker_rbac``):
+    the one there, or a new one."""
+    api = k8s.CoreV1Api(client(host))
+    manifest = flows_token_secret(namespace, federation)
+    name = manifest["metadata"]["name"]
+    try:
+        api.read_namespaced_secret(name, namespace)
+        created = False
+    except ResourceNotFound:
+        if dry_run:
+            return IssuedToken(secret=name, namespace=namespace, created=True, token=None)
+        with contextlib.suppress(ResourceConflict):
+            api.create_namespaced_secret(namespace, manifest)
+        created = True
+    token = wait_token(api, namespace, name)
+    return IssuedToken(secret=name, namespace=namespace, created=created, token=token)
 
 
 @task(**CLUSTER_TASK)

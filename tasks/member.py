@@ -18,6 +18,7 @@ from fleetflow.errors import (
     ClusterError,
     ClusterForbidden,
     ClusterUnauthorized,
+    InvalidResource,
     MembershipError,
     ResourceConflict,
     ResourceNotFound,
@@ -73,7 +74,7 @@ def _exists(api: k8s.CoreV1Api, namespace: str) -> bool:
     return True
 
 
-def _wait_token(api: k8s.CoreV1Api, namespace: str, name: str) -> SecretStr:
+def wait_token(api: k8s.CoreV1Api, namespace: str, name: str) -> SecretStr:
     """The token controller fills a new token Secret within moments; wait for it."""
     secret = poll_until(
         lambda: api.read_namespaced_secret(name, namespace),
@@ -99,7 +100,7 @@ def issue_token(
     if existing and not rotate:
         name = existing[-1][1].metadata.name
         return IssuedToken(
-            secret=name, namespace=namespace, created=False, token=_wait_token(api, namespace, name)
+            secret=name, namespace=namespace, created=False, token=wait_token(api, namespace, name)
         )
     generation = existing[-1][0] + 1 if existing else 1
     manifest = token_secret(federation, generation)
@@ -108,7 +109,7 @@ def issue_token(
         return IssuedToken(secret=name, namespace=namespace, created=True, token=None)
     api.create_namespaced_secret(namespace, manifest)
     return IssuedToken(
-        secret=name, namespace=namespace, created=True, token=_wait_token(api, namespace, name)
+        secret=name, namespace=namespace, created=True, token=wait_token(api, namespace, name)
     )
 
 
@@ -194,6 +195,32 @@ def verify_limited(
             f"the member token of {credentials.name!r} is not least-privilege as required: "
             f"{'; '.join(wrong)}. Check for extra bindings to its service account or groups"
         )
+    _wait_guarded(api_client(credentials))
+
+
+def _guarded(api: Any) -> bool:
+    """Whether the member's admission policy refuses this token what RBAC allows it: a
+    ConfigMap in ``kube-system`` (a server-side dry run: nothing is written)."""
+    probe = {"metadata": {"name": "fleetflow-admission-probe"}}
+    try:
+        k8s.CoreV1Api(api).create_namespaced_config_map("kube-system", probe, dry_run="All")
+    except (InvalidResource, ClusterForbidden) as exc:
+        return "ValidatingAdmissionPolicy" in str(exc)
+    return False
+
+
+def _wait_guarded(api: Any) -> None:
+    """The policy join applied is in force a moment after it is written (the apiserver reads
+    policies through an informer): no token is handed over before it is."""
+    poll_until(
+        lambda: _guarded(api),
+        lambda guarded: guarded,
+        timeout=settings().setup_timeout,
+        waiting_for=f"the admission policy of {api.cluster!r} in force for the new token",
+        describe=lambda _: "a ConfigMap in kube-system is still accepted",
+        hint="a member joined by an older fleetflow has no policy: rejoin it (with admin "
+        "rights); ValidatingAdmissionPolicy needs Kubernetes 1.30 or later",
+    )
 
 
 def _token_accepted(auth: k8s.AuthorizationV1Api) -> bool:

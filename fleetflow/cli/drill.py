@@ -61,12 +61,12 @@ def drill(args: argparse.Namespace) -> int:
 def _check_region(request: DrillRequest) -> None:
     """A region no member is in is refused here, in one line, before a run exists (the run
     would only fail with it, after waiting for the deployment's slot)."""
-    from fleetflow.blocks.loading import load_cluster, load_federation
+    from fleetflow.blocks.loading import load_federation, load_host
     from fleetflow.failover import evacuation
     from fleetflow.tasks.host import list_members
 
     federation = load_federation(request.federation)
-    host = load_cluster(federation.host_cluster)
+    host = load_host(federation)
     evacuation(list_members.fn(host, federation.namespace, federation.name), request.region, [])
 
 

@@ -63,7 +63,8 @@ def host_of(federation: str) -> HostRead:
         saved = store.data(FEDERATION_SLUG, federation)
         if saved is None:
             raise missing_federation(federation)
-        block = str(saved["host_cluster"])
+        # The flows' own host account when bootstrap made one: reading needs no admin.
+        block = str(saved.get("host_identity") or saved["host_cluster"])
         cluster = store.data(CLUSTER_SLUG, block)
         if cluster is None:
             raise missing_cluster(block)

@@ -154,11 +154,15 @@ def ensure(
         if not dry_run:
             apply(client, manifest)
         return "create"
-    after = apply(client, manifest, dry_run=dry_run)
-    if dry_run:
-        return "unchanged" if _comparable(after) == _comparable(live) else "update"
-    same = after["metadata"]["resourceVersion"] == live["metadata"]["resourceVersion"]
-    return "unchanged" if same else "update"
+    # Asked first, by a dry run: an apply that changes nothing may still bump the object's
+    # resourceVersion (an admission policy's field ownership settles once after its status is
+    # first written), and a rerun must leave what is already as wanted untouched.
+    after = apply(client, manifest, dry_run=True)
+    if _comparable(after) == _comparable(live):
+        return "unchanged"
+    if not dry_run:
+        apply(client, manifest)
+    return "update"
 
 
 def get(

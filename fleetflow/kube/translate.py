@@ -50,6 +50,15 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _dropped(exc: BaseException) -> bool:
+    """The server went away mid-request (a TLS connection closed without its close message):
+    a server that stopped, not a certificate that is wrong."""
+    cause = _root_cause(exc)
+    return isinstance(cause, ssl.SSLEOFError) or "EOF occurred in violation of protocol" in str(
+        getattr(exc, "reason", "") or cause
+    )
+
+
 def translate(cluster: str, exc: BaseException, timeout: float | None = None) -> Exception:
     """Map an error from the kubernetes client to the :class:`ClusterError` that explains it."""
     if isinstance(exc, ClusterError):
@@ -58,6 +67,8 @@ def translate(cluster: str, exc: BaseException, timeout: float | None = None) ->
         status = int(exc.status or 0)
         cls = for_status(status)
         if status == 0:  # the client's wrapper around a connection or TLS failure
+            if _dropped(exc):
+                return ClusterUnreachable(cluster, f"the connection dropped: {exc.reason}")
             if str(exc.reason).startswith("SSLError") or isinstance(
                 _root_cause(exc), ssl.SSLError | urllib3.exceptions.SSLError
             ):
@@ -66,6 +77,8 @@ def translate(cluster: str, exc: BaseException, timeout: float | None = None) ->
             return ClusterUnreachable(cluster, f"request failed: {exc.reason}")
         return cls(cluster, _api_message(exc), status=status)
     cause = _root_cause(exc)
+    if _dropped(exc):
+        return ClusterUnreachable(cluster, f"the connection dropped: {cause}")
     if isinstance(cause, ssl.SSLError | urllib3.exceptions.SSLError):
         return ClusterTLSError(cluster, f"TLS handshake failed: {cause}")
     if isinstance(cause, urllib3.exceptions.NewConnectionError | ConnectionError):

@@ -158,6 +158,12 @@ def namespace(request: pytest.FixtureRequest, testbed: TestbedSpec) -> Iterator[
     delete_namespace(testbed, name)
 
 
+def is_host(cluster: str) -> bool:
+    """Whether requests counted under ``cluster`` went to the host: as its admin (``host``) or
+    as a federation's flows account (block ``<federation>--host``)."""
+    return cluster == "host" or cluster.endswith("--host")
+
+
 def room(cluster: str, namespace: str, federation: str) -> None:
     """Open ``namespace`` in ``cluster`` as a room of ``federation``, as join does with admin
     rights (at the default Pod Security level), for a test that writes there itself first."""
@@ -217,8 +223,11 @@ def a_federation(
     test-bed member joined in its region when ``join`` (for Secrets in ``namespaces``);
     removed after."""
     from fleetflow.blocks import Federation, KubeCluster
+    from fleetflow.blocks.loading import flows_block_name
+    from fleetflow.controlplane import flows_account
     from fleetflow.flows.bootstrap import bootstrap_control_plane
     from fleetflow.flows.join import join_cluster
+    from fleetflow.kube import delete
     from fleetflow.models import BootstrapRequest, JoinRequest
 
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
@@ -243,9 +252,17 @@ def a_federation(
                 remove_member_objects(member.name, name)
         with contextlib.suppress(ClusterError):
             k8s.CoreV1Api(client_for(testbed.host)).delete_namespace(f"{name}-system")
-        for member in testbed.members:
+        for kind in ("ClusterRoleBinding", "ClusterRole"):  # the flows' host account's
+            with contextlib.suppress(ClusterError):
+                delete(
+                    client_for(testbed.host),
+                    "rbac.authorization.k8s.io/v1",
+                    kind,
+                    flows_account(name),
+                )
+        for block in [*(f"{name}-{m.name}" for m in testbed.members), flows_block_name(name)]:
             with contextlib.suppress(ValueError):
-                KubeCluster.delete(f"{name}-{member.name}")
+                KubeCluster.delete(block)
         with contextlib.suppress(ValueError):
             Federation.delete(name)
 

@@ -107,10 +107,12 @@ def test_federation_block_names_clusters_and_holds_no_secret(prefect_server: Non
     assert stored["data"] == {
         "name": "prod",
         "host_cluster": "host",
+        "host_identity": None,
         "member_clusters": ["us-east-1", "eu-west-1"],
         "namespace": "fleetflow-system",
         "dns_zone": "fleet.local",
         "dns_server": None,
         "health": None,
         "regions": None,
+        "pod_security": "restricted",
     }

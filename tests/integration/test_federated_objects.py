@@ -31,7 +31,7 @@ from fleetflow.objects import LABEL_OBJECT
 from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import federated_deployment, federated_object
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import a_federation, client_for, delete_namespace
+from tests.integration.conftest import a_federation, client_for, delete_namespace, is_host
 from tests.integration.manifests import (
     config_map,
     ingress,
@@ -98,7 +98,7 @@ def states(host: Any, name: str, ns: str) -> dict[str, tuple[str, str]]:
 
 
 def member_writes() -> dict[tuple[str, str], int]:
-    return {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}
+    return {k: n for k, n in REQUESTS.items() if k[1] != "GET" and not is_host(k[0])}
 
 
 def web(federation: str, ns: str, replicas: int, clusters: list[str]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from fleetflow.models import RebalanceRequest
 from fleetflow.polling import poll_until
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for, recorded_task_runs, room
+from tests.integration.conftest import client_for, is_host, recorded_task_runs, room
 from tests.integration.manifests import deployment
 
 pytestmark = pytest.mark.integration
@@ -151,7 +151,7 @@ def test_an_override_that_moves_the_workload_into_another_namespace_is_refused(
     REQUESTS.clear()
     with pytest.raises(PlacementError, match=f"an override for {eu} changes the workload's"):
         rebalance(calm, namespace)
-    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and not is_host(k[0])} == {}
     with pytest.raises(ResourceNotFound):
         get(client_for(eu), "apps/v1", "Deployment", "web", "kube-system")
     assert spread(testbed, namespace) == {}
@@ -209,7 +209,7 @@ def test_bad_placement_is_a_clear_error_and_changes_nothing(
     REQUESTS.clear()
     with pytest.raises(PlacementError, match=message.replace("(", r"\(").replace(")", r"\)")):
         rebalance(calm, namespace)
-    member_writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}
+    member_writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and not is_host(k[0])}
     assert member_writes == {}
     assert spread(testbed, namespace) == {}
 

@@ -21,7 +21,7 @@ from fleetflow.models import TaintRequest
 from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import a_federation, client_for, fleetflow
+from tests.integration.conftest import a_federation, client_for, fleetflow, is_host
 from tests.integration.test_failover import Sampler, answer, exposed, ingress
 from tests.integration.test_rebalance import rebalance
 
@@ -135,7 +135,7 @@ def test_spread_above_the_regions_that_exist_is_refused_before_any_write(
     REQUESTS.clear()
     with pytest.raises(PlacementError, match="its members span only 2 \\(eu-west, us-east\\)"):
         rebalance(regions, namespace)
-    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"} == {}
+    assert {k: n for k, n in REQUESTS.items() if k[1] != "GET" and not is_host(k[0])} == {}
     assert running(testbed, namespace, "web") == {}
 
 
@@ -219,7 +219,7 @@ def drained(joined: str, testbed: TestbedSpec, namespace: str, fleetflow_home: P
     assert traffic.samples[-1][1] is False, "the drained member left the DNS answer"
     REQUESTS.clear()
     rebalance(joined, namespace, max_moves=1)
-    writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and k[0] != "host"}
+    writes = {k: n for k, n in REQUESTS.items() if k[1] != "GET" and not is_host(k[0])}
     assert writes == {}, "a drained member: the next run writes nothing"
 
     bad = fleetflow(

@@ -174,6 +174,14 @@ def test_connection_errors_map_to_unreachable_tls_and_timeout() -> None:
     assert "timed out after 2.5s" in str(error)
     client_ssl = ApiException(status=0, reason="SSLError\n[SSL] certificate verify failed")
     assert isinstance(translate("m1", client_ssl), ClusterTLSError)
+    # A server killed mid-request closes its TLS connection unannounced: unreachable (and
+    # retried), not a certificate to check.
+    dropped = urllib3.exceptions.SSLError(
+        ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    )
+    assert isinstance(translate("m1", dropped), ClusterUnreachable)
+    wrapped_eof = ApiException(status=0, reason="SSLError\nEOF occurred in violation of protocol")
+    assert isinstance(translate("m1", wrapped_eof), ClusterUnreachable)
 
 
 def test_deployment_ready_needs_observed_generation_and_all_replicas() -> None:

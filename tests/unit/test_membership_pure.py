@@ -9,12 +9,13 @@ from pydantic import ValidationError
 
 from fleetflow.admission import PodSecurity
 from fleetflow.blocks import Federation
-from fleetflow.blocks.loading import listed_block, load_member_cluster
+from fleetflow.blocks.loading import flows_block_name, listed_block, load_member_cluster
 from fleetflow.controlplane import (
     DNS_CRD_NAME,
     LABEL_FEDERATION,
     control_plane_manifests,
     member_cluster_crd,
+    worker_rbac,
 )
 from fleetflow.errors import MembershipError
 from fleetflow.health import Health, HealthState
@@ -23,6 +24,7 @@ from fleetflow.membership import (
     TOKEN_RULES,
     block_problem,
     join_problem,
+    member_block_name,
     member_manifests,
     names,
     placements_naming,
@@ -363,3 +365,27 @@ def test_flows_load_only_the_blocks_the_federation_lists_for_its_members() -> No
     assert listed_block(federation, entry("other-m1")) is None  # another federation's
     with pytest.raises(MembershipError, match="names credentials block 'host', which"):
         load_member_cluster(federation, entry("host"))
+
+
+def test_the_flows_host_account_writes_fleetflows_kinds_and_dns_records_only() -> None:
+    manifests = worker_rbac("prod-system", "prod")
+    rules = [r for m in manifests if m["kind"] in ("ClusterRole", "Role") for r in m["rules"]]
+    resources = {res for r in rules for res in r["resources"]}
+    assert not resources & {"secrets", "deployments", "pods", "roles", "clusterrolebindings", "*"}
+    assert all("*" not in r["verbs"] and "escalate" not in r["verbs"] for r in rules)
+    writes = {
+        res
+        for r in rules
+        for res in r["resources"]
+        if set(r["verbs"]) & {"create", "update", "patch", "delete"}
+    }
+    kinds = {"memberclusters", "federateddeployments", "federationoperations", "federatedobjects"}
+    assert writes == {*kinds, *(f"{k}/status" for k in kinds), "dnsendpoints", "leases", "events"}
+    role = next(m for m in manifests if m["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "prod-system"  # leases and events: its own only
+
+
+def test_flows_reach_the_host_as_its_own_account_once_bootstrap_made_one() -> None:
+    old = Federation(name="prod", host_cluster="admin")
+    assert old.host_identity is None  # bootstrapped before: the admin block, as before
+    assert flows_block_name("prod") == "prod--host" != member_block_name("prod", "host")
