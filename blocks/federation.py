@@ -60,6 +60,7 @@ class Federation(SchemaOnce, Block):
 
     pod_security: PodSecurity = Field(
         default=PodSecurity.RESTRICTED,
+        title="Pod Security",
         description="Pod Security level of the namespaces fleetflow opens in members "
         "(restricted, baseline or privileged): enforced there, and the only one its account "
         "may give a namespace. Takes effect on members at their next join.",

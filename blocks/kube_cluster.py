@@ -42,6 +42,11 @@ class KubeCluster(SchemaOnce, Block):
         "cluster's hostPath/local volumes lie: the migration mover reads and writes only "
         "volumes strictly inside it (empty: none). Join copies it to the member's block.",
     )
+    reported_as: str | None = Field(
+        default=None,
+        description="The cluster's name in reports and errors (empty: the block's name); "
+        "bootstrap sets the host's on the block of its flows' account.",
+    )
     joined_as: str | None = Field(
         default=None,
         description="Set by join: FEDERATION/MEMBER this block's token was issued for (join "
@@ -58,10 +63,14 @@ class KubeCluster(SchemaOnce, Block):
         description="Seconds for one request (default FLEETFLOW_REQUEST_TIMEOUT, 10).",
     )
 
+    @property
+    def name_in_reports(self) -> str:
+        return self.reported_as or self._block_document_name or self.api_url or "unnamed"
+
     def credentials(self) -> ClusterCredentials:
         """The core's view of these credentials, named after the saved block."""
         return ClusterCredentials(
-            name=self._block_document_name or self.api_url or "unnamed",
+            name=self.name_in_reports,
             api_url=self.api_url,
             ca_data=self.ca_data,
             token=self.token,
@@ -76,7 +85,7 @@ class KubeCluster(SchemaOnce, Block):
         if self.token is None or self.api_url is None:
             return None
         return ClusterCredentials(
-            name=self._block_document_name or self.api_url,
+            name=self.name_in_reports,
             api_url=self.api_url,
             ca_data=self.ca_data,
             token=self.token,

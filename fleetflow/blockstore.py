@@ -16,6 +16,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -102,7 +103,8 @@ class BlockStore:
         """The saved fields of the block (secrets included), or None when there is none."""
         found = self._call(
             "GET",
-            f"block_types/slug/{slug}/block_documents/name/{name}",
+            # Quoted whole: a name never adds a segment or a query to the path.
+            f"block_types/slug/{quote(slug, safe='')}/block_documents/name/{quote(name, safe='')}",
             params={"include_secrets": "true"},
         )
         if found.status_code == 404:

@@ -299,10 +299,13 @@ def join_problem(
     federations: set[str],
     existing: MemberCluster | None,
     api_url: str,
+    registry: Sequence[MemberCluster] = (),
 ) -> str | None:
     """Why ``member`` cannot join ``federation``, or None. Checked before the first write:
     version skew, membership of another federation (from the namespaces joins create in the
-    cluster), and a registry name taken by another cluster."""
+    cluster), a registry name taken by another cluster, and a cluster already registered under
+    another name (``registry``: the federation's members; one cluster under two names would be
+    given two shares of every workload, and share one account)."""
     problem = skew_problem(host_version, member_version)
     if problem is None and federations - {federation}:
         problem = (
@@ -311,6 +314,9 @@ def join_problem(
         )
     if problem is None and existing is not None:
         problem = existing.registered_elsewhere(federation, api_url)
+    twin = next((m.name for m in registry if m.spec.api_url == api_url and m.name != member), None)
+    if problem is None and twin is not None:
+        problem = f"that cluster ({api_url}) is already member {twin!r}; rejoin it under that name"
     return f"cannot join {member!r}: {problem}" if problem else None
 
 

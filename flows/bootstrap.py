@@ -70,6 +70,7 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
             ca_data=ca_data,
             token=issued.token,
             joined_as=flows_identity(request.federation),
+            reported_as=cluster_name(host),  # the host, as reports have always named it
             allow_insecure=host.allow_insecure,
         )
         actions.append(save_block(flows, identity, dry_run))

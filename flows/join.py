@@ -33,7 +33,7 @@ from fleetflow.membership import (
 from fleetflow.models import Action, JoinRequest, Report
 from fleetflow.registry import MemberCluster
 from fleetflow.tasks.clusters import cluster_name, save_block, server_version
-from fleetflow.tasks.host import member_entry, record_joined
+from fleetflow.tasks.host import list_members, member_entry, record_joined
 from fleetflow.tasks.manifests import apply_manifests, delete_manifests
 from fleetflow.tasks.member import (
     endpoint,
@@ -63,6 +63,7 @@ def join_cluster(request: JoinRequest) -> Report:
         federations=federations_of(admin),
         existing=existing,
         api_url=api_url,
+        registry=list_members(host, federation.namespace, federation.name),
     )
     block_name = member_block_name(federation.name, request.member)
     present = find_cluster(block_name)

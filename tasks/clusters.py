@@ -14,7 +14,7 @@ from fleetflow.tasks.common import CLUSTER_TASK, PRIVATE
 
 
 def cluster_name(block: KubeCluster) -> str:
-    return block._block_document_name or block.api_url or "unnamed"
+    return block.name_in_reports
 
 
 def client(block: KubeCluster) -> ClusterApiClient:

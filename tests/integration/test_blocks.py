@@ -69,6 +69,7 @@ def test_token_block_masks_the_token(prefect_server: None) -> None:
         "zone": None,
         "labels": {},
         "volume_roots": {},
+        "reported_as": None,
         "joined_as": None,
         "allow_insecure": False,
         "request_timeout": 10.0,

@@ -271,6 +271,18 @@ def test_join_checks_skew_other_federations_and_a_taken_name() -> None:
         "m1", "prod", federations=set(), existing=None, **{**ok, "member_version": "v1.30.0"}
     )
     assert old is not None and "more than 3 minor versions apart" in old
+    # One cluster under a second name: two shares of every workload, one account.
+    twin = join_problem(
+        "m2", "prod", federations={"prod"}, existing=None, registry=[_entry()], **ok
+    )
+    assert twin == (
+        "cannot join 'm2': that cluster (https://m1) is already member 'm1'; rejoin it under "
+        "that name"
+    )
+    again = join_problem(
+        "m1", "prod", federations={"prod"}, existing=_entry(), registry=[_entry()], **ok
+    )
+    assert again is None  # a rerun of its own join
 
 
 def test_unjoin_needs_a_member_and_force_when_unreachable() -> None:
