@@ -75,19 +75,17 @@ from fleetflow.tasks.migrate import (
     Pairs,
     changed_since,
     check_retained,
-    claim_volumes,
     copy_round,
     delete_claims,
     discard_copies,
     hold_workload,
     manifests,
-    other_volumes,
     provision_claims,
     refuse_foreign_claims,
-    refuse_overlaps,
     running_replicas,
     stop_workload,
     used_bytes,
+    volume_pairs,
 )
 from fleetflow.tasks.operations import read_operation, save_operation
 from fleetflow.tasks.rebalance import wait_members_ready
@@ -245,19 +243,16 @@ class Move:
         bound to these claims, apart from each other and from every volume the reachable
         members report."""
         if self._pairs is None:
-            ns, claims = self.fd.namespace, self.plan.claims
-            source = claim_volumes(self.source, self.plan.source, ns, claims)
-            target = claim_volumes(self.target, self.plan.target, ns, claims)
-            mine = [*source.values(), *target.values()]
-            others = [
-                volume
-                for member, block in self.members.items()
-                for volume in other_volumes(
-                    block, member, [v.volume for v in mine if v.member == member]
-                )
-            ]
-            refuse_overlaps(mine, others)
-            self._pairs = [(c, str(source[c].real), str(target[c].real)) for c in claims]
+            plan = self.plan
+            self._pairs = volume_pairs(
+                self.source,
+                plan.source,
+                self.target,
+                plan.target,
+                self.fd.namespace,
+                plan.claims,
+                self.members,
+            )
         return self._pairs
 
     def _hold(self) -> None:

@@ -92,12 +92,32 @@ def other_volumes(block: KubeCluster, where: str, besides: list[str]) -> list[Vo
     ]
 
 
-def refuse_overlaps(mine: list[VolumeSeen], others: list[VolumeSeen]) -> None:
-    """Refuse volumes that share a directory with each other or with any other volume."""
+def volume_pairs(
+    source: KubeCluster,
+    where: str,
+    target: KubeCluster,
+    there: str,
+    namespace: str,
+    claims: list[str],
+    members: dict[str, KubeCluster],
+) -> Pairs:
+    """Per claim, the source's (on ``where``) and the target's (on ``there``) directories,
+    resolved on this machine; refused unless the mover may touch them: each bound to its claim
+    inside its declared root, and none sharing a directory with another or with any volume the
+    ``members`` (those that answered) report."""
+    theirs = claim_volumes(source, where, namespace, claims)
+    ours = claim_volumes(target, there, namespace, claims)
+    mine = [*theirs.values(), *ours.values()]
+    others = [
+        volume
+        for member, block in members.items()
+        for volume in other_volumes(block, member, [v.volume for v in mine if v.member == member])
+    ]
     if problem := overlap_problem(mine, others):
         raise MigrationRefused(
             f"{problem}: the mover will not touch them; nothing was copied or deleted"
         )
+    return [(c, str(theirs[c].real), str(ours[c].real)) for c in claims]
 
 
 @task(**CLUSTER_TASK)
