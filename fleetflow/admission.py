@@ -15,7 +15,8 @@ service account and refuses:
 - a Secret of type ``kubernetes.io/service-account-token`` anywhere but its own namespace, for
   anyone but itself (rotation mints its own successor there);
 - a pod, or a workload's pod template, with a hostPath volume, a privileged container, or the
-  host's network, PID or IPC namespace.
+  host's network, PID or IPC namespace;
+- a Service with external IPs (which would take over traffic to those addresses cluster-wide).
 
 OCM checks each ManifestWork against its executor with a SubjectAccessReview; KubeFed and
 Karmada's push mode grant every verb on every resource. Rooms are labels rather than
@@ -180,6 +181,15 @@ def guard_manifests(
                     ),
                     "message": "fleetflow's account may not create a service account token "
                     "Secret but its own",
+                },
+                {
+                    # CVE-2020-8554: a Service's external IPs take over traffic to those
+                    # addresses from every pod of the cluster.
+                    "expression": (
+                        "request.resource.resource != 'services' || object == null || "
+                        "!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0"
+                    ),
+                    "message": "fleetflow's account may not give a Service external IPs",
                 },
                 *_pod_checks(),
             ],

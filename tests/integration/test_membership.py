@@ -271,6 +271,16 @@ ESCALATIONS: list[tuple[str, Callable[[str, str], dict[str, Any]], str]] = [
         "may only create namespaces labelled",
     ),
     (
+        "a Service that takes over an address cluster-wide (external IPs)",
+        lambda ns, fed: {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "mitm", "namespace": ns},
+            "spec": {"ports": [{"port": 53}], "externalIPs": ["10.96.0.10"]},
+        },
+        "may not give a Service external IPs",
+    ),
+    (
         "a token Secret for another account of a room",
         lambda ns, fed: {
             "apiVersion": "v1",
@@ -294,6 +304,8 @@ def _create(api: Any, obj: dict[str, Any]) -> None:
         k8s.CoreV1Api(api).create_namespace(obj, dry_run="All")
     elif obj["kind"] == "Secret":
         k8s.CoreV1Api(api).create_namespaced_secret(namespace, obj, dry_run="All")
+    elif obj["kind"] == "Service":
+        k8s.CoreV1Api(api).create_namespaced_service(namespace, obj, dry_run="All")
     else:
         k8s.AppsV1Api(api).create_namespaced_deployment(namespace, obj, dry_run="All")
 
