@@ -535,20 +535,27 @@ def flows_account(federation: str) -> str:
     return f"fleetflow-worker-{federation}"
 
 
-def flows_token_secret(namespace: str, federation: str) -> Manifest:
-    """The account's long-lived token (deleting it revokes the token)."""
-    name = flows_account(federation)
+def token_secret_for(account: str, namespace: str, name: str, labels: dict[str, str]) -> Manifest:
+    """A long-lived token Secret for ``namespace``/``account`` (deleting it revokes the
+    token): the kube-controller-manager fills it in."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/service-account-token",
         "metadata": {
-            "name": f"{name}-token",
+            "name": name,
             "namespace": namespace,
-            "labels": {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation},
-            "annotations": {"kubernetes.io/service-account.name": name},
+            "labels": labels,
+            "annotations": {"kubernetes.io/service-account.name": account},
         },
     }
+
+
+def flows_token_secret(namespace: str, federation: str) -> Manifest:
+    """The flows' host account's token."""
+    account = flows_account(federation)
+    labels = {LABEL_MANAGED: MANAGED_BY, LABEL_FEDERATION: federation}
+    return token_secret_for(account, namespace, f"{account}-token", labels)
 
 
 _ALL = ["get", "list", "watch", "create", "update", "patch", "delete"]

@@ -24,7 +24,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from fleetflow.admission import ANNOTATION_POD_SECURITY, PodSecurity, guard_manifests
-from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest, minor
+from fleetflow.controlplane import (
+    LABEL_FEDERATION,
+    LABEL_MANAGED,
+    MANAGED_BY,
+    Manifest,
+    minor,
+    token_secret_for,
+)
 from fleetflow.federated import FederatedDeployment
 from fleetflow.kube.client import ClusterCredentials
 from fleetflow.models import Action, Verb
@@ -230,17 +237,8 @@ def secret_manifests(federation: str, namespaces: list[str]) -> list[Manifest]:
 def token_secret(federation: str, generation: int) -> Manifest:
     """A long-lived token for the member's service account; deleting it revokes the token."""
     n = names(federation)
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/service-account-token",
-        "metadata": {
-            "name": f"{n.service_account}-token-{generation}",
-            "namespace": n.namespace,
-            "labels": _labels(federation),
-            "annotations": {"kubernetes.io/service-account.name": n.service_account},
-        },
-    }
+    name = f"{n.service_account}-token-{generation}"
+    return token_secret_for(n.service_account, n.namespace, name, _labels(federation))
 
 
 class IssuedToken(BaseModel):

@@ -6,6 +6,7 @@ Parameters name credentials blocks; they never carry a secret.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
@@ -30,42 +31,50 @@ from fleetflow.settings import settings
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def _dns_label(value: str) -> str:
-    if not DNS_LABEL.match(value):
-        raise ValueError(
-            f"{value!r} is not a DNS label: use lowercase letters, digits and '-', "
-            "at most 63 characters, starting and ending with a letter or digit"
-        )
-    return value
-
-
-DnsLabel = Annotated[
-    str,
-    AfterValidator(_dns_label),
-    # The form's schema: the server refuses a bad name before a run exists; the validator says
-    # what is wrong on the CLI.
-    Field(json_schema_extra={"pattern": DNS_LABEL.pattern, "maxLength": 63}),
-]
-"""A namespace, member, region or federation name: safe in a URL path as it is."""
-
 DNS_SUBDOMAIN = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
 
 
-def _dns_subdomain(value: str) -> str:
-    if not DNS_SUBDOMAIN.match(value):
-        raise ValueError(
-            f"{value!r} is not a Kubernetes object name: use lowercase letters, digits, '-' and "
-            "'.', at most 253 characters, starting and ending with a letter or digit"
-        )
-    return value
+def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
+    """A validator that says, on the CLI, what a name that does not match ``pattern`` is not."""
 
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(f"{value!r} is not {what}")
+        return value
+
+    return check
+
+
+def _form(pattern: re.Pattern[str], longest: int) -> Any:
+    """The form's schema for a name: the server refuses a bad one before a run exists."""
+    return Field(json_schema_extra={"pattern": pattern.pattern, "maxLength": longest})
+
+
+DnsLabel = Annotated[
+    str,
+    AfterValidator(
+        _matching(
+            DNS_LABEL,
+            "a DNS label: use lowercase letters, digits and '-', at most 63 characters, "
+            "starting and ending with a letter or digit",
+        )
+    ),
+    _form(DNS_LABEL, 63),
+]
+"""A namespace, member, region or federation name: safe in a URL path as it is."""
 
 DnsSubdomain = Annotated[
     str,
-    AfterValidator(_dns_subdomain),
-    Field(json_schema_extra={"pattern": DNS_SUBDOMAIN.pattern, "maxLength": 253}),
+    AfterValidator(
+        _matching(
+            DNS_SUBDOMAIN,
+            "a Kubernetes object name: use lowercase letters, digits, '-' and '.', at most 253 "
+            "characters, starting and ending with a letter or digit",
+        )
+    ),
+    _form(DNS_SUBDOMAIN, 253),
 ]
 """An object's name (a Deployment's may hold dots): safe in a URL path as it is."""
 
