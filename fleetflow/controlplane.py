@@ -244,7 +244,7 @@ _PLACEMENT: dict[str, Any] = {
                 "required": ["name"],
                 "properties": {
                     "name": {**_STR, "minLength": 1},
-                    "clusters": {"type": "array", "items": _STR},
+                    "clusters": {"type": "array", "items": _STR, "minItems": 1},
                     "clusterSelector": _SELECTOR,
                 },
             },

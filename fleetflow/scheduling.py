@@ -17,13 +17,15 @@ A workload's placement names its members (``clusters``, ``clusterSelector`` with
    healthy members). When no group holds it all, the group that places the most is used and
    the rest is reported unplaced. Adding a group after one that fits changes nothing.
 3. **Spread constraints** ("at least 2 regions, at most 3"). Over the members of the group
-   that can take a replica: ``maxGroups`` keeps that many label values (those already running
-   the workload first, then the roomiest, then a stable per-workload order); ``minGroups``
-   gives one member in each of that many values a min of 1, so the divisor method cannot
-   leave a value empty. A spread that cannot be met is an error (the workload's status and the
-   run's report say why), never a silent pile-up: nothing of the workload is changed.
-   Constraints apply in the order given; with several labels that do not nest, a choice made
-   for the first can leave the second unmet, which is then reported, never violated.
+   that can take a replica, the values of every label are chosen together
+   (``fleetflow.spread``, as Karmada's ``selectRegions`` and ``selectClusters``): coarse labels
+   first, one member per region first, the choice that keeps what already runs preferred among
+   those that meet every constraint, and the order in which constraints are written never
+   changes the answer. Members that must run a replica for a ``minGroups`` get a min of 1, so
+   the divisor method cannot leave a value empty. A spread that cannot be met is an error (the
+   workload's status and the run's report say which label, how many values could take
+   replicas and why the others could not), never a silent pile-up: nothing of the workload is
+   changed; the division is checked against every constraint again before it is returned.
 
 Members the rules leave out stay in the plan at 0 with the reason, so ``--explain`` and the
 plan table say why, and replicas leave them at the pace healthy members' replicas move.
@@ -31,7 +33,6 @@ plan table say why, and replicas leave them at the pace healthy members' replica
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, NamedTuple, Protocol
 
@@ -39,7 +40,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL
 from fleetflow.errors import PlacementError
-from fleetflow.placement import Candidate, Plan, bound, plan_replicas
+from fleetflow.placement import Candidate, Plan, plan_replicas
+from fleetflow.spread import choose, state, unmet, usable
 
 SPREAD_SHORTHANDS = {"region": REGION_LABEL, "zone": ZONE_LABEL}
 """``spreadBy`` names: ``cluster`` (each member its own value), these, or any label key."""
@@ -105,6 +107,15 @@ class AffinityGroup(_Rule):
     clusters: tuple[str, ...] | None = None
     cluster_selector: ClusterSelector | None = Field(default=None, alias="clusterSelector")
 
+    @model_validator(mode="after")
+    def _names_someone(self) -> AffinityGroup:
+        if self.clusters is not None and not self.clusters:
+            raise ValueError(
+                f"affinity group {self.name}: clusters is empty and would match no member; "
+                "list members or leave clusters out"
+            )
+        return self
+
     def miss(self, name: str, labels: Mapping[str, str]) -> str | None:
         if self.clusters is not None and name not in self.clusters:
             return "not listed"
@@ -127,10 +138,14 @@ class SpreadConstraint(_Rule):
             )
         return self
 
+    def key(self) -> str:
+        """The label it counts (``cluster``: each member its own value)."""
+        return SPREAD_SHORTHANDS.get(self.spread_by, self.spread_by)
+
     def value(self, name: str, labels: Mapping[str, str]) -> str | None:
         if self.spread_by == "cluster":
             return name
-        return labels.get(SPREAD_SHORTHANDS.get(self.spread_by, self.spread_by))
+        return labels.get(self.key())
 
     def bounds(self) -> str:
         high = f", at most {self.max_groups}" if self.max_groups else ""
@@ -326,23 +341,6 @@ def _out(c: Candidate) -> Candidate:
     return c._replace(weight=0, min=0, max=0)
 
 
-def _room(c: Candidate) -> int | None:
-    return bound(c) if c.healthy and not c.fenced else 0
-
-
-def _state(c: Candidate) -> str:
-    """Why a member cannot take a replica, in a word or two."""
-    if not c.healthy or c.fenced:
-        return "fenced" if c.fenced else "unhealthy"
-    return "full" if _room(c) == 0 else "weight 0"
-
-
-def _usable(c: Candidate) -> bool:
-    """Can take a replica now: placeable, with room, and a weight or a min."""
-    room = _room(c)
-    return (room is None or room > 0) and (c.weight > 0 or c.min > 0)
-
-
 def _in_group(
     total: int,
     candidates: list[Candidate],
@@ -372,18 +370,28 @@ def _in_group(
             else f"group {rules.groups[home].name} "
             + ("passed over" if home < rank else f"not in use while {group.name} has room"),
         )
-    stuck = total and inside and not any(_usable(c) for c in inside)
+    stuck = total and inside and not any(usable(c) for c in inside)
     if stuck and (group is not None or all(c.name in notes for c in inside)):
         # A group passed over, or taints leave nothing: say why. Members merely down with no
         # group to fall back to leave the replicas unplaced, as without rules.
-        states = ", ".join(f"{c.name} {notes.get(c.name) or _state(c)}" for c in inside)
+        states = ", ".join(f"{c.name} {notes.get(c.name) or state(c)}" for c in inside)
         raise PlacementError(f"no member can take replicas now ({states})")
-    summary: list[str] = []
+    summary: tuple[str, ...] = ()
+    labels = {c.name: members[c.name].labels for c in candidates}
     if rules.spread and total:
-        inside, summary = _spread(total, inside, members, rules.spread, notes, workload)
+        choice = choose(total, inside, labels, rules.spread, workload)
+        for name, why in choice.left_out.items():
+            notes.setdefault(name, why)
+        inside = [c if c.name in choice.allowed else _out(c) for c in inside]
+        inside = [
+            c._replace(min=1) if c.name in choice.forced and c.min == 0 else c for c in inside
+        ]
+        summary = choice.summary
     shaped.update((c.name, c) for c in inside)
     final = [shaped[c.name] for c in candidates]
     planned = plan_replicas(total, final, capacity_aware=capacity_aware, workload=workload)
+    if rules.spread and total and (broken := unmet(planned.replicas, labels, rules.spread)):
+        raise PlacementError(broken)  # never written: a division that breaks the spread
     reasons = {}
     for c in final:
         reason = planned.reasons[c.name]
@@ -398,122 +406,6 @@ def _in_group(
     planned = planned.model_copy(update={"reasons": reasons})
     used = () if group is None else (f"{_group_name(group, rank)} in use",)
     return Scheduled(final, planned, group.name if group else None, (*used, *summary))
-
-
-def _spread(
-    total: int,
-    inside: list[Candidate],
-    members: Mapping[str, MemberFacts],
-    constraints: Sequence[SpreadConstraint],
-    notes: dict[str, str],
-    workload: str | None,
-) -> tuple[list[Candidate], list[str]]:
-    """Keep at most ``maxGroups`` values of each constraint, and give one member in each of
-    ``minGroups`` values a min of 1; raise when the usable members cannot cover them."""
-    allowed = {c.name for c in inside if _usable(c)}
-    by_name = {c.name: c for c in inside}
-    forced: set[str] = {n for n in allowed if by_name[n].min > 0}
-    summary = []
-    for rule in constraints:
-        values = _values(rule, allowed, by_name, members)
-        unlabelled = sorted(n for n in allowed if rule.value(n, members[n].labels) is None)
-        for name in unlabelled:
-            allowed.discard(name)
-            notes.setdefault(name, f"spread by {rule.spread_by}: it has no such label")
-        ranked = sorted(values, key=lambda v: _value_rank(values[v], by_name, workload, v))
-        if rule.max_groups is not None and len(ranked) > rule.max_groups:
-            for value in ranked[rule.max_groups :]:
-                for name in values[value]:
-                    allowed.discard(name)
-                    forced.discard(name)
-                    notes.setdefault(
-                        name,
-                        f"spread by {rule.spread_by}: {value} not among the {rule.max_groups} "
-                        "chosen",
-                    )
-            ranked = ranked[: rule.max_groups]
-        if len(ranked) < rule.min_groups:
-            exist = sorted({v for c in inside if (v := rule.value(c.name, members[c.name].labels))})
-            if len(exist) < rule.min_groups:
-                raise PlacementError(
-                    f"spread by {rule.spread_by} needs {rule.bounds()}, but its members span "
-                    f"only {len(exist)} ({', '.join(exist) or 'none'}): lower minGroups or add "
-                    "members"
-                )
-            raise PlacementError(
-                f"spread by {rule.spread_by} needs {rule.bounds()}, but only {len(ranked)} can "
-                f"take replicas now ({', '.join(ranked) or 'none'}): the others have no "
-                "healthy member with room"
-            )
-        summary.append(f"spread by {rule.spread_by}: {rule.bounds()}; {', '.join(ranked)}")
-    for rule in constraints:
-        values = _values(rule, allowed, by_name, members)
-        ranked = sorted(values, key=lambda v: _value_rank(values[v], by_name, workload, v))
-        if rule.min_groups <= 1:
-            continue  # any placed replica covers one value: no member needs a min for it
-        covered = {v for v in ranked if forced & set(values[v])}
-        for value in ranked:
-            if len(covered) >= rule.min_groups:
-                break
-            if value in covered:
-                continue
-            pick = min(values[value], key=lambda n: _member_rank(by_name[n], workload))
-            forced.add(pick)
-            covered.add(value)
-            notes.setdefault(pick, f"spread by {rule.spread_by}: at least 1 in {value}")
-    if len(forced) > total and forced:
-        wanted = "; ".join(f"{r.spread_by} {r.bounds()}" for r in constraints)
-        raise PlacementError(
-            f"{total} replicas cannot meet the spread ({wanted}): it needs at least {len(forced)}"
-        )
-    shaped = []
-    for c in inside:
-        if c.name not in allowed:
-            shaped.append(_out(c))
-        elif c.name in forced and c.min == 0:
-            shaped.append(c._replace(min=1))
-        else:
-            shaped.append(c)
-    return shaped, summary
-
-
-def _values(
-    rule: SpreadConstraint,
-    allowed: set[str],
-    by_name: Mapping[str, Candidate],
-    members: Mapping[str, MemberFacts],
-) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for name in sorted(allowed):
-        value = rule.value(name, members[name].labels)
-        if value is not None:
-            values.setdefault(value, []).append(name)
-    return values
-
-
-def _value_rank(
-    names: list[str], by_name: Mapping[str, Candidate], workload: str | None, value: str
-) -> tuple[int, int, float, int, bytes]:
-    """Values already running the workload first (no needless move), then those with a min,
-    then the roomiest, the heaviest, and a stable per-workload order."""
-    cs = [by_name[n] for n in names]
-    rooms = [_room(c) for c in cs]
-    room = float("inf") if any(r is None for r in rooms) else sum(r or 0 for r in rooms)
-    return (
-        -sum(c.current for c in cs),
-        -sum(c.min for c in cs),
-        -room,
-        -sum(c.weight for c in cs),
-        _rank(workload, value),
-    )
-
-
-def _member_rank(c: Candidate, workload: str | None) -> tuple[int, int, bytes]:
-    return (-c.current, -c.weight, _rank(workload, c.name))
-
-
-def _rank(workload: str | None, value: str) -> bytes:
-    return hashlib.blake2b(f"{workload}\x00{value}".encode(), digest_size=8).digest()
 
 
 def taints_after(

@@ -336,7 +336,9 @@ def test_an_unmet_spread_is_an_error_and_plans_nothing() -> None:
         fd(**{"spreadConstraints": [{"spreadBy": "region", "minGroups": 2}]}), views
     )
     assert met.replicas["eu-west-1"] >= 1 and met.error is None
-    assert met.notes == ["spread by region: at least 2; us-east, eu-west"]
+    assert met.notes == [
+        "spread by region (at least 2): us-east (2 members with room), eu-west (1)"
+    ]
 
 
 def test_max_groups_keeps_the_regions_already_running_it() -> None:
