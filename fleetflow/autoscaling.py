@@ -14,17 +14,26 @@ How a division is made (``divide``), in order:
    hold with no load anywhere. A member whose share of max is 0 does not run the workload.
 2. **What is owed, at once.** Budget held by a member that is no longer placeable (unhealthy,
    fenced, unselected) or a changed ``maxReplicas`` is settled in this run: owed budget goes
-   first to members at their max that want more, then to those below their fair share; budget
-   to take back comes first from the members with the most headroom.
-3. **Budget moves, bounded.** A member whose HPA is at its max and wants more (``wanted``, the
-   replica count its metrics ask for, from the HPA's status) takes budget from members whose
-   HPA uses well below their max: a donor always keeps ``hysteresis`` replicas above what it
-   uses, so the move never stops a running replica and a small wobble does not move budget back
-   and forth. At most ``maxBudgetMove`` replicas of budget move per run.
+   first to members at their max that want more, then to those below their fair share. Budget
+   above ``maxReplicas`` is taken back stopping as few running replicas as possible: budget
+   above a member's cap first, then spare budget, then what a member that came back still
+   holds (the others were given it while it was away); the others' running replicas only for
+   a ``maxReplicas`` the user lowered.
+3. **Budget moves, bounded.** Budget above a member's cap (its placement max or capacity fell)
+   goes to members with room. A member whose HPA is at its max and wants more (``wanted``, the
+   replica count its metrics ask for, from the HPA's status, with the controller's tolerance)
+   takes budget from members whose HPA uses well below their max: a donor always keeps
+   ``hysteresis`` replicas above what it uses, so the move never stops a running replica and a
+   small wobble does not move budget back and forth. At most ``maxBudgetMove`` replicas of
+   budget move per run.
 4. **Return.** With no member wanting more, budget above the fair share goes back to the
    members below it, as far as each holder's headroom allows, at most ``maxBudgetMove`` a run.
-5. **Mins** are the fair split of ``minReplicas`` over the members that run the workload, each
-   at least 1 (an HPA's floor) and at most its max share.
+5. **Mins**: each running member starts at 1 (an HPA's floor), and the rest of ``minReplicas``
+   follows the weights, each at most its max share.
+
+A member that does not answer (Suspect: still placeable) keeps what it last held, and no budget
+leaves or joins it: what it runs now is unknown and its HPA cannot be written, so a cut there
+could never pay for a rise elsewhere.
 
 Order of writes: an HPA whose max falls is written before one whose max rises, so that the sum
 of the members' maxes never exceeds the federation's max between two writes.
@@ -33,7 +42,7 @@ of the members' maxes never exceeds the federation's max between two writes.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
@@ -66,6 +75,9 @@ class Autoscaler(BaseModel):
     active: bool = True
     """It has computed a count from its metrics (``ScalingActive``): until then its
     ``desired`` says nothing."""
+    known: bool = True
+    """Read from the member in this run. False: the last recorded state of a member that does
+    not answer now (Suspect): what it runs now is unknown, so no budget leaves or joins it."""
     spec_hash: str = ""
 
     @property
@@ -79,16 +91,20 @@ class Autoscaler(BaseModel):
 
 
 TOO_MANY = "TooManyReplicas"
+TOLERANCE = 0.1
+"""The HPA controller's default tolerance (``--horizontal-pod-autoscaler-tolerance``): within
+it of the target, the controller does not scale."""
 
 
 def read_autoscaler(obj: Mapping[str, Any], spec_hash: str = "") -> Autoscaler:
     """A member HPA (``autoscaling/v2``) as the division reads it.
 
     ``wanted``: for each Resource or ContainerResource metric with a utilization target, the
-    HPA's own rule ``ceil(current replicas x current / target)``; the highest wins, as in the
-    HPA controller. A metric it cannot compute from the status (a value target, a custom
-    metric) counts as asking one more than the max while ``ScalingLimited`` says
-    ``TooManyReplicas``."""
+    HPA's own rule ``ceil(current replicas x current / target)``, or the current replicas
+    while the ratio is within ``TOLERANCE`` of 1 (the controller does not scale then); the
+    highest wins, as in the HPA controller. A metric it cannot compute from the status (a value
+    target, a custom metric) counts as asking one more than the max while ``ScalingLimited``
+    says ``TooManyReplicas``."""
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     current = int(status.get("currentReplicas") or 0)
     desired = int(status.get("desiredReplicas") or 0)
@@ -111,7 +127,9 @@ def read_autoscaler(obj: Mapping[str, Any], spec_hash: str = "") -> Autoscaler:
         target = targets.get((source.get("name"), source.get("container")))
         now = (source.get("current") or {}).get("averageUtilization")
         if target and now is not None and current:
-            wanted = max(wanted, math.ceil(current * now / target - 1e-9))
+            ratio = now / target
+            asks = current if abs(1.0 - ratio) <= TOLERANCE else math.ceil(current * ratio - 1e-9)
+            wanted = max(wanted, asks)
     if limited:
         wanted = max(wanted, high + 1)
     return Autoscaler(
@@ -194,11 +212,14 @@ def divide(
     workload: str,
     replicas: int,
     running: Mapping[str, int] | None = None,
+    recorded: Mapping[str, int] | None = None,
 ) -> Budget:
     """Divide the budget of one workload over ``candidates`` (the placement's members; their
     ``current`` is ignored), given the member HPAs ``seen`` (by member) and the replicas the
     members ``running`` it run. ``replicas``: the workload's ``spec.replicas``, what members
-    that do not run it yet start from. Raise ``PlacementError`` for impossible input."""
+    that do not run it yet start from. ``recorded``: each member's max as the last division
+    recorded it (the workload's status), which tells a member that comes back still holding
+    budget from a lowered ``maxReplicas``. Raise ``PlacementError`` for impossible input."""
     running = running or {}
     check(spec, [c.name for c in candidates if c.min])
     caps = {c.name: _cap(c) for c in candidates}
@@ -220,12 +241,21 @@ def divide(
         lost = {m: a.max for m, a in seen.items() if m not in placeable and a.max > 0}
         # Without caps every member can hold any budget: nothing is left unplaced.
         capped = any(caps[m] is not None for m in placeable)
-        owed = spec.max_replicas - (fair.plan().unplaced if capped else 0) - sum(shares.values())
-        if owed:
-            budget.moves += _settle(
-                shares, owed, fair.plan().replicas, seen, caps, floors, lost, spec.hysteresis
+        state = _State(shares, seen, caps, floors, spec.hysteresis)
+        # Budget no member can hold within its cap is not owed to anyone; a member that does not
+        # answer keeps what it holds above its cap until it does.
+        unplaced = fair.plan().unplaced if capped else 0
+        unplaced -= sum(state.over_cap(m) for m in shares if not state.movable(m))
+        owed = spec.max_replicas - max(0, unplaced) - sum(shares.values())
+        if owed > 0:
+            budget.moves += _give(state, owed, fair.plan().replicas, lost)
+        elif owed < 0:
+            back = _Back(
+                returning={m: n for m, n in held.items() if recorded and m not in recorded},
+                lowered=not recorded or sum(recorded.values()) > spec.max_replicas,
             )
-        budget.moves += _demand(shares, fair, seen, caps, floors, spec)
+            budget.moves += _take_back(state, -owed, fair, back)
+        budget.moves += _demand(state, fair, spec.max_budget_move)
         shares = {m: n for m, n in shares.items() if n}
     budget.unplaced = fair.plan().unplaced if fair.known else 0
     budget.shares = _with_mins(spec, shares, candidates, seen, replicas, running, workload)
@@ -269,119 +299,165 @@ def _cap(c: Candidate) -> int | None:
     return bound(c) if c.weight else c.min
 
 
-def _room(m: str, shares: Mapping[str, int], caps: Mapping[str, int | None]) -> int:
-    cap = caps.get(m)
-    return 10**9 if cap is None else max(0, cap - shares.get(m, 0))
+class _State(NamedTuple):
+    """The shares being divided and what a move must respect."""
+
+    shares: dict[str, int]
+    seen: Mapping[str, Autoscaler]
+    caps: Mapping[str, int | None]
+    floors: Mapping[str, int]
+    hysteresis: int
+
+    def movable(self, m: str) -> bool:
+        """Budget may leave or join a member only when the division knows what it runs now:
+        a member that does not answer keeps what it holds (its HPA cannot be written)."""
+        a = self.seen.get(m)
+        return a is None or a.known
+
+    def room(self, m: str) -> int:
+        cap = self.caps.get(m)
+        return 10**9 if cap is None else max(0, cap - self.shares.get(m, 0))
+
+    def over_cap(self, m: str) -> int:
+        cap = self.caps.get(m)
+        return 0 if cap is None else max(0, self.shares.get(m, 0) - cap)
+
+    def used(self, m: str) -> int:
+        """Replicas it runs or its metrics ask for (a member with no HPA yet uses nothing)."""
+        a = self.seen.get(m)
+        return max(a.used, a.wanted) if a is not None else 0
+
+    def spare(self, m: str) -> int:
+        """Budget a member can give without stopping a replica it runs or denying one its
+        metrics ask for, keeping ``hysteresis`` above."""
+        if not self.movable(m):
+            return 0
+        a = self.seen.get(m)
+        keep = self.used(m) + self.hysteresis if a is not None else 0
+        return max(0, self.shares.get(m, 0) - max(keep, self.floors.get(m, 0)))
+
+    def need(self, m: str) -> int:
+        """Budget a member at its max asks for."""
+        a = self.seen.get(m)
+        share = self.shares.get(m, 0)
+        if a is None or not a.known or not a.wants_more or share < a.max:
+            return 0
+        return a.wanted - share
 
 
-def _spare(
-    m: str,
-    shares: Mapping[str, int],
-    seen: Mapping[str, Autoscaler],
-    floors: Mapping[str, int],
-    hysteresis: int,
-) -> int:
-    """Budget a member can give without stopping a replica it runs or denying one its metrics
-    ask for, keeping ``hysteresis`` above (a member with no HPA yet uses nothing)."""
-    a = seen.get(m)
-    used = max(a.used, a.wanted) + hysteresis if a is not None else 0
-    return max(0, shares.get(m, 0) - max(used, floors.get(m, 0)))
+class _Back(NamedTuple):
+    """Why budget above ``maxReplicas`` is held: members that came back still holding what the
+    others were given while they were away, or a ``maxReplicas`` the user lowered."""
+
+    returning: Mapping[str, int]
+    lowered: bool
 
 
-def _headroom(m: str, shares: Mapping[str, int], seen: Mapping[str, Autoscaler]) -> int:
-    a = seen.get(m)
-    return shares.get(m, 0) - (max(a.used, a.wanted) if a is not None else 0)
-
-
-def _need(m: str, shares: Mapping[str, int], seen: Mapping[str, Autoscaler]) -> int:
-    """Budget a member at its max asks for."""
-    a = seen.get(m)
-    if a is None or not a.wants_more or shares.get(m, 0) < a.max:
-        return 0
-    return a.wanted - shares.get(m, 0)
-
-
-def _settle(
-    shares: dict[str, int],
-    owed: int,
-    fair: Mapping[str, int],
-    seen: Mapping[str, Autoscaler],
-    caps: Mapping[str, int | None],
-    floors: Mapping[str, int],
-    lost: Mapping[str, int],
-    hysteresis: int,
+def _give(
+    state: _State, owed: int, fair: Mapping[str, int], lost: Mapping[str, int]
 ) -> list[BudgetMove]:
-    """Give (``owed`` > 0) or take back (< 0) budget at once: needy members first, then those
-    below their fair share; taken from the most spare first, then from above the fair share."""
+    """Give owed budget at once: needy members first, then those below their fair share."""
+    shares = state.shares
     why = (
         "owed: " + ", ".join(f"{m} no longer placeable (held {n})" for m, n in sorted(lost.items()))
         if lost
         else "owed: maxReplicas or the members changed"
     )
     moves = []
-    if owed > 0:
-        order = sorted(
-            shares, key=lambda m: (-_need(m, shares, seen), shares[m] - fair.get(m, 0), m)
-        )
-        for rule in ("need", "fair", "any"):
-            for m in order:
-                if rule == "need":
-                    give = _need(m, shares, seen)
-                elif rule == "fair":
-                    give = fair.get(m, 0) - shares[m]
-                else:
-                    give = owed
-                give = min(owed, give, _room(m, shares, caps))
-                if give > 0:
-                    shares[m] += give
-                    owed -= give
-                    moves.append(BudgetMove(target=m, replicas=give, reason=why))
-    elif owed < 0:
-        take_back = -owed
-        order = sorted(shares, key=lambda m: (-_headroom(m, shares, seen), m))
-        for rule in ("spare", "fair", "floor", "all"):
-            for m in order:
-                if rule == "spare":
-                    take = _spare(m, shares, seen, floors, hysteresis)
-                elif rule == "fair":
-                    take = shares[m] - max(fair.get(m, 0), floors.get(m, 0))
-                elif rule == "floor":
-                    take = shares[m] - floors.get(m, 0)
-                else:  # more members than budget: some stop running it
-                    take = shares[m]
-                take = min(take_back, take)
-                if take > 0:
-                    shares[m] -= take
-                    take_back -= take
-                    moves.append(
-                        BudgetMove(source=m, target="", replicas=take, reason="maxReplicas lowered")
-                    )
+    order = sorted(
+        (m for m in shares if state.movable(m)),
+        key=lambda m: (-state.need(m), shares[m] - fair.get(m, 0), m),
+    )
+    for rule in ("need", "fair", "any"):
+        for m in order:
+            if rule == "need":
+                give = state.need(m)
+            elif rule == "fair":
+                give = fair.get(m, 0) - shares[m]
+            else:
+                give = owed
+            give = min(owed, give, state.room(m))
+            if give > 0:
+                shares[m] += give
+                owed -= give
+                moves.append(BudgetMove(target=m, replicas=give, reason=why))
     return moves
 
 
-def _demand(
-    shares: dict[str, int],
-    fairness: _Fair,
-    seen: Mapping[str, Autoscaler],
-    caps: Mapping[str, int | None],
-    floors: Mapping[str, int],
-    spec: AutoscalingSpec,
-) -> list[BudgetMove]:
-    """Budget moves of this run: to the members at their max that want more, else back towards
-    the fair shares; at most ``max_budget_move`` replicas of budget in all."""
-    left, moves = spec.max_budget_move, []
-    h = spec.hysteresis
-    need = {m: n for m in shares if (n := min(_need(m, shares, seen), _room(m, shares, caps))) > 0}
+def _take_back(state: _State, excess: int, fairness: _Fair, back: _Back) -> list[BudgetMove]:
+    """Take back budget above ``maxReplicas`` at once, stopping as few running replicas as it
+    can: budget above a member's cap first, then spare budget (a member that came back first),
+    then the returning members' own budget; replicas run elsewhere are stopped only for a
+    ``maxReplicas`` the user lowered (or budget nothing else can cover)."""
+    shares = state.shares
+    movable = [m for m in shares if state.movable(m)]
+    fair = fairness.plan().replicas if back.lowered else {}
+    order = sorted(movable, key=lambda m: (m not in back.returning, -_headroom(state, m), m))
+    rules: list[tuple[str, Callable[[str], int]]] = [
+        ("cap", state.over_cap),  # budget no member can hold: nothing to make first
+        ("spare", state.spare),
+        ("returning", lambda m: shares[m] - state.floors.get(m, 0) if m in back.returning else 0),
+        ("returning", lambda m: shares[m] if m in back.returning else 0),
+        ("fair", lambda m: shares[m] - max(fair.get(m, 0), state.floors.get(m, 0), state.used(m))),
+        ("fair", lambda m: shares[m] - max(fair.get(m, 0), state.floors.get(m, 0))),
+        ("floor", lambda m: shares[m] - state.floors.get(m, 0)),
+        ("all", lambda m: shares[m]),  # more members than budget: some stop running it
+    ]
+    moves = []
+    for rule, amount in rules:
+        for m in order:
+            take = min(excess, amount(m))
+            if take <= 0:
+                continue
+            shares[m] -= take
+            excess -= take
+            moves.append(BudgetMove(source=m, replicas=take, reason=_back_reason(rule, m, back)))
+    return moves
+
+
+def _back_reason(rule: str, m: str, back: _Back) -> str:
+    if rule == "returning" or (rule == "spare" and m in back.returning):
+        return (
+            f"{m} came back holding {back.returning[m]}: its budget went to the others while it "
+            "was away"
+        )
+    if rule == "cap":
+        return f"{m} above its cap"
+    return "maxReplicas lowered" if back.lowered else "budget above maxReplicas"
+
+
+def _headroom(state: _State, m: str) -> int:
+    return state.shares.get(m, 0) - state.used(m)
+
+
+def _demand(state: _State, fairness: _Fair, left: int) -> list[BudgetMove]:
+    """Budget moves of this run, at most ``left`` replicas of budget in all: first budget above
+    a member's cap (its placement max or capacity fell) to members with room; then to the
+    members at their max that want more, else back towards the fair shares."""
+    shares, moves = state.shares, []
+    for giver in sorted(m for m in shares if state.movable(m) and state.over_cap(m)):
+        fair = fairness.plan().replicas
+        takers = sorted(
+            (m for m in shares if m != giver and state.movable(m) and state.room(m)),
+            key=lambda m: (-state.need(m), shares[m] - fair.get(m, 0), m),
+        )
+        for taker in takers:
+            n = min(left, state.over_cap(giver), state.room(taker))
+            if n > 0:
+                reason = f"{giver} above its cap {state.caps[giver]}"
+                moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
+                shares[giver] -= n
+                shares[taker] += n
+                left -= n
+    need = {m: n for m in shares if (n := min(state.need(m), state.room(m))) > 0}
     if need:
-        spare = {
-            m: n for m in shares if m not in need and (n := _spare(m, shares, seen, floors, h))
-        }
+        spare = {m: n for m in shares if m not in need and (n := state.spare(m))}
         for taker in sorted(need, key=lambda m: (-need[m], m)):
             for giver in sorted(spare, key=lambda m: (-spare[m], m)):
                 n = min(left, need[taker], spare[giver])
                 if n <= 0:
                     continue
-                a, b = seen[taker], seen.get(giver)
+                a, b = state.seen[taker], state.seen.get(giver)
                 used = f"uses {b.used} of {shares[giver]}" if b is not None else "not scaled yet"
                 reason = f"{taker} at max {a.max} wants {a.wanted}; {giver} {used}"
                 shares[taker] += n
@@ -392,12 +468,12 @@ def _demand(
                 moves.append(BudgetMove(source=giver, target=taker, replicas=n, reason=reason))
         return moves
     fair = fairness.plan().replicas
-    over = {
+    over = {m: n for m in shares if (n := min(shares[m] - fair.get(m, 0), state.spare(m))) > 0}
+    under = {
         m: n
         for m in shares
-        if (n := min(shares[m] - fair.get(m, 0), _spare(m, shares, seen, floors, h))) > 0
+        if state.movable(m) and (n := min(fair.get(m, 0) - shares[m], state.room(m))) > 0
     }
-    under = {m: n for m in shares if (n := fair.get(m, 0) - shares[m]) > 0}
     for giver in sorted(over, key=lambda m: (-over[m], m)):
         for taker in sorted(under, key=lambda m: (-under[m], m)):
             n = min(left, over[giver], under[taker])
@@ -438,12 +514,14 @@ def _with_mins(
         for m, n in sorted(shares.items())
     ]
     total_min = min(spec.min_replicas, sum(shares.values()))
-    # No more min than members: each holds 1, the HPA's floor (no plan needed).
-    mins = (
-        dict.fromkeys(shares, 1)
-        if total_min <= len(shares)
-        else plan_replicas(total_min, on, workload=workload).replicas
-    )
+    # Each running member holds 1 (the HPA's floor); the rest of min follows the weights.
+    mins = dict.fromkeys(shares, 1)
+    if total_min > len(shares):
+        rest = [
+            c._replace(max=c.max - 1 if c.max else 0, current=max(0, c.current - 1)) for c in on
+        ]
+        extra = plan_replicas(total_min - len(shares), rest, workload=workload).replicas
+        mins = {m: 1 + extra[m] for m in shares}
     starts: Mapping[str, int] = {}
     if any(m not in running for m in shares):  # only a member new to it starts anywhere
         start_total = min(max(replicas, spec.min_replicas), sum(shares.values()))

@@ -280,8 +280,10 @@ def _autoscaled(
                     current=entry.desired,
                     desired=entry.desired,
                     wanted=entry.desired,
+                    known=False,
                 ),
             )
+    recorded = {e.name: e.max_replicas for e in fd.status.clusters if e.max_replicas}
     budget = divide(
         fd.spec.autoscaling.budget(),
         scheduled.candidates,
@@ -289,6 +291,7 @@ def _autoscaled(
         workload=fd.key,
         replicas=fd.spec.replicas,
         running=plan.current,
+        recorded=recorded,
     )
     plan.budget = budget
     plan.autoscaler_desired = {m: a.desired for m, a in seen.items() if a.active}

@@ -105,6 +105,10 @@ def conditions(testbed: TestbedSpec, namespace: str, name: str) -> list[dict[str
             },
             "In and NotIn need values",
         ),
+        (
+            {"affinityGroups": [{"name": "g", "clusters": []}]},
+            "clusters in body should have at least 1 items",
+        ),
         ({"tolerations": [{"operator": "Exists"}]}, "key: Required value"),
         ({"tolerations": [{"key": "fleetflow.io/fenced"}]}, "a fence cannot be tolerated"),
         (

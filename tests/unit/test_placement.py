@@ -589,3 +589,50 @@ def test_hash_ties_are_deterministic_and_keep_two_to_one_fair(total: int, key: s
     if total:
         smaller = plan_replicas(total - 1, clusters, workload=key).replicas
         assert all(first.replicas[n] >= smaller[n] for n in smaller)
+
+
+# --- Karmada: pkg/scheduler/core/division_algorithm_test.go -----------------------------------
+# Karmada rounds by largest remainder and gives what is left to the heaviest (static weights)
+# or the roomiest (dynamic weights); fleetflow rounds by Sainte-Laguë, the divisor method
+# nearest to proportional with no Alabama paradox. The cases agree where rounding has one
+# answer; where it does not, the case gives Karmada's answer and asserts fleetflow's.
+
+
+@pytest.mark.parametrize(
+    ("case", "total", "weights", "want"),
+    [
+        ("replica 12, weight 3:2:1", 12, (3, 2, 1), (6, 4, 2)),
+        ("replica 12, default weight", 12, (1, 1, 1), (4, 4, 4)),
+        # Karmada: 8/4/2 (the remainder to the heaviest); exact 7/4.67/2.33.
+        ("replica 14, weight 3:2:1", 14, (3, 2, 1), (7, 5, 2)),
+    ],
+)
+def test_karmada_divide_replicas_by_static_weight(
+    case: str, total: int, weights: tuple[int, ...], want: tuple[int, ...]
+) -> None:
+    cands = [Candidate(name=f"member{i + 1}", weight=w) for i, w in enumerate(weights)]
+    got = plan_replicas(total, cands, workload="shop/web").replicas
+    assert tuple(got[f"member{i + 1}"] for i in range(len(weights))) == want, case
+
+
+@pytest.mark.parametrize(
+    ("case", "rooms", "want", "unplaced"),
+    [
+        ("replica 12, dynamic weight 18:12:6", (18, 12, 6), (6, 4, 2), 0),
+        # Karmada: 7/4/1 (the remainder to the roomiest); exact 6.3/3.8/1.9.
+        ("replica 12, dynamic weight 20:12:6", (20, 12, 6), (6, 4, 2), 0),
+        ("replica 12, dynamic weight 6:12:6", (6, 12, 6), (3, 6, 3), 0),
+        ("replica 12, dynamic weight 6:8:10 (by resource)", (6, 8, 10), (3, 4, 5), 0),
+        # Karmada: 4/3/5; exact 3.69/3.69/4.62, and Sainte-Laguë's 4/4/4 is as near.
+        ("replica 12, dynamic weight 8:8:10 (by resource)", (8, 8, 10), (4, 4, 4), 0),
+        # Karmada refuses; fleetflow places what fits and reports the rest unplaced.
+        ("replica 12, dynamic weight 3:3:3 (by resource)", (3, 3, 3), (3, 3, 3), 3),
+    ],
+)
+def test_karmada_divide_replicas_by_available_room(
+    case: str, rooms: tuple[int, ...], want: tuple[int, ...], unplaced: int
+) -> None:
+    cands = [Candidate(name=f"member{i + 1}", capacity=r) for i, r in enumerate(rooms)]
+    got = plan_replicas(12, cands, capacity_aware=True, workload="shop/web")
+    assert tuple(got.replicas[f"member{i + 1}"] for i in range(len(rooms))) == want, case
+    assert got.unplaced == unplaced

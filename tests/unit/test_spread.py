@@ -10,6 +10,7 @@ changes a result.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import combinations, permutations
 
@@ -20,7 +21,10 @@ from pydantic import ValidationError
 
 from fleetflow.controlplane import REGION_LABEL, ZONE_LABEL, federated_deployment_crd
 from fleetflow.errors import PlacementError
+from fleetflow.federated import FederatedDeployment
+from fleetflow.health import Health, HealthState
 from fleetflow.placement import Candidate
+from fleetflow.rebalance import MemberView, Observed, plan_workload
 from fleetflow.scheduling import (
     AffinityGroup,
     Rules,
@@ -150,7 +154,7 @@ def test_karmada_select_best_clusters_by_region(
 ) -> None:
     for order in (constraints, constraints[::-1]):  # the order written never matters
         if isinstance(want, str):
-            with pytest.raises(PlacementError, match=want.replace("(", r"\(").replace(")", r"\)")):
+            with pytest.raises(PlacementError, match=re.escape(want)):
                 run(12, fleet, *order)
         else:
             assert used(run(12, fleet, *order)) == want, case
@@ -212,6 +216,103 @@ def test_karmada_select_best_clusters(
     found = run(total, BY_SCORE, constraint)
     assert used(found) == want, case
     assert found.plan.unplaced == unplaced
+
+
+# --- Karmada: select_groups_test.go, TestSelectGroups ------------------------------------------
+# A group is a region of ``value`` clusters with Karmada's score as each member's weight; the
+# target is the cluster spread's minGroups. Karmada keeps the fewest regions that reach the
+# target, by score; fleetflow, among the choices that meet every constraint, keeps the most
+# members (the most room and spread), then the most weight. Where that differs, the case says so.
+
+Group = tuple[str, int, int]  # region, clusters, weight
+
+
+@pytest.mark.parametrize(
+    ("case", "groups", "regions", "target", "want"),
+    [
+        ("empty groups", [], (2, 3), 1, "its members span only 0 (none)"),
+        ("no enough groups", [("R1", 1, 80)], (2, 3), 1, "its members span only 1 (R1)"),
+        (
+            "no enough value",
+            [("R1", 1, 80), ("R2", 2, 30)],
+            (2, 3),
+            4,
+            "spread by cluster needs at least 4, but its members span only 3",
+        ),
+        ("select one group", [("R1", 1, 80)], (1, 3), 1, {"R1"}),
+        (
+            "prioritize one path",  # the only three regions that hold 10 clusters: as Karmada
+            [
+                ("R1", 1, 80),
+                ("R3", 1, 80),
+                ("R2", 1, 60),
+                ("R5", 2, 60),
+                ("R4", 5, 50),
+                ("R6", 3, 50),
+            ],
+            (1, 3),
+            10,
+            {"R4", "R5", "R6"},
+        ),
+        (
+            # Karmada: R1, R2 (the fewest regions that reach 5). fleetflow: no maxGroups binds
+            # (6 regions, at most 6), so every region is kept.
+            "select groups with less total number",
+            [
+                ("R1", 1, 80),
+                ("R2", 4, 40),
+                ("R3", 1, 30),
+                ("R4", 3, 30),
+                ("R5", 3, 20),
+                ("R6", 5, 10),
+            ],
+            (2, 6),
+            5,
+            {"R1", "R2", "R3", "R4", "R5", "R6"},
+        ),
+        (
+            # Karmada: R1, R4, R5 by score. fleetflow: the three regions with the most members.
+            "select groups with the highest score",
+            [
+                ("R1", 1, 60),
+                ("R2", 1, 50),
+                ("R3", 1, 40),
+                ("R4", 3, 30),
+                ("R5", 3, 20),
+                ("R6", 3, 10),
+            ],
+            (1, 3),
+            6,
+            {"R4", "R5", "R6"},
+        ),
+        (
+            # Karmada: R1, R4 (5 clusters, the highest score). fleetflow: R3, R4 (7 clusters).
+            "select groups that are chosen earlier",
+            [("R1", 1, 60), ("R2", 2, 50), ("R3", 3, 40), ("R4", 4, 30)],
+            (1, 2),
+            5,
+            {"R3", "R4"},
+        ),
+        (
+            # Karmada: R3, R1 (6 clusters). fleetflow: 7 clusters, R2 and R3 the heavier pair.
+            "select groups with greater value",
+            [("R4", 1, 60), ("R3", 3, 50), ("R1", 3, 40), ("R2", 4, 30)],
+            (1, 2),
+            5,
+            {"R2", "R3"},
+        ),
+    ],
+)
+def test_karmada_select_groups(
+    case: str, groups: list[Group], regions: tuple[int, int], target: int, want: set[str] | str
+) -> None:
+    fleet = [(f"{r}-{i}", r, w, None, 0) for r, k, w in groups for i in range(k)]
+    rules = (spread("region", *regions), spread("cluster", target))
+    if isinstance(want, str):
+        with pytest.raises(PlacementError, match=re.escape(want)):
+            run(20, fleet, *rules)
+        return
+    assert {n.split("-")[0] for n in used(run(20, fleet, *rules))} == want, case
 
 
 # --- what was seen to break before the values were chosen together ---------------------------
@@ -450,3 +551,72 @@ def test_a_satisfiable_spread_is_met_and_an_unsatisfiable_one_refused(
         assert unmet(found.plan.replicas, labels, rules) is None
         results.append(found.plan.replicas)
     assert all(r == results[0] for r in results), "the order of the constraints changed it"
+
+
+# --- over many rebalance runs: each run's plan is the next run's running replicas -------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.sampled_from(REGIONS), min_size=2, max_size=6),
+    constraints(),
+    st.integers(1, 12),
+    st.lists(st.tuples(st.integers(0, 5), st.booleans()), min_size=1, max_size=10),
+)
+def test_spread_holds_run_after_run_while_members_fail_and_return(
+    regions: list[str],
+    rules: list[SpreadConstraint],
+    total: int,
+    events: list[tuple[int, bool]],
+) -> None:
+    names = [f"m{i}" for i in range(len(regions))]
+    down: set[str] = set()
+    running: dict[str, int] = {}
+    spread_rules = [r.model_dump(by_alias=True, exclude_none=True) for r in rules]
+    for index, fails in [(0, False), *events, (0, False)]:
+        name = names[index % len(names)]
+        (down.add if fails else down.discard)(name)
+        views = {
+            n: MemberView(
+                name=n,
+                labels={REGION_LABEL: r},
+                health=HealthState(health=Health.UNHEALTHY if n in down else Health.HEALTHY),
+                deployments={KEY: Observed(replicas=running[n], ready=running[n])}
+                if running.get(n)
+                else {},
+            )
+            for n, r in zip(names, regions, strict=True)
+        }
+        plan = plan_workload(workload(total, spread_rules), views)
+        candidates = [Candidate(name=n, weight=1, healthy=n not in down) for n in names]
+        facts = {n: Facts({REGION_LABEL: r}) for n, r in zip(names, regions, strict=True)}
+        possible = satisfiable(total, candidates, facts, rules)
+        if plan.error is not None:
+            assert not possible, plan.error
+            continue  # an unmet spread changes nothing: the members run what they ran
+        assert possible, plan.replicas
+        labels = {n: {REGION_LABEL: r} for n, r in zip(names, regions, strict=True)}
+        assert unmet(plan.replicas, labels, rules) is None
+        assert sum(plan.replicas.values()) + plan.unplaced == total
+        running = dict(plan.replicas)
+    if plan.error is None:  # a fixed point: planned again, nothing changes
+        for n, view in views.items():
+            k = running.get(n, 0)
+            view.deployments = {KEY: Observed(replicas=k, ready=k)} if k else {}
+        assert plan_workload(workload(total, spread_rules), views).replicas == running
+
+
+KEY = "shop/web"
+
+
+def workload(total: int, spread_rules: list[dict[str, object]]) -> FederatedDeployment:
+    return FederatedDeployment.from_object(
+        {
+            "metadata": {"name": "web", "namespace": "shop", "generation": 1},
+            "spec": {
+                "replicas": total,
+                "template": {"spec": {"template": {"spec": {"containers": [{"name": "w"}]}}}},
+                "placement": {"spreadConstraints": spread_rules},
+            },
+        }
+    )
