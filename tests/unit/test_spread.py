@@ -410,6 +410,64 @@ def test_an_empty_affinity_group_is_refused_by_the_model_and_the_crd() -> None:
     assert group["properties"]["clusters"]["minItems"] == 1
 
 
+# --- Karmada: plugins/tainttoleration/taint_toleration_test.go, TestTaintToleration_Filter ---
+
+
+@pytest.mark.parametrize(
+    ("case", "taint", "tolerations", "current", "want", "reason"),
+    [
+        # Karmada lets a cluster the binding already uses pass whatever its taints; fleetflow
+        # keeps what it runs under a NoSchedule taint but gives it no new replica (NoExecute
+        # moves them away), so the case keeps its 2 of 6, not a third.
+        (
+            "cluster already in target clusters",
+            "key1=value1:NoSchedule",
+            [],
+            2,
+            2,
+            "taint key1=value1:NoSchedule not tolerated: keeps 2, no new replicas",
+        ),
+        ("no taints", None, [], 0, 3, "weight share"),
+        (
+            "tolerated taint",
+            "key1=value1:NoSchedule",
+            [{"key": "key1", "operator": "Equal", "value": "value1", "effect": "NoSchedule"}],
+            0,
+            3,
+            "weight share",
+        ),
+        (
+            "untolerated taint",
+            "key1=value1:NoSchedule",
+            [],
+            0,
+            0,
+            "taint key1=value1:NoSchedule not tolerated: keeps 0, no new replicas",
+        ),
+    ],
+)
+def test_karmada_taint_toleration_filter(
+    case: str,
+    taint: str | None,
+    tolerations: list[dict[str, str]],
+    current: int,
+    want: int,
+    reason: str,
+) -> None:
+    candidates = [
+        Candidate(name="cluster1", weight=1, current=current),
+        Candidate(name="cluster2", weight=1, current=6 - current),
+    ]
+    facts = {
+        "cluster1": Facts({}, [Taint.parse(taint)] if taint else []),
+        "cluster2": Facts({}),
+    }
+    rules = Rules(tolerations=[Toleration.model_validate(t) for t in tolerations])
+    found = schedule(6, candidates, facts, rules, workload="shop/web")
+    assert found.plan.replicas["cluster1"] == want, case
+    assert found.plan.reasons["cluster1"].startswith(reason), found.plan.reasons["cluster1"]
+
+
 # --- Kubernetes: staging/src/k8s.io/api/core/v1/toleration_test.go, ToleratesTaint ----------
 
 
