@@ -327,6 +327,9 @@ class _State(NamedTuple):
         a = self.seen.get(m)
         return max(a.used, a.wanted) if a is not None else 0
 
+    def headroom(self, m: str) -> int:
+        return self.shares.get(m, 0) - self.used(m)
+
     def spare(self, m: str) -> int:
         """Budget a member can give without stopping a replica it runs or denying one its
         metrics ask for, keeping ``hysteresis`` above."""
@@ -392,7 +395,7 @@ def _take_back(state: _State, excess: int, fairness: _Fair, back: _Back) -> list
     shares = state.shares
     movable = [m for m in shares if state.movable(m)]
     fair = fairness.plan().replicas if back.lowered else {}
-    order = sorted(movable, key=lambda m: (m not in back.returning, -_headroom(state, m), m))
+    order = sorted(movable, key=lambda m: (m not in back.returning, -state.headroom(m), m))
     rules: list[tuple[str, Callable[[str], int]]] = [
         ("cap", state.over_cap),  # budget no member can hold: nothing to make first
         ("spare", state.spare),
@@ -424,10 +427,6 @@ def _back_reason(rule: str, m: str, back: _Back) -> str:
     if rule == "cap":
         return f"{m} above its cap"
     return "maxReplicas lowered" if back.lowered else "budget above maxReplicas"
-
-
-def _headroom(state: _State, m: str) -> int:
-    return state.shares.get(m, 0) - state.used(m)
 
 
 def _demand(state: _State, fairness: _Fair, left: int) -> list[BudgetMove]:

@@ -377,8 +377,9 @@ def _in_group(
         states = ", ".join(f"{c.name} {notes.get(c.name) or state(c)}" for c in inside)
         raise PlacementError(f"no member can take replicas now ({states})")
     summary: tuple[str, ...] = ()
-    labels = {c.name: members[c.name].labels for c in candidates}
-    if rules.spread and total:
+    spread = bool(rules.spread and total)
+    labels = {c.name: members[c.name].labels for c in candidates} if spread else {}
+    if spread:
         choice = choose(total, inside, labels, rules.spread, workload)
         for name, why in choice.left_out.items():
             notes.setdefault(name, why)
@@ -390,7 +391,7 @@ def _in_group(
     shaped.update((c.name, c) for c in inside)
     final = [shaped[c.name] for c in candidates]
     planned = plan_replicas(total, final, capacity_aware=capacity_aware, workload=workload)
-    if rules.spread and total and (broken := unmet(planned.replicas, labels, rules.spread)):
+    if spread and (broken := unmet(planned.replicas, labels, rules.spread)):
         raise PlacementError(broken)  # never written: a division that breaks the spread
     reasons = {}
     for c in final:

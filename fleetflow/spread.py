@@ -83,6 +83,12 @@ def room(c: Candidate) -> int | None:
     return bound(c) if c.healthy and not c.fenced else 0
 
 
+def _space(cs: Iterable[Candidate]) -> float:
+    """The room of these members together; infinite when one has no bound."""
+    rooms = [room(c) for c in cs]
+    return float("inf") if any(r is None for r in rooms) else float(sum(r or 0 for r in rooms))
+
+
 def usable(c: Candidate) -> bool:
     """Can take a replica now: placeable, with room, and a weight or a min."""
     space = room(c)
@@ -295,8 +301,7 @@ def _cover(ctx: _Ctx, allowed: frozenset[str]) -> dict[str, Level | None] | None
 
 def _key(ctx: _Ctx, allowed: frozenset[str]) -> tuple[object, ...]:
     cs = [ctx.by_name[n] for n in allowed]
-    rooms = [room(c) for c in cs]
-    space = float("inf") if any(r is None for r in rooms) else float(sum(r or 0 for r in rooms))
+    space = _space(cs)
     return (
         max(0.0, ctx.total - space),
         -sum(c.current for c in cs),
@@ -313,8 +318,7 @@ def _rank_names(ctx: _Ctx, names: list[str], value: str) -> tuple[object, ...]:
     members with room, the heaviest (weights are the user's preference), the roomiest, and a
     stable per-workload order."""
     cs = [ctx.by_name[n] for n in names]
-    rooms = [room(c) for c in cs]
-    space = float("inf") if any(r is None for r in rooms) else float(sum(r or 0 for r in rooms))
+    space = _space(cs)
     return (
         -sum(c.current for c in cs),
         -sum(c.min for c in cs),
@@ -327,11 +331,10 @@ def _rank_names(ctx: _Ctx, names: list[str], value: str) -> tuple[object, ...]:
 
 def _member_rank(ctx: _Ctx, name: str) -> tuple[object, ...]:
     c = ctx.by_name[name]
-    space = room(c)
     return (
         -c.current,
         -c.weight,
-        -(float("inf") if space is None else space),
+        -_space([c]),
         _stable(ctx.workload, name),
     )
 

@@ -11,7 +11,6 @@ changes a result.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from itertools import combinations, permutations
 
 import pytest
@@ -27,6 +26,7 @@ from fleetflow.placement import Candidate
 from fleetflow.rebalance import MemberView, Observed, plan_workload
 from fleetflow.scheduling import (
     AffinityGroup,
+    Facts,
     Rules,
     Scheduled,
     SpreadConstraint,
@@ -35,13 +35,6 @@ from fleetflow.scheduling import (
     schedule,
 )
 from fleetflow.spread import unmet
-
-
-@dataclass
-class Facts:
-    labels: dict[str, str]
-    taints: list[Taint] = field(default_factory=list)
-
 
 Member = tuple[str, str, int, int | None, int]
 """name, region, weight (Karmada's score), room (Karmada's AvailableReplicas), current."""
