@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from fleetflow.failpoints import declare
 from fleetflow.federated import FederatedDeployment
 from fleetflow.rebalance import MemberView, plan_workload
 
@@ -309,6 +310,9 @@ def drill_phases(mode: DrillMode, dns: bool) -> tuple[str, ...]:
         "failed-back",
         *(("dns-restored",) if dns else ()),
     )
+
+
+declare("drill", drill_phases(DrillMode.KILL_APISERVERS, dns=True))  # every phase a drill has
 
 
 def drill_marks(

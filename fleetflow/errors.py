@@ -33,6 +33,7 @@ FleetflowError                      retryable?
 │   ├── SourceServing                    the source serves again after its quiesce
 │   └── OverBudget                       the final sync would exceed the downtime budget
 ├── PrefectOverloaded               yes  the Prefect API still answered 503 or 429 after retries
+├── FailpointHit                    no   a crash point armed by FLEETFLOW_FAILPOINTS stopped the run
 └── LocalError                      no   this machine: the local stack, test bed, build
     ├── StackError
     ├── TestbedError
@@ -217,6 +218,11 @@ class PrefectOverloaded(FleetflowError):
 
 
 OVERLOADED_STATUSES = (429, 503)
+
+
+class FailpointHit(FleetflowError):
+    """A point armed with ``raise`` in ``FLEETFLOW_FAILPOINTS`` stopped the step on purpose
+    (crash tests: the run fails there, as one whose cluster call failed would)."""
 
 
 def prefect_overloaded(exc: BaseException) -> PrefectOverloaded | None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from fleetflow.capacity import Resources
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import InvalidRequest, UnknownName
+from fleetflow.failpoints import declare
 from fleetflow.federated import FederatedDeployment
 from fleetflow.operations import Operation, Phase
 from fleetflow.rebalance import MemberView, WorkloadPlan, plan_workload
@@ -23,7 +24,7 @@ from fleetflow.snapshot import Snapshot
 from fleetflow.traffic import endpoints
 from fleetflow.writes import MemberWork, WritePlan, plan_objects, write_plan
 
-STEPS = ("fenced", "scaled-up", "ready", "traffic-switched", "drained")
+STEPS = declare("failover", ("fenced", "scaled-up", "ready", "traffic-switched", "drained"))
 """The failover's phases, in order, as its operation record names them."""
 
 

@@ -371,7 +371,9 @@ def unjoin_problem(
     it is gone the federation places that workload nowhere and its DNS name answers nothing,
     whether its copy there is kept or deleted. Nor while a placement names it (``naming``,
     :func:`placements_naming`): a rebalance refuses a placement that names a cluster it does
-    not know, so those workloads would stop being placed at all."""
+    not know, so those workloads would stop being placed at all. A member no longer
+    registered, whose block the federation still lists, is what an unjoin that stopped after
+    deregistering it left: finishing it needs no reach into the member."""
     if not registered and block not in blocks:
         # Named as --member takes them, not by their credentials blocks.
         members = [b.removeprefix(member_block_name(federation, "")) for b in blocks]
@@ -379,7 +381,7 @@ def unjoin_problem(
             f"{member!r} is not a member of federation {federation}; members: "
             f"{', '.join(members) or 'none'}"
         )
-    if unreachable and not force:
+    if unreachable and registered and not force:  # unregistered: an unjoin that stopped late
         return (
             f"cannot reach member {member!r} ({unreachable}); nothing was changed. Rerun "
             "with force to remove its registration and credentials anyway"

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleetflow.capacity import replicas_that_fit
 from fleetflow.controlplane import LABEL_FEDERATION, LABEL_MANAGED, MANAGED_BY, Manifest
 from fleetflow.errors import InvalidRequest, MigrationRefused, UnknownName
+from fleetflow.failpoints import declare
 from fleetflow.federated import LABEL_WORKLOAD, DataSpec, FederatedDeployment
 from fleetflow.rebalance import plan_workload
 from fleetflow.rsync import Pass
@@ -32,16 +33,19 @@ from fleetflow.snapshot import Snapshot
 GB = 1_000_000_000
 MB = 1_000_000
 
-PHASES: tuple[str, ...] = (
-    "provisioned",
-    "pre-copied",
-    "quiesced",
-    "final-synced",
-    "verified",
-    "cut-over",
-    "started",
-    "traffic-switched",
-    "source-retained",
+PHASES: tuple[str, ...] = declare(
+    "migrate",
+    (
+        "provisioned",
+        "pre-copied",
+        "quiesced",
+        "final-synced",
+        "verified",
+        "cut-over",
+        "started",
+        "traffic-switched",
+        "source-retained",
+    ),
 )
 """The phases a migration records, in order. Until ``cut-over`` is recorded the source holds the
 data and a failure rolls back (the source serves again). ``cut-over`` is recorded before the

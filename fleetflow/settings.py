@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     bench_base_port: int = Field(
         default=28400, ge=1024, description="First API port of the benchmarks' test bed"
     )
+    failpoints: str = Field(
+        default="",
+        description="Crash points armed for crash tests, `;`-separated "
+        "`procedure/step:when[@N]=kill|raise|sleep=S` (`fleetflow failpoints` lists them); "
+        "unset in production",
+    )
 
 
 def settings() -> Settings:

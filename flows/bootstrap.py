@@ -22,12 +22,15 @@ from fleetflow.blocks.loading import (
 )
 from fleetflow.controlplane import DNS_CRD_NAME, control_plane_manifests, crd_names, host_problem
 from fleetflow.errors import HostTooOld, InvalidRequest
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
 from fleetflow.models import BootstrapRequest, Report
 from fleetflow.tasks.clusters import cluster_name, save_block, server_version
 from fleetflow.tasks.host import crd_exists, flows_token, wait_crds_established
 from fleetflow.tasks.manifests import apply_manifests
 from fleetflow.tasks.member import endpoint
+
+STEPS = Runbook("bootstrap", ("installed", "established", "token-issued", "blocks-saved"))
 
 
 @flow(name="bootstrap-control-plane", log_prints=False)
@@ -58,10 +61,14 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
     manifests = control_plane_manifests(
         request.federation, request.namespace, include_dns_crd=not crd_exists(host, DNS_CRD_NAME)
     )
+    STEPS.step("installed")
     actions = apply_manifests(host, manifests, dry_run)
+    STEPS.step("established")
     wait_crds_established(host, crd_names(manifests), dry_run)
     # Day-to-day flows act as the host account made above, not as the admin: its own block.
+    STEPS.step("token-issued")
     issued = flows_token(host, request.namespace, request.federation, dry_run)
+    STEPS.step("blocks-saved")
     actions.append(issued.action(cluster_name(host)))
     api_url, ca_data = endpoint(host)
     if issued.token is not None:
@@ -78,6 +85,7 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
         update={"host_identity": identity}
     )
     actions.append(save_block(federation, request.federation, dry_run))
+    STEPS.end()
     report = Report(
         procedure=f"bootstrap {request.federation}",
         dry_run=dry_run,

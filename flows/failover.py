@@ -44,6 +44,7 @@ from fleetflow.failover import (
     ended_by_failback,
     evacuation,
 )
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.phases import Done, phased
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -61,6 +62,7 @@ from fleetflow.traffic import expected_answers, unanswered
 from fleetflow.writes import held_back, ready_keys, with_readiness
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
+FAILBACK = Runbook("failback", ("ended", "unfenced", "returned"))
 
 
 @flow(name="regional-failover", task_runner=RUNNER)  # type: ignore[arg-type]
@@ -221,16 +223,20 @@ def regional_failback(request: FailbackRequest) -> Report:
     )
     # The failover's own lease: a failover never drains what a failback is returning to.
     with _failover_lease(host, federation.namespace, federation.name, request.dry_run):
+        FAILBACK.step("ended")
         if not request.dry_run:  # before the fence is lifted: no record says evacuated after
             message = f"fence lifted on {', '.join(target.members)}: failing back"
             end_failovers(host, federation.namespace, federation.name, target.members, message)
+        FAILBACK.step("unfenced")
         report.actions += set_fenced(
             host,
             [m for m in registry if m.name in target.members],
             fenced=False,
             dry_run=request.dry_run,
         )
+        FAILBACK.step("returned")
         rounds = _return_replicas(request, report)
+        FAILBACK.end()
     report.notes.append(f"{rounds} rebalance round(s)")
     return publish(report, key=f"failback-{federation.name}")
 

@@ -20,6 +20,7 @@ from prefect import flow
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import MembershipError
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
 from fleetflow.membership import (
     block_problem,
@@ -42,6 +43,10 @@ from fleetflow.tasks.member import (
     issue_token,
     verify_limited,
     wait_namespace_not_terminating,
+)
+
+STEPS = Runbook(
+    "join", ("granted", "token-issued", "verified", "block-saved", "registered", "listed")
 )
 
 
@@ -79,6 +84,7 @@ def join_cluster(request: JoinRequest) -> Report:
     if problem:
         raise MembershipError(problem)
 
+    STEPS.step("granted")
     where = names(federation.name)
     wait_namespace_not_terminating(admin, where.namespace)
     level = federation.pod_security
@@ -91,8 +97,10 @@ def join_cluster(request: JoinRequest) -> Report:
     dropped = sorted(set(existing.namespaces if existing else []) - set(namespaces))
     if dropped and not dry_run:
         actions += delete_manifests(admin, secret_manifests(federation.name, dropped))
+    STEPS.step("token-issued")
     issued = issue_token(admin, federation.name, dry_run=dry_run)
     actions.append(issued.action(cluster_name(admin)))
+    STEPS.step("verified")
     verify_limited(
         issued.credentials(block_name, api_url, ca_data, allow_insecure=admin.allow_insecure),
         namespaces,
@@ -108,7 +116,9 @@ def join_cluster(request: JoinRequest) -> Report:
         joined_as=joined_name(federation.name, request.member),
         allow_insecure=admin.allow_insecure,  # reached the way the admin's block reaches it
     )
+    STEPS.step("block-saved")
     actions.append(save_block(member_block, block_name, dry_run))
+    STEPS.step("registered")
     entry = MemberCluster.new(
         federation.name,
         federation.namespace,
@@ -124,8 +134,10 @@ def join_cluster(request: JoinRequest) -> Report:
     )
     actions += apply_manifests(host, [entry.manifest()], dry_run)
     record_joined(host, entry, member_version, dry_run)
+    STEPS.step("listed")
     federation = federation.with_member(block_name)
     actions.append(save_block(federation, request.federation, dry_run))
+    STEPS.end()
     report = Report(
         procedure=f"join {request.member}",
         dry_run=dry_run,

@@ -45,6 +45,7 @@ from fleetflow.errors import (
     VerificationFailed,
     WaitTimeout,
 )
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.observe import probe
 from fleetflow.flows.phases import Done, PhasedRun, phased
 from fleetflow.flows.rebalance import rebalance_replicas
@@ -94,6 +95,7 @@ from fleetflow.traffic import endpoint, record
 
 RUNNER = ThreadPoolTaskRunner[Any](max_workers=settings().parallelism)
 CLEANED = "source-cleaned"
+CLEANUP = Runbook("migrate-cleanup", (CLEANED,))
 
 
 @flow(name="migrate-workload", task_runner=RUNNER)  # type: ignore[arg-type]
@@ -526,7 +528,9 @@ def cleanup_migration(request: CleanupRequest) -> Report:
         raise InvalidRequest(f"{key}'s target {there} is no member any more: clean it by hand")
     target = load_member_cluster(federation, registry[there])
     check_retained(source, member, target, there, request.namespace, claims)
+    CLEANUP.step(CLEANED)
     report.actions = delete_claims(source, member, request.namespace, claims, request.dry_run)
+    CLEANUP.end()
     if not request.dry_run:
         save_operation(host, step_done(op, CLEANED, datetime.now(UTC), f"{len(claims)} claims"))
     return publish(report, key=f"migrate-cleanup-{federation.name}")

@@ -18,6 +18,7 @@ from typing import Any
 from prefect import get_run_logger
 from pydantic import BaseModel, Field
 
+from fleetflow import failpoints
 from fleetflow.blocks import KubeCluster
 from fleetflow.errors import FleetflowError
 from fleetflow.flows.report import publish_timeline
@@ -75,7 +76,9 @@ class PhasedRun:
             get_run_logger().info(f"{name}: done by an earlier run, skipped")
             return
         self.check()
+        failpoints.enter(self.op.procedure, name)
         done = step()
+        failpoints.leave(self.op.procedure, name)
         self.actions += done.actions
         self.notes += done.notes
         self.check()

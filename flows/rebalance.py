@@ -27,6 +27,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import load_federation, load_host
 from fleetflow.errors import PlanOutdated
+from fleetflow.failpoints import Runbook
 from fleetflow.federated import HostObject
 from fleetflow.flows.observe import Blocks, probe
 from fleetflow.flows.report import finished, publish_plan
@@ -40,6 +41,19 @@ from fleetflow.tasks.propagate import Propagated, finish_members, propagate_memb
 from fleetflow.tasks.rebalance import check_members_autoscalers, wait_members_ready
 from fleetflow.tasks.traffic import switch_dns
 from fleetflow.traffic import expected_answers, unanswered
+
+STEPS = Runbook(
+    "rebalance",
+    (
+        "finalizers-held",
+        "scaled-up",
+        "ready",
+        "traffic-switched",
+        "scaled-down",
+        "finalizers-released",
+        "recorded",
+    ),
+)
 
 
 @flow(
@@ -57,14 +71,22 @@ def rebalance_replicas(request: RebalanceRequest) -> Report:
     publish_plan(plan.plans, plan.dry_run, plan.placed.graph.markdown())
     current = still_current(host, federation, request, plan)
     with _writing(host, federation, plan, request):
+        STEPS.step("finalizers-held")
         protected = _finalizers(host, plan.protect, hold=True, dry_run=plan.dry_run)
+        STEPS.step("scaled-up")
         ups = _scale_up(blocks, plan, current)
+        STEPS.step("ready")
         ready = wait_members_ready(blocks, plan.applied(), request.wait_timeout, plan.dry_run)
         plan = plan.with_readiness(ready, request.wait_timeout)
+        STEPS.step("traffic-switched")
         switched, plan = _switch(host, plan, federation.dns_server, request, current)
+        STEPS.step("scaled-down")
         downs = _scale_down(blocks, plan, ups, current)
+    STEPS.step("finalizers-released")
     released = _finalizers(host, plan.release(ups, downs), hold=False, dry_run=plan.dry_run)
+    STEPS.step("recorded")
     written = _record(host, plan, ups, downs)
+    STEPS.end()
     actions = [*protected, *ups.actions, *downs.actions, *released, *switched]
     report = plan.report(actions, ups, downs, written)
     plan.raise_errors()

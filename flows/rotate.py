@@ -13,12 +13,15 @@ from prefect import flow
 
 from fleetflow.blocks.loading import load_cluster, load_federation, load_host, load_member_cluster
 from fleetflow.errors import MembershipError
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, RotateRequest
 from fleetflow.registry import registered
 from fleetflow.tasks.clusters import cluster_name, save_block
 from fleetflow.tasks.host import member_entry
 from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, wait_token_refused
+
+STEPS = Runbook("rotate", ("token-issued", "saved", "revoked", "refused"))
 
 
 @flow(name="rotate-credentials", log_prints=False)
@@ -34,20 +37,25 @@ def rotate_credentials(request: RotateRequest) -> Report:
     old = block.token_credentials()
     if old is None:
         raise MembershipError(f"block {block_name!r} holds no token: it was not made by join")
+    STEPS.step("token-issued")
     issued = issue_token(block, federation.name, rotate=True)
     verify_limited(
         issued.credentials(
             block_name, old.api_url or "", old.ca_data, allow_insecure=block.allow_insecure
         )
     )
+    STEPS.step("saved")
     actions = [
         issued.action(request.member),
         save_block(block.model_copy(update={"token": issued.token}), block_name),
     ]
     reloaded = load_cluster(block_name)
     verify_limited(reloaded.credentials())
+    STEPS.step("revoked")
     actions += revoke_tokens(reloaded, federation.name, request.member, keep=issued.token)
+    STEPS.step("refused")
     wait_token_refused(old)
+    STEPS.end()
     report = Report(
         procedure=f"rotate {request.member}",
         actions=actions,

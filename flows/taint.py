@@ -11,11 +11,14 @@ from __future__ import annotations
 from prefect import flow
 
 from fleetflow.blocks.loading import load_federation, load_host
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
 from fleetflow.models import Report, TaintRequest
 from fleetflow.registry import registered
 from fleetflow.scheduling import FENCE_TAINT, taints_after
 from fleetflow.tasks.host import member_entry, set_taints
+
+STEPS = Runbook("taint", ("tainted",))
 
 
 @flow(name="taint-member", log_prints=False)
@@ -27,7 +30,9 @@ def taint_member(request: TaintRequest) -> Report:
         member_entry(host, federation.namespace, request.member), request.member, federation.name
     )
     after = taints_after(entry.taints, request.taints(), request.remove)
+    STEPS.step("tainted")
     actions = set_taints(host, entry, after, request.dry_run)
+    STEPS.end()
     shown = [t.text() for t in after] + ([FENCE_TAINT.text()] if entry.fenced else [])
     notes = [f"taints of {request.member}: {', '.join(shown) or 'none'}"]
     if actions:

@@ -28,6 +28,7 @@ from fleetflow.blocks.loading import (
 )
 from fleetflow.errors import MembershipError
 from fleetflow.failover import plan_failover
+from fleetflow.failpoints import Runbook
 from fleetflow.flows.failover import end_failovers, regional_failover
 from fleetflow.flows.observe import probe
 from fleetflow.flows.report import publish
@@ -45,6 +46,8 @@ from fleetflow.tasks.clusters import delete_cluster_block, save_block
 from fleetflow.tasks.host import list_federated_objects, member_entry, observe_host
 from fleetflow.tasks.manifests import delete_manifests
 from fleetflow.tasks.member import delete_propagated, revoke_tokens, unreachable_reason
+
+STEPS = Runbook("unjoin", ("evacuated", "cleared", "revoked", "deregistered", "forgotten"))
 
 
 @flow(name="unjoin-cluster", log_prints=False)
@@ -81,8 +84,14 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
         *member_manifests(federation.name, federation.pod_security),
         *secret_manifests(federation.name, joined_for),
     ]
-    if member is not None and reason is None:
+    if entry is None:  # deregistered by an unjoin that stopped later: the member side was done
+        notes.append(
+            f"{request.member} was no longer registered (an unjoin stopped after removing its "
+            "registration): its block and its place in the federation removed"
+        )
+    elif member is not None and reason is None:
         if not request.keep_workloads:
+            STEPS.step("evacuated")
             if len(view.members) > 1:
                 moved = regional_failover(
                     FailoverRequest(
@@ -93,8 +102,10 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
                 )
                 actions += moved.actions
                 notes += moved.notes
+            STEPS.step("cleared")
             kinds = list_federated_objects(host, federation.name).kinds()
             actions += delete_propagated(member, federation.name, joined_for, kinds)
+        STEPS.step("revoked")
         if request.admin_block:
             admin = load_cluster(request.admin_block)
             actions += delete_manifests(admin, granted)
@@ -112,12 +123,15 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
             "workloads are still in it; unjoin again with admin_block once it is back, "
             "or clean it up by hand"
         )
+    STEPS.step("deregistered")
     if entry is not None:
         actions += delete_manifests(host, [entry.manifest()])
         message = f"{request.member} unjoined"
         end_failovers(host, federation.namespace, federation.name, [request.member], message)
+    STEPS.step("forgotten")
     actions += delete_cluster_block(block_name)
     actions.append(save_block(federation.without_member(block_name), request.federation))
+    STEPS.end()
     report = Report(procedure=f"unjoin {request.member}", actions=actions, notes=notes)
     return publish(report, key=f"unjoin-{request.member}")
 

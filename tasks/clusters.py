@@ -6,6 +6,7 @@ from kubernetes import client as k8s
 from prefect import task
 from prefect.blocks.core import Block
 
+from fleetflow import failpoints
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.fields import save_if_changed
 from fleetflow.kube import ClusterApiClient
@@ -34,6 +35,7 @@ def delete_cluster_block(name: str) -> list[Action]:
         KubeCluster.delete(name)
     except ValueError:
         return []
+    failpoints.wrote()
     return [Action(cluster="prefect", kind="KubeCluster block", name=name, verb=Verb.DELETE)]
 
 
@@ -42,4 +44,6 @@ def save_block(block: Block, name: str, dry_run: bool = False) -> Action:
     """Save a block unless the stored one already says the same (with ``dry_run``, only say
     which it would be)."""
     verb = Verb(save_if_changed(block, name, dry_run=dry_run))
+    if verb is not Verb.UNCHANGED and not dry_run:
+        failpoints.wrote()  # a block is state a rerun reads, as a cluster's objects are
     return Action(cluster="prefect", kind=f"{type(block).__name__} block", name=name, verb=verb)

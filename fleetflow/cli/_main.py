@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import httpx
 from pydantic import ValidationError
 
-from fleetflow.cli import autoscale, drill, flows, plan, stack, status, testbed
+from fleetflow.cli import autoscale, drill, failpoints, flows, plan, stack, status, testbed
 from fleetflow.cli.console import error, quiet_exit_notes
 from fleetflow.cli.options import Handler
 from fleetflow.errors import FleetflowError, prefect_overloaded
@@ -33,6 +33,7 @@ def parser() -> argparse.ArgumentParser:
     status.add_commands(sub)
     autoscale.add_commands(sub)
     testbed.add_commands(sub)
+    failpoints.add_commands(sub)
     return root
 
 

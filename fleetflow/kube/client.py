@@ -17,7 +17,13 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.kube_config import load_kube_config_from_dict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from fleetflow.errors import CredentialsError
+from fleetflow import failpoints
+from fleetflow.errors import (
+    ClusterForbidden,
+    ClusterThrottled,
+    ClusterUnauthorized,
+    CredentialsError,
+)
 from fleetflow.kube.translate import translate
 from fleetflow.settings import settings
 
@@ -142,9 +148,49 @@ class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = (self.timeout, self.timeout)
         try:
-            return super().request(method, *args, **kwargs)
+            answer = super().request(method, *args, **kwargs)
         except Exception as exc:
-            raise translate(self.cluster, exc, self.timeout) from exc
+            error = translate(self.cluster, exc, self.timeout)
+            if isinstance(error, ClusterForbidden | ClusterUnauthorized) and (
+                starting := self._starting(kwargs.get("headers") or {})
+            ):
+                detail = f"{error.detail}, while it is still starting ({starting})"
+                raise ClusterThrottled(self.cluster, detail, status=error.status) from exc
+            raise error from exc
+        if method in _WRITES and _persisted(
+            str(args[0] if args else kwargs.get("url", "")), kwargs
+        ):
+            failpoints.wrote()
+        return answer
+
+    def _starting(self, headers: dict[str, str]) -> str | None:
+        """Why the apiserver is not ready yet, or None when it is. An apiserver that has just
+        (re)started answers 401 and 403 until its authenticators and RBAC have loaded (measured:
+        a host restarted under a rebalance refused the flows' account a list it may make); its
+        ``/readyz``, which every client may read, says whether that is so. A refusal from a
+        ready server is the real thing, and is not retried."""
+        auth = {k: v for k, v in headers.items() if k.lower() == "authorization"}
+        try:
+            super().request(
+                "GET", f"{self.configuration.host}/readyz", headers=auth, _request_timeout=(2, 2)
+            )
+        except k8s.ApiException as exc:
+            return f"its /readyz answers {exc.status}"
+        except Exception:  # any failure to answer means not ready
+            return "its /readyz does not answer"
+        return None
+
+
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ASKED = ("reviews", "/token")  # access reviews and token requests: answers, nothing stored
+
+
+def _persisted(url: str, kwargs: dict[str, Any]) -> bool:
+    """Whether a write request changed what the server stores: not a dry run, not a question
+    put as a POST (an access review, a token request)."""
+    if ("dryRun", "All") in (kwargs.get("query_params") or []):
+        return False
+    return not url.split("?", 1)[0].endswith(_ASKED)
 
 
 @functools.lru_cache(maxsize=64)  # a federation's members, at two or three timeouts each

@@ -25,7 +25,7 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.settings import PREFECT_API_URL
 
 from fleetflow.errors import ClusterError, ResourceConflict, ResourceNotFound, TestbedError
-from fleetflow.kube import ClusterApiClient, api_client, apply, list_objects
+from fleetflow.kube import ClusterApiClient, api_client, apply, delete, list_objects
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
 from fleetflow.stack import Database, Stack, deploy, ensure_work_pool, stop
@@ -195,6 +195,11 @@ def delete_namespace(testbed: TestbedSpec, name: str) -> None:
                 if held.protected:
                     with contextlib.suppress(ResourceNotFound):
                         apply(host, held.finalizer_patch(hold=False), manager=FINALIZER_MANAGER)
+                # Gone now, not when the namespace controller gets to it: a failover of the
+                # federation meanwhile would plan it, and wait for replicas that a member's
+                # namespace, Terminating, never lets start.
+                meta = found["metadata"]
+                delete(host, API_VERSION, kind.HOST_KIND, meta["name"], meta["namespace"])
     for cluster in testbed.cluster_names():
         # A test may have stopped the cluster; the bed is torn down at the end anyway.
         with contextlib.suppress(ClusterError):
@@ -217,13 +222,22 @@ def admin_blocks(prefect_server: None, testbed: TestbedSpec) -> list[str]:
 
 @contextlib.contextmanager
 def a_federation(
-    testbed: TestbedSpec, *, join: bool, prefix: str = "f", namespaces: Sequence[str] = ()
+    testbed: TestbedSpec,
+    *,
+    join: bool,
+    prefix: str = "f",
+    namespaces: Sequence[str] = (),
+    bootstrap: bool = True,
+    dns: bool = False,
 ) -> Iterator[str]:
     """A bootstrapped federation of its own (host namespace ``<name>-system``), with every
     test-bed member joined in its region when ``join`` (for Secrets in ``namespaces``);
-    removed after."""
+    removed after. With ``dns``, bootstrapped with the test bed's DNS server and joined with
+    the members' ingress addresses (``fleetflow up``'s way); without ``bootstrap``, only a
+    name, and whatever a test made under it removed after."""
     from fleetflow.blocks import Federation, KubeCluster
     from fleetflow.blocks.loading import flows_block_name
+    from fleetflow.cli.stack import federate_testbed
     from fleetflow.controlplane import flows_account
     from fleetflow.flows.bootstrap import bootstrap_control_plane
     from fleetflow.flows.join import join_cluster
@@ -231,11 +245,14 @@ def a_federation(
     from fleetflow.models import BootstrapRequest, JoinRequest
 
     name = f"{prefix}{uuid.uuid4().hex[:8]}"
-    bootstrap_control_plane(
-        BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
-    )
+    if dns:
+        federate_testbed(testbed, name, namespace=f"{name}-system")
+    elif bootstrap:
+        bootstrap_control_plane(
+            BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
+        )
     try:
-        for m in testbed.members if join else []:
+        for m in testbed.members if join and not dns else []:
             join_cluster(
                 JoinRequest(
                     federation=name,

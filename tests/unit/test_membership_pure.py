@@ -294,6 +294,11 @@ def test_unjoin_needs_a_member_and_force_when_unreachable() -> None:
     down = {**known, "unreachable": "connection refused"}
     assert "Rerun with force" in (unjoin_problem("m1", "prod", registered=True, **down) or "")
     assert unjoin_problem("m1", "prod", registered=True, **{**down, "force": True}) is None
+    # An unjoin killed after deregistering the member and deleting its block (crash point
+    # unjoin/forgotten:write@1): only the federation's list names it. The rerun finishes that,
+    # with no member left to reach and no force asked for.
+    gone = {**known, "unreachable": "no credentials block 'prod-m1'"}
+    assert unjoin_problem("m1", "prod", registered=False, **gone) is None
     # The only member a workload can run on: gone, the workload is placed nowhere and its DNS
     # name answers nothing, whether its copy there is kept or not.
     only = {**known, "stranded": ["shop/ledger"]}
