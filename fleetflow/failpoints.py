@@ -11,7 +11,7 @@ made; for a recorded phase, its record not yet written). A point does nothing un
 
 ``kill`` sends SIGKILL to the process running the flow (a crashed worker, a closed terminal),
 ``raise`` makes the step fail with :class:`~fleetflow.errors.FailpointHit`, ``sleep=N`` holds the
-run N seconds there (to restart a server under it). Unset, a point costs one dictionary look-up.
+run N seconds there (to restart a server under it). Unset, a point costs under a microsecond.
 
 A step is entered with :func:`enter`, which refuses a name its procedure never declared: a new
 step cannot be added without its points, and ``fleetflow failpoints`` lists them all.
@@ -79,7 +79,7 @@ class Armed:
 
 
 def parse(spec: str) -> dict[str, Armed]:
-    """``FLEETFLOW_FAILPOINTS``'s value, by point name (``proc/step:when``); raises
+    """``FLEETFLOW_FAILPOINTS``'s value, by point and hit (``proc/step:when@N``); raises
     InvalidRequest naming the first entry that is not ``proc/step:when[@N]=kill|raise|sleep=S``.
     The names are checked against the declarations by :func:`check`."""
     armed: dict[str, Armed] = {}
@@ -91,28 +91,33 @@ def parse(spec: str) -> dict[str, Armed]:
         name, _, hit = point.partition("@")
         procedure, _, rest = name.partition("/")
         step, _, when = rest.partition(":")
-        problem = (
-            "it names no point (procedure/step:when)"
-            if not (procedure and step and when)
-            else f"{when!r} is none of {', '.join(WHEN)}"
-            if when not in WHEN
-            else "@N is only for :write"
-            if hit and when != "write"
-            else f"@{hit} is no count from 1"
-            if hit and not (hit.isdigit() and int(hit) >= 1)
-            else f"its action {action!r} is none of kill, raise, sleep=SECONDS"
-            if action not in ACTIONS or (action == "sleep") != bool(arg)
-            else f"sleep={arg} is no number of seconds"
-            if action == "sleep" and not _seconds(arg)
-            else None
-        )
+        problem = _problem(procedure, step, when, hit, action, arg)
         if problem:
             raise InvalidRequest(
                 f"{ENV} entry {entry!r}: {problem}; `fleetflow failpoints` lists the points"
             )
         seconds = float(arg) if action == "sleep" else 0.0
-        armed[name] = Armed(name=name, action=action, seconds=seconds, hit=int(hit or 1))
+        armed[f"{name}@{int(hit or 1)}"] = Armed(
+            name=name, action=action, seconds=seconds, hit=int(hit or 1)
+        )
     return armed
+
+
+def _problem(procedure: str, step: str, when: str, hit: str, action: str, arg: str) -> str | None:
+    """What is wrong with one entry's parts, or None."""
+    if not (procedure and step and when):
+        return "it names no point (procedure/step:when)"
+    if when not in WHEN:
+        return f"{when!r} is none of {', '.join(WHEN)}"
+    if hit and when != "write":
+        return "@N is only for :write"
+    if hit and not (hit.isdigit() and int(hit) >= 1):
+        return f"@{hit} is no count from 1"
+    if action not in ACTIONS or (action == "sleep") != bool(arg):
+        return f"its action {action!r} is none of kill, raise, sleep=SECONDS"
+    if action == "sleep" and not _seconds(arg):
+        return f"sleep={arg} is no number of seconds"
+    return None
 
 
 def _seconds(text: str) -> bool:
@@ -181,8 +186,8 @@ def leave(procedure: str, step: str) -> None:
 def wrote() -> None:
     """One write of the current step was acknowledged: its ``:write`` point (counted)."""
     scope = _STEP.get()
-    if scope is None:
-        return
+    if scope is None or (_TRACE.get() is None and ENV not in os.environ):
+        return  # nothing armed, nothing traced: nobody needs the count
     with scope.lock:
         scope.writes += 1
         count = scope.writes
@@ -205,8 +210,8 @@ def _reach(name: str, count: int = 1) -> None:
     trace = _TRACE.get()
     if trace is not None:
         trace.append(f"{name}@{count}" if name.endswith(":write") else name)
-    point = _armed().get(name)
-    if point is None or point.hit != count:
+    point = _armed().get(f"{name}@{count}")
+    if point is None:
         return
     print(f"failpoint {point.text()}", file=sys.stderr, flush=True)
     if point.action == "kill":

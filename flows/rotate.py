@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from prefect import flow
 
+from fleetflow.blocks import Federation
 from fleetflow.blocks.loading import load_cluster, load_federation, load_host, load_member_cluster
 from fleetflow.errors import MembershipError
 from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
-from fleetflow.models import Report, RotateRequest
-from fleetflow.registry import registered
+from fleetflow.models import Action, Report, RotateRequest
+from fleetflow.registry import MemberCluster, registered
+from fleetflow.settings import settings
 from fleetflow.tasks.clusters import cluster_name, save_block
 from fleetflow.tasks.host import member_entry
+from fleetflow.tasks.leases import holding, run_identity
 from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, wait_token_refused
 
 STEPS = Runbook("rotate", ("token-issued", "saved", "revoked", "refused"))
@@ -32,6 +35,27 @@ def rotate_credentials(request: RotateRequest) -> Report:
     entry = registered(
         member_entry(host, federation.namespace, request.member), request.member, federation.name
     )
+    lease = f"fleetflow-rotate-{federation.name}-{request.member}"
+    refusal = (
+        f"another rotation of {request.member}'s credentials is running; two never run at once "
+        "(each would revoke the other's token): run again once it ends (if it crashed, its "
+        f"lease lapses within {settings().lease_duration}s)"
+    )
+    me, duration = run_identity(), settings().lease_duration
+    # The block is read once the lease is held: a rotation that ran meanwhile changed it.
+    with holding(host, federation.namespace, lease, me, duration=duration, refusal=refusal):
+        actions, checked_by = _rotate(federation, entry)
+    report = Report(
+        procedure=f"rotate {request.member}",
+        actions=actions,
+        notes=[f"old token refused by {checked_by}"],
+    )
+    return publish(report, key=f"rotate-{request.member}")
+
+
+def _rotate(federation: Federation, entry: MemberCluster) -> tuple[list[Action], str]:
+    """Mint, prove, save, revoke the old, and wait until it is refused; the writes, and the
+    cluster that refused the old token."""
     block = load_member_cluster(federation, entry)
     block_name = entry.spec.credentials_block
     old = block.token_credentials()
@@ -46,19 +70,14 @@ def rotate_credentials(request: RotateRequest) -> Report:
     )
     STEPS.step("saved")
     actions = [
-        issued.action(request.member),
+        issued.action(entry.name),
         save_block(block.model_copy(update={"token": issued.token}), block_name),
     ]
     reloaded = load_cluster(block_name)
     verify_limited(reloaded.credentials())
     STEPS.step("revoked")
-    actions += revoke_tokens(reloaded, federation.name, request.member, keep=issued.token)
+    actions += revoke_tokens(reloaded, federation.name, entry.name, keep=issued.token)
     STEPS.step("refused")
     wait_token_refused(old)
     STEPS.end()
-    report = Report(
-        procedure=f"rotate {request.member}",
-        actions=actions,
-        notes=[f"old token refused by {cluster_name(reloaded)}"],
-    )
-    return publish(report, key=f"rotate-{request.member}")
+    return actions, cluster_name(reloaded)

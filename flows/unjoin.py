@@ -126,8 +126,12 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     STEPS.step("deregistered")
     if entry is not None:
         actions += delete_manifests(host, [entry.manifest()])
-        message = f"{request.member} unjoined"
-        end_failovers(host, federation.namespace, federation.name, [request.member], message)
+    # Also when an earlier unjoin removed the registration and stopped (crash point
+    # unjoin/deregistered:write@1): a record left saying the member is evacuated would answer
+    # "already evacuated" to a failover of the next cluster joined under its name.
+    end_failovers(
+        host, federation.namespace, federation.name, [request.member], f"{request.member} unjoined"
+    )
     STEPS.step("forgotten")
     actions += delete_cluster_block(block_name)
     actions.append(save_block(federation.without_member(block_name), request.federation))

@@ -18,12 +18,7 @@ from kubernetes.config.kube_config import load_kube_config_from_dict
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from fleetflow import failpoints
-from fleetflow.errors import (
-    ClusterForbidden,
-    ClusterThrottled,
-    ClusterUnauthorized,
-    CredentialsError,
-)
+from fleetflow.errors import ClusterForbidden, ClusterThrottled, CredentialsError
 from fleetflow.kube.translate import translate
 from fleetflow.settings import settings
 
@@ -151,7 +146,7 @@ class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
             answer = super().request(method, *args, **kwargs)
         except Exception as exc:
             error = translate(self.cluster, exc, self.timeout)
-            if isinstance(error, ClusterForbidden | ClusterUnauthorized) and (
+            if isinstance(error, ClusterForbidden) and (
                 starting := self._starting(kwargs.get("headers") or {})
             ):
                 detail = f"{error.detail}, while it is still starting ({starting})"
@@ -165,17 +160,18 @@ class ClusterApiClient(k8s.ApiClient):  # type: ignore[misc]
 
     def _starting(self, headers: dict[str, str]) -> str | None:
         """Why the apiserver is not ready yet, or None when it is. An apiserver that has just
-        (re)started answers 401 and 403 until its authenticators and RBAC have loaded (measured:
-        a host restarted under a rebalance refused the flows' account a list it may make); its
-        ``/readyz``, which every client may read, says whether that is so. A refusal from a
-        ready server is the real thing, and is not retried."""
+        (re)started answers 403 until its RBAC has loaded (measured: a host restarted under a
+        rebalance refused the flows' account a list it may make); its ``/readyz``, which every
+        client may read once RBAC is loaded, says whether that is so. A refusal from a ready
+        server is the real thing, and is not retried; so is a 401 (a token refused is the
+        answer a rotation waits for, and ``/readyz`` refuses that token too)."""
         auth = {k: v for k, v in headers.items() if k.lower() == "authorization"}
         try:
             super().request(
                 "GET", f"{self.configuration.host}/readyz", headers=auth, _request_timeout=(2, 2)
             )
         except k8s.ApiException as exc:
-            return f"its /readyz answers {exc.status}"
+            return None if exc.status == 401 else f"its /readyz answers {exc.status}"
         except Exception:  # any failure to answer means not ready
             return "its /readyz does not answer"
         return None

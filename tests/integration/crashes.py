@@ -28,12 +28,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
+from prefect.blocks.core import Block
 from prefect.settings import PREFECT_API_URL
 
 from fleetflow import failpoints
@@ -45,6 +46,7 @@ from fleetflow.errors import (
     ClusterThrottled,
     ClusterUnauthorized,
     FleetflowError,
+    InvalidRequest,
     ResourceNotFound,
 )
 from fleetflow.kube import ClusterApiClient, api_client, get, list_objects
@@ -80,8 +82,6 @@ class World:
     testbed: TestbedSpec
     federation: str
     namespace: str
-    values: dict[str, Any] = field(default_factory=dict)
-    """What the scenario's start noted for its command and its state (a member's old token)."""
 
     @property
     def system(self) -> str:
@@ -196,12 +196,16 @@ def end_state(world: World) -> dict[str, Any]:
             "namespaces": spec.get("namespaces") or [],
         }
     for o in _listed(host, API_VERSION, "FederationOperation", world.system):
+        if _elsewhere(o["metadata"]["name"], world):  # an earlier case's migration's record
+            continue
         status = o.get("status") or {}
         state["host"][f"FederationOperation/{o['metadata']['name']}"] = {
             "phase": status.get("phase"),
             "steps": [s["name"] for s in status.get("steps") or []],
         }
     for o in _listed(host, LEASE_API, "Lease", world.system):
+        if _elsewhere(o["metadata"]["name"], world):  # an earlier case's migration's lease
+            continue
         # Released, or lapsed: a killed run's lease that no later run needed is free all the same.
         lease = Lease.from_object(o)
         live = bool(lease.holder) and not lease.expired(datetime.now(UTC))
@@ -230,6 +234,12 @@ def end_state(world: World) -> dict[str, Any]:
     return _neutral(state, world)
 
 
+def _elsewhere(record: str, world: World) -> bool:
+    """Whether an operation record or a lease is about a workload of another case's namespace
+    (a migration's are named for its namespace; a failover's are the federation's own)."""
+    return "crash-" in record and world.namespace not in record
+
+
 def _data(world: World) -> dict[str, Any]:
     """Every member's claims in the namespace (owners, finalizers) and, for those bound, the
     sha256 of every file in them: a migration's copy, and its source kept until cleanup."""
@@ -244,7 +254,22 @@ def _data(world: World) -> dict[str, Any]:
                     claims[claim]["files"] = digests(root)
         if claims:
             found[member.name] = claims
-    return found
+    return _labelled(found)
+
+
+def _labelled(data: dict[str, Any]) -> dict[str, Any]:
+    """File digests named by first appearance (member, claim, path in order): what a case
+    compares is which copies hold the same bytes (a copy its source's, a source unchanged),
+    not the bytes themselves, which a seed draws afresh."""
+    labels: dict[str, str] = {}
+    for member in sorted(data):
+        for claim in sorted(data[member]):
+            files = data[member][claim].get("files")
+            if files is None:
+                continue
+            for path in sorted(files):
+                files[path] = labels.setdefault(files[path], f"content-{len(labels) + 1}")
+    return data
 
 
 def digests(root: Path) -> dict[str, str]:
@@ -557,12 +582,18 @@ def prefect_server(database: str | None, federation: str, testbed: TestbedSpec) 
         try:
             if database:
                 with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-                    kept[0].save(federation, overwrite=True)
+                    _copied(kept[0]).save(federation, overwrite=True)
                     for name, block in clusters:
-                        block.save(name, overwrite=True)
+                        _copied(block).save(name, overwrite=True)
             yield Server(server.api_url, restart)
         finally:
             server.stop()
+
+
+def _copied(block: Block) -> Block:
+    """The block's fields in a new block: the loaded one remembers its document's id on the
+    server it came from, and saving it elsewhere would update that id there."""
+    return type(block)(**{name: getattr(block, name) for name in type(block).model_fields})
 
 
 def _free_port() -> int:
@@ -606,9 +637,13 @@ def nothing_after_the_lease(world: World) -> str | None:
 
 
 def rerun(scenario: Scenario, world: World) -> str | None:
-    """Run the request again, as a user would after the crash; why it failed, or None."""
+    """Run the request again, as a user would after the crash; why it failed, or None. A
+    rerun refused as having nothing to do (the killed run had made every write: an unjoin of
+    a member no longer there) is judged by the end state it leaves, like any other."""
     try:
         scenario.rerun(world)
+    except InvalidRequest:
+        return None
     except FleetflowError as exc:
         return f"the rerun failed: {exc}"
     return None

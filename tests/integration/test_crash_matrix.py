@@ -17,6 +17,7 @@ from tests.integration.crashes import (
     baseline,
     crash_case,
     nothing_after_the_lease,
+    overlap_case,
     prefect_server,
     restart_case,
     restart_host,
@@ -134,3 +135,13 @@ def test_a_failover_whose_host_went_away_for_longer_than_its_lease_writes_nothin
     print(_table([case]))
     assert case.passed, "\n" + _table([case])
     assert "lost the lease" in case.point, case.point
+
+
+def test_two_rotations_of_one_member_at_once_leave_it_one_working_token(
+    fleet: str, testbed: TestbedSpec, expected: Callable[..., tuple[dict[str, Any], list[str]]]
+) -> None:
+    """Found by the matrix's two-at-once case: each rotation revoked the other's new token, and
+    the member was left with none that worked. Now the second refuses while the first runs."""
+    state, _ = expected("rotate", fleet, testbed)
+    case = overlap_case(scenarios(fleet)["rotate"], testbed, state)
+    assert case.passed, "\n" + _table([case])

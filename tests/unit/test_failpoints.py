@@ -30,6 +30,7 @@ PROC = failpoints.declare("unit-proc", ("first", "second"))
         ("failover/scaled-up:write@3=kill", ["failover/scaled-up:write@3=kill"]),
         ("join/registered:before=sleep=2.5", ["join/registered:before=sleep=2.5"]),
         (" a/b:before=kill ; c/d:after=raise ;", ["a/b:before=kill", "c/d:after=raise"]),
+        ("a/b:write=sleep=1;a/b:write@3=kill", ["a/b:write=sleep=1", "a/b:write@3=kill"]),
         ("", []),
     ],
 )
