@@ -110,6 +110,9 @@ def main() -> int:
     parser.add_argument("procedure", nargs="*", help="only these (default: all)")
     parser.add_argument("--first", type=int, default=0, help="only each procedure's first N points")
     parser.add_argument(
+        "--point", action="append", default=[], help="only this point (repeat for more)"
+    )
+    parser.add_argument(
         "--overlaps-only", action="store_true", help="only each procedure's two runs at once"
     )
     parser.add_argument(
@@ -138,7 +141,8 @@ def main() -> int:
                 expected, points, took = baseline(scenario, spec)
                 print(f"{procedure}: uninterrupted {took:.1f}s, {len(points)} points", flush=True)
                 cases = results.setdefault(procedure, [])
-                for point in [] if args.overlaps_only else points[: args.first or None]:
+                chosen = [p for p in points if p in args.point] if args.point else points
+                for point in [] if args.overlaps_only else chosen[: args.first or None]:
                     cases.append(crash_case(scenario, spec, point, expected))
                     _said(cases[-1])
                 cases.append(overlap_case(scenario, spec, expected))

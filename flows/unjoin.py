@@ -61,6 +61,12 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     )
     member = find_cluster(block_name)
     reason = unreachable_reason(member) if member else f"no credentials block {block_name!r}"
+    if reason and request.admin_block and entry is not None:
+        # Its own token refused (an unjoin that stopped after revoking it: crash point
+        # unjoin/revoked:after): the admin's credentials reach what is left in it.
+        admin = load_cluster(request.admin_block)
+        if unreachable_reason(admin) is None:
+            member, reason = admin, None
     view = observe_host(host, federation.name, federation.namespace)
     checked = entry is not None and not request.force
     problem = unjoin_problem(
