@@ -296,8 +296,14 @@ def delete_propagated(
             ("v1", "Secret", o)
             for o in list_objects(api, "v1", "Secret", namespace, f"{selector},{LABEL_OBJECT}")
         ]
+    own = names(federation).namespace
     for api_version, kind, obj in listed:
         meta = obj["metadata"]
+        if meta["namespace"] == own:
+            # Join's own account and its token, labelled for the federation too: deleted here
+            # they took the member's token with them before the unjoin revoked it (crash point
+            # unjoin/cleared:after: the rerun was refused with 401). Revocation removes them.
+            continue
         gone = delete(api, api_version, kind, meta["name"], meta["namespace"])
         actions.append(
             Action(
