@@ -23,6 +23,21 @@ def catalogue() -> dict[str, tuple[str, ...]]:
     return failpoints.declared()
 
 
+def checked(value: str) -> list[failpoints.Armed]:
+    """The points ``value`` arms, each one a point of a procedure; raises InvalidRequest, in
+    one line, for the first that is not."""
+    procedures = catalogue()
+    armed = failpoints.parse(value)
+    for point in armed.values():
+        if point.procedure not in procedures:
+            raise InvalidRequest(
+                f"{failpoints.ENV} arms {point.name}: no procedure {point.procedure!r}; "
+                f"the procedures: {', '.join(sorted(procedures))}"
+            )
+    failpoints.check(armed, procedures)
+    return list(armed.values())
+
+
 def run(args: argparse.Namespace) -> int:
     procedures = catalogue()
     if unknown := [p for p in args.procedure if p not in procedures]:
@@ -30,15 +45,7 @@ def run(args: argparse.Namespace) -> int:
             f"no procedure {unknown[0]!r}; the procedures: {', '.join(sorted(procedures))}"
         )
     if args.check is not None:
-        armed = failpoints.parse(args.check)
-        for point in armed.values():
-            if point.procedure not in procedures:
-                raise InvalidRequest(
-                    f"{failpoints.ENV} arms {point.name}: no procedure {point.procedure!r}; "
-                    f"the procedures: {', '.join(sorted(procedures))}"
-                )
-        failpoints.check(armed, procedures)
-        say("; ".join(p.text() for p in armed.values()) or "nothing armed")
+        say("; ".join(p.text() for p in checked(args.check)) or "nothing armed")
         return 0
     chosen = args.procedure or sorted(procedures)
     if args.json:

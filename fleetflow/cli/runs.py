@@ -20,9 +20,11 @@ from prefect.settings import (
 )
 from prefect.utilities.urls import url_for
 
+from fleetflow import failpoints
 from fleetflow import stack as local_stack
 from fleetflow.blocks.loading import LOADERS
 from fleetflow.cli.console import SHOWN, error, prefect_console, say
+from fleetflow.cli.failpoints import checked
 from fleetflow.errors import FleetflowError, StackError, prefect_overloaded
 from fleetflow.models import Report, Request, block_refs
 from fleetflow.settings import settings
@@ -69,6 +71,8 @@ def run_flow(flow: Flow[[R], Report], request: R, *, verbose: bool = False) -> i
     """Run ``flow`` in this process (its run, logs and artifacts land in Prefect as usual) and
     print its report; 1 when the run failed, after one line naming it. ``verbose``: Prefect's
     own log lines on the terminal too."""
+    if os.environ.get(failpoints.ENV):  # a typo there is said before a run exists
+        checked(settings().failpoints)
     with prefect_api(), _beating():
         check_blocks(request)
         prefect_console(verbose=verbose)

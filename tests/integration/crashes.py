@@ -112,6 +112,9 @@ class Scenario:
     fleet: bool = True
     """Whether its cases share a federation with every member joined (else each case makes
     one of its own, and no other federation may hold the members meanwhile)."""
+    records: tuple[str, ...] = ()
+    """The operation records its end state holds (name prefixes): those it writes, not the
+    ones other procedures left in a shared federation."""
 
 
 @dataclass
@@ -186,8 +189,9 @@ def _listed(
     return list_objects(api, version, kind, namespace, selector)
 
 
-def end_state(world: World) -> dict[str, Any]:
-    """What the federation looks like after a run, names made neutral."""
+def end_state(world: World, records: tuple[str, ...] = ()) -> dict[str, Any]:
+    """What the federation looks like after a run, names made neutral; of the operation
+    records, those named with a ``records`` prefix."""
     host, selector = world.host(), f"{LABEL_FEDERATION}={world.federation}"
     state: dict[str, Any] = {"host": {}, "members": {}, "blocks": {}, "dns": {}}
     for kind in ("FederatedDeployment", "FederatedObject"):
@@ -201,8 +205,9 @@ def end_state(world: World) -> dict[str, Any]:
             "namespaces": spec.get("namespaces") or [],
         }
     for o in _listed(host, API_VERSION, "FederationOperation", world.system):
-        if _elsewhere(o["metadata"]["name"], world):  # an earlier case's migration's record
-            continue
+        name = o["metadata"]["name"]
+        if _elsewhere(name, world) or not any(name.startswith(r) for r in records):
+            continue  # an earlier case's migration's record, or another procedure's
         status = o.get("status") or {}
         # A run that failed leaves a "Failed" entry (with why) among the steps, its history:
         # the phases themselves must each be there once, in order.
@@ -211,13 +216,14 @@ def end_state(world: World) -> dict[str, Any]:
             "phase": status.get("phase"),
             "steps": steps,
         }
-    for o in _listed(host, LEASE_API, "Lease", world.system):
-        if _elsewhere(o["metadata"]["name"], world):  # an earlier case's migration's lease
-            continue
-        # Released, or lapsed: a killed run's lease that no later run needed is free all the same.
-        lease = Lease.from_object(o)
-        live = bool(lease.holder) and not lease.expired(datetime.now(UTC))
-        state["host"][f"Lease/{o['metadata']['name']}"] = {"held": live}
+    # Every lease released, or lapsed (a killed run's lease no later run needed is free all
+    # the same): which leases exist depends on what ran before in a shared federation.
+    now = datetime.now(UTC)
+    state["host"]["held leases"] = sorted(
+        o["metadata"]["name"]
+        for o in _listed(host, LEASE_API, "Lease", world.system)
+        if (lease := Lease.from_object(o)).holder and not lease.expired(now)
+    )
     for member in world.testbed.members:
         api, found = admin(member.name), {}
         with contextlib.suppress(ClusterError):  # a member that is down has no state to read
@@ -243,8 +249,8 @@ def end_state(world: World) -> dict[str, Any]:
 
 
 def _elsewhere(record: str, world: World) -> bool:
-    """Whether an operation record or a lease is about a workload of another case's namespace
-    (a migration's are named for its namespace; a failover's are the federation's own)."""
+    """Whether an operation record is about a workload of another case's namespace (a
+    migration's is named for its namespace; a failover's is the federation's own)."""
     return "crash-" in record and world.namespace not in record
 
 
@@ -418,7 +424,7 @@ def baseline(scenario: Scenario, testbed: TestbedSpec) -> tuple[dict[str, Any], 
         with failpoints.traced() as trace:
             scenario.rerun(world)
         took = time.monotonic() - started
-        state = end_state(world)
+        state = end_state(world, scenario.records)
         scenario.restore(world)
     return state, points_of([p for p in trace if p.startswith(f"{scenario.procedure}/")]), took
 
@@ -446,7 +452,7 @@ def crash_case(
                 lowest = sampler.stop()
             if failed := rerun(scenario, world):
                 return Case(point, False, time.monotonic() - started, failed)
-            state = end_state(world)
+            state = end_state(world, scenario.records)
         finally:
             scenario.restore(world)  # whatever happened: the next case starts from the same
     why = []
@@ -474,7 +480,7 @@ def overlap_case(scenario: Scenario, testbed: TestbedSpec, expected: dict[str, A
             outcomes = [(r.wait(timeout=600), r.communicate()[1].decode()) for r in runs]
             if all(code != 0 for code, _ in outcomes) and (failed := rerun(scenario, world)):
                 return Case("two at once", False, time.monotonic() - started, failed)
-            state = end_state(world)
+            state = end_state(world, scenario.records)
         finally:
             scenario.restore(world)
     why = [
@@ -539,7 +545,7 @@ def restart_case(
                 leases_lapsed(world)
                 if failed := rerun(scenario, world):
                     return Case(f"{label} at {point}", False, time.monotonic() - started, failed)
-            state = end_state(world)
+            state = end_state(world, scenario.records)
         finally:
             scenario.restore(world)
     why = []
@@ -890,6 +896,7 @@ def scenarios(federation: str) -> dict[str, Scenario]:
             lambda w: ["failover", "--federation", w.federation, "--region", _region(w)],
             _failed_over,
             restore=_failed_back,
+            records=("failover-",),
         ),
         "failback": Scenario(
             "failback",
@@ -897,6 +904,7 @@ def scenarios(federation: str) -> dict[str, Scenario]:
             _placed_and_failed_over,
             lambda w: ["failback", "--federation", w.federation, "--region", _region(w)],
             _failed_back,
+            records=("failover-",),
         ),
         "taint": Scenario(
             "taint",
@@ -938,6 +946,7 @@ def scenarios(federation: str) -> dict[str, Scenario]:
             ],
             _migrated,
             floor=False,  # a migration stops the workload for its final sync, on purpose
+            records=("migrate-",),
         ),
         "migrate-cleanup": Scenario(
             "migrate-cleanup",
@@ -953,6 +962,7 @@ def scenarios(federation: str) -> dict[str, Scenario]:
                 "db",
             ],
             _cleaned,
+            records=("migrate-",),
         ),
         "join": Scenario(
             "join",
@@ -1006,5 +1016,6 @@ def scenarios(federation: str) -> dict[str, Scenario]:
             ],
             _unjoined,
             fleet=False,
+            records=("failover-",),
         ),
     }

@@ -1,6 +1,8 @@
 """Killed anywhere, a procedure converges: a sample of the crash matrix (``crashes.py``), each
-procedure's riskiest points chosen by name, and the Prefect server and the host's apiserver
-restarted under running flows. ``bench/bench_crash_matrix.py`` runs every point."""
+procedure's riskiest points chosen by name, the host's apiserver restarted under a rebalance,
+and two rotations at once. ``bench/bench_crash_matrix.py`` runs every point, two at once for
+each procedure, and (``--restarts``) the Prefect server restarted under a failover and a
+migration on SQLite and PostgreSQL, and the host away for longer than a failover's lease."""
 
 from __future__ import annotations
 
@@ -12,13 +14,10 @@ import pytest
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import a_federation
 from tests.integration.crashes import (
-    LEASE_SECONDS,
     Case,
     baseline,
     crash_case,
-    nothing_after_the_lease,
     overlap_case,
-    prefect_server,
     restart_case,
     restart_host,
     scenarios,
@@ -79,25 +78,6 @@ def test_a_run_killed_at_its_riskiest_points_converges_to_an_uninterrupted_runs_
     assert all(c.passed for c in cases), "\n" + _table(cases)
 
 
-def test_the_prefect_server_restarted_under_a_failover_it_finishes_or_says_why_and_converges(
-    fleet: str, testbed: TestbedSpec, expected: Callable[..., tuple[dict[str, Any], list[str]]]
-) -> None:
-    """On the session's PostgreSQL; the runner does SQLite too, and a migration."""
-    state, _ = expected("failover", fleet, testbed)
-    with prefect_server(None, fleet, testbed) as server:
-        case = restart_case(
-            scenarios(fleet)["failover"],
-            testbed,
-            "failover/scaled-up:after",
-            state,
-            server.restart,
-            api_url=server.api_url,
-            label="Prefect server (postgresql) restarted",
-        )
-    print(_table([case]))
-    assert case.passed, "\n" + _table([case])
-
-
 def test_the_hosts_apiserver_restarted_under_a_rebalance_it_finishes_or_says_why_and_converges(
     fleet: str, testbed: TestbedSpec, expected: Callable[..., tuple[dict[str, Any], list[str]]]
 ) -> None:
@@ -117,24 +97,6 @@ def test_the_hosts_apiserver_restarted_under_a_rebalance_it_finishes_or_says_why
     # and mend roles that were never wrong. A refusal while the host's /readyz says it is still
     # starting is now retried as the restart it is, and said so if it outlasts the retries.
     assert "(finished)" in case.point or "starting" in case.point, case.point
-
-
-def test_a_failover_whose_host_went_away_for_longer_than_its_lease_writes_nothing_after_it(
-    fleet: str, testbed: TestbedSpec, expected: Callable[..., tuple[dict[str, Any], list[str]]]
-) -> None:
-    state, _ = expected("failover", fleet, testbed)
-    case = restart_case(
-        scenarios(fleet)["failover"],
-        testbed,
-        "failover/ready:after",
-        state,
-        restart_host(testbed, away=LEASE_SECONDS + 2),
-        label="host away longer than the lease",
-        stopped=nothing_after_the_lease,
-    )
-    print(_table([case]))
-    assert case.passed, "\n" + _table([case])
-    assert "lost the lease" in case.point, case.point
 
 
 def test_two_rotations_of_one_member_at_once_leave_it_one_working_token(
