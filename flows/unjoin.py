@@ -61,12 +61,11 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     )
     member = find_cluster(block_name)
     reason = unreachable_reason(member) if member else f"no credentials block {block_name!r}"
-    if reason and request.admin_block and entry is not None:
+    admin = load_cluster(request.admin_block) if request.admin_block else None
+    if reason and admin is not None and entry is not None and unreachable_reason(admin) is None:
         # Its own token refused (an unjoin that stopped after revoking it: crash point
         # unjoin/revoked:after): the admin's credentials reach what is left in it.
-        admin = load_cluster(request.admin_block)
-        if unreachable_reason(admin) is None:
-            member, reason = admin, None
+        member, reason = admin, None
     view = observe_host(host, federation.name, federation.namespace)
     checked = entry is not None and not request.force
     problem = unjoin_problem(
@@ -112,8 +111,7 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
             kinds = list_federated_objects(host, federation.name).kinds()
             actions += delete_propagated(member, federation.name, joined_for, kinds)
         STEPS.step("revoked")
-        if request.admin_block:
-            admin = load_cluster(request.admin_block)
+        if admin is not None:
             actions += delete_manifests(admin, granted)
         else:
             actions += revoke_tokens(member, federation.name, request.member)

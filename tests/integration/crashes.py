@@ -61,6 +61,8 @@ from fleetflow.testbed.volumes import claim_directories, seed
 from tests.integration.conftest import a_federation, delete_namespace
 
 LEASE_SECONDS = 3
+FLEETFLOW = str(Path(sys.executable).with_name("fleetflow"))
+"""The command a user types, from this environment."""
 """The killed run's leases lapse this soon (its own process reads it): the rerun waits less."""
 
 MEMBER_KINDS = (
@@ -369,7 +371,7 @@ def command_env(point: str | None) -> dict[str, str]:
 
 
 def run_command(argv: list[str], point: str | None) -> subprocess.CompletedProcess[str]:
-    command = [str(Path(sys.executable).with_name("fleetflow")), *argv]
+    command = [FLEETFLOW, *argv]
     return subprocess.run(
         command, env=command_env(point), capture_output=True, text=True, timeout=600
     )
@@ -455,12 +457,9 @@ def crash_case(
             state = end_state(world, scenario.records)
         finally:
             scenario.restore(world)  # whatever happened: the next case starts from the same
-    why = []
-    if low := {n: (lowest[n], f) for n, f in floor.items() if lowest.get(n, f) < f}:
-        why.append(f"below the floor while down (lowest, floor): {low}")
-    if state != expected:
-        why.append(f"end state differs: {_difference(expected, state)}")
-    return Case(point, not why, time.monotonic() - started, "; ".join(why))
+    low = {n: (lowest[n], f) for n, f in floor.items() if lowest.get(n, f) < f}
+    why = [f"below the floor while down (lowest, floor): {low}"] if low else []
+    return _verdict(point, started, why, expected, state)
 
 
 def overlap_case(scenario: Scenario, testbed: TestbedSpec, expected: dict[str, Any]) -> Case:
@@ -468,7 +467,7 @@ def overlap_case(scenario: Scenario, testbed: TestbedSpec, expected: dict[str, A
     person): each run finishes or refuses in one line, never both act at once; a user reruns
     it once if neither finished; the end state is an uninterrupted run's."""
     started = time.monotonic()
-    command = [str(Path(sys.executable).with_name("fleetflow"))]
+    command = [FLEETFLOW]
     with scenario.world(testbed) as world:
         scenario.prepare(world)
         try:
@@ -488,9 +487,7 @@ def overlap_case(scenario: Scenario, testbed: TestbedSpec, expected: dict[str, A
         for code, err in outcomes
         if code != 0 and "error: " not in (err.strip().splitlines() or [""])[-1]
     ]
-    if state != expected:
-        why.append(f"end state differs: {_difference(expected, state)}")
-    return Case("two at once", not why, time.monotonic() - started, "; ".join(why))
+    return _verdict("two at once", started, why, expected, state)
 
 
 def restart_case(
@@ -510,7 +507,7 @@ def restart_case(
     uninterrupted run's. ``stopped`` says what is wrong with what a run that stopped left
     (before the rerun), or None."""
     started = time.monotonic()
-    command = [str(Path(sys.executable).with_name("fleetflow"))]
+    command = [FLEETFLOW]
     left: str | None = None
     with scenario.world(testbed) as world:
         scenario.prepare(world)
@@ -553,12 +550,8 @@ def restart_case(
         why.append(f"the run exited {code} with no one-line reason: {''.join(said)[-400:]}")
     if left:
         why.append(f"the stopped run left {left}")
-    if state != expected:
-        why.append(f"end state differs: {_difference(expected, state)}")
     outcome = "finished" if code == 0 else f"stopped: {last[:160]}"
-    return Case(
-        f"{label} at {point} ({outcome})", not why, time.monotonic() - started, "; ".join(why)
-    )
+    return _verdict(f"{label} at {point} ({outcome})", started, why, expected, state)
 
 
 @dataclass
@@ -648,6 +641,15 @@ def nothing_after_the_lease(world: World) -> str | None:
     ):
         return f"traffic moved off {region.name}"
     return None
+
+
+def _verdict(
+    point: str, started: float, why: list[str], expected: dict[str, Any], state: dict[str, Any]
+) -> Case:
+    """The case's outcome: every reason found, and the end state against the expected one."""
+    if state != expected:
+        why = [*why, f"end state differs: {_difference(expected, state)}"]
+    return Case(point, not why, time.monotonic() - started, "; ".join(why))
 
 
 def rerun(scenario: Scenario, world: World) -> str | None:
@@ -850,6 +852,11 @@ def _stateful(world: World) -> None:
     seed(dirs, small=200, small_size=4096, large_mb=4)
 
 
+def _db(world: World) -> list[str]:
+    """The options that name db, for the migration's commands."""
+    return ["--federation", world.federation, "--namespace", world.namespace, "--name", "db"]
+
+
 def _migrate_request(world: World) -> Any:
     from fleetflow.models import MigrateRequest
 
@@ -933,17 +940,7 @@ def scenarios(federation: str) -> dict[str, Scenario]:
             "migrate",
             shared(federation),
             _stateful,
-            lambda w: [
-                "migrate",
-                "--federation",
-                w.federation,
-                "--namespace",
-                w.namespace,
-                "--name",
-                "db",
-                "--target",
-                _members(w)[2],
-            ],
+            lambda w: ["migrate", *_db(w), "--target", _members(w)[2]],
             _migrated,
             floor=False,  # a migration stops the workload for its final sync, on purpose
             records=("migrate-",),
@@ -952,15 +949,7 @@ def scenarios(federation: str) -> dict[str, Scenario]:
             "migrate-cleanup",
             shared(federation),
             _stateful_migrated,
-            lambda w: [
-                "migrate-cleanup",
-                "--federation",
-                w.federation,
-                "--namespace",
-                w.namespace,
-                "--name",
-                "db",
-            ],
+            lambda w: ["migrate-cleanup", *_db(w)],
             _cleaned,
             records=("migrate-",),
         ),
