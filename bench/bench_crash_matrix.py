@@ -26,6 +26,7 @@ from fleetflow.settings import settings
 from fleetflow.stack import Database
 from fleetflow.testbed.postgres import postgres
 from tests.integration.conftest import a_federation
+from tests.integration.crash_scenarios import scenarios
 from tests.integration.crashes import (
     LEASE_SECONDS,
     Case,
@@ -36,7 +37,6 @@ from tests.integration.crashes import (
     prefect_server,
     restart_case,
     restart_host,
-    scenarios,
 )
 
 
@@ -142,6 +142,9 @@ def main() -> int:
                 print(f"{procedure}: uninterrupted {took:.1f}s, {len(points)} points", flush=True)
                 cases = results.setdefault(procedure, [])
                 chosen = [p for p in points if p in args.point] if args.point else points
+                if missing := [p for p in args.point if p not in points]:
+                    print(f"  not passed by the uninterrupted run: {', '.join(missing)}")
+                    print(f"  its points: {', '.join(points)}", flush=True)
                 for point in [] if args.overlaps_only else chosen[: args.first or None]:
                     cases.append(crash_case(scenario, spec, point, expected))
                     _said(cases[-1])

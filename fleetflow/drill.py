@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from fleetflow.failpoints import declare
+from fleetflow.failpoints import Runbook, declare
 from fleetflow.federated import FederatedDeployment
+from fleetflow.operations import Operation, Phase, parse_stamp
 from fleetflow.rebalance import MemberView, plan_workload
 
 if TYPE_CHECKING:  # failover's import chain reaches models, which imports this module
@@ -64,6 +65,8 @@ class Verdict(BaseModel):
     timeline: dict[Mark, datetime] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=list)
     samples: int = 0
+    brought_back: list[str] = Field(default_factory=list)
+    """What drills whose runs died had left, brought back before this one began."""
 
     def missed(self) -> list[str]:
         """Each objective missed, with its target."""
@@ -105,6 +108,7 @@ class Verdict(BaseModel):
             ),
             "",
             f"{self.samples} samples, one a second.",
+            *(f"\nBefore it began, a drill whose run died: {b}" for b in self.brought_back),
         ]
         return "\n".join(lines)
 
@@ -312,7 +316,59 @@ def drill_phases(mode: DrillMode, dns: bool) -> tuple[str, ...]:
     )
 
 
+ABANDONED = "abandoned-closed"
+BRING_BACK = Runbook("drill", (ABANDONED,))
+"""The step before a drill's own phases: what drills whose runs died left is brought back."""
 declare("drill", drill_phases(DrillMode.KILL_APISERVERS, dns=True))  # every phase a drill has
+
+
+class Abandoned(BaseModel):
+    """A drill whose run died part way (a killed worker, a closed terminal): its record still
+    says Running, and its region may be faulted and failed over. The next drill brings the
+    region back and closes the record, before it measures anything."""
+
+    record: Operation
+    region: str
+    mode: DrillMode
+    fail_back: bool
+    """Its region's failover began during the drill and the drill did not fail it back."""
+    healed: list[str] = Field(default_factory=list)
+    """The clusters started again (those its fault left stopped)."""
+
+    def closing(self, by: str) -> str:
+        """The message that closes its record: where it stopped and what was brought back."""
+        steps = [s.name for s in self.record.status.steps]
+        reached = f"after {steps[-1]}" if steps else "before its first phase"
+        done = [f"started {', '.join(self.healed)}"] if self.healed else []
+        done += ["failed the region back"] if self.fail_back else []
+        undone = " and ".join(done) or "found nothing to bring back"
+        return (
+            f"abandoned: its run {self.record.flow_run_id or '?'} stopped {reached}; "
+            f"drill run {by} {undone}"
+        )
+
+
+def abandoned(
+    records: list[Operation], own: str, failovers: Mapping[str, Operation | None]
+) -> list[Abandoned]:
+    """The drills whose runs died, among ``records`` (read while holding the drill lease: no
+    live drill owns a Running record then, and a run that lost the lease writes no more),
+    other than this run's own (``own``: a retried run resumes it). ``failovers``: each
+    region's failover record; one begun at or after the drill began is the drill's doing."""
+    found = []
+    for op in records:
+        if op.procedure != "drill" or op.name == own or op.status.phase is not Phase.RUNNING:
+            continue
+        region = str(op.parameters.get("region", ""))
+        failover = failovers.get(region)
+        began, drilled = (
+            parse_stamp(failover.status.started_at) if failover else None,
+            parse_stamp(op.status.started_at),
+        )
+        fail_back = bool(began and drilled and began >= drilled) and not op.done("failed-back")
+        mode = DrillMode(op.parameters.get("mode", DrillMode.FENCE.value))
+        found.append(Abandoned(record=op, region=region, mode=mode, fail_back=fail_back))
+    return found
 
 
 def drill_marks(

@@ -362,6 +362,7 @@ def unjoin_problem(
     block: str,
     unreachable: str | None,
     force: bool,
+    refused: bool = False,
     stranded: Sequence[str] = (),
     naming: Sequence[str] = (),
 ) -> str | None:
@@ -373,13 +374,21 @@ def unjoin_problem(
     :func:`placements_naming`): a rebalance refuses a placement that names a cluster it does
     not know, so those workloads would stop being placed at all. A member no longer
     registered, whose block the federation still lists, is what an unjoin that stopped after
-    deregistering it left: finishing it needs no reach into the member."""
+    deregistering it left: finishing it needs no reach into the member. ``refused``: the member
+    answers and refuses its token as unknown (an unjoin that stopped after revoking it)."""
     if not registered and block not in blocks:
         # Named as --member takes them, not by their credentials blocks.
         members = [b.removeprefix(member_block_name(federation, "")) for b in blocks]
         return (
             f"{member!r} is not a member of federation {federation}; members: "
             f"{', '.join(members) or 'none'}"
+        )
+    if unreachable and registered and refused and not force:
+        return (
+            f"member {member!r} refuses the federation's token ({unreachable}): an unjoin that "
+            "stopped after revoking its tokens left it so; nothing was changed. Rerun with force "
+            "to remove its registration and credentials block, or with admin_block to also "
+            "remove its service account, roles and namespace"
         )
     if unreachable and registered and not force:  # unregistered: an unjoin that stopped late
         return (

@@ -1,12 +1,14 @@
 """A failover drill: prove that a region can fail and come back without losing traffic.
 
-Runbook: note each exposed workload's availability floor; start sampling, every second, the
-federation's Ready replicas and the DNS answers; inject the fault (test bed: stop the region's
-clusters, or kill their apiservers; real clusters: only fence the region); detect it with the
-federation's health policy; fail over (or wait for the auto-failover automation to); heal the
-fault; wait for the region to be Healthy; fail back (or wait for the automation); wait for DNS
-to list the region again; publish the verdict: the timeline and each objective with its target
-and measured value. The run fails when an objective is missed.
+Runbook: first bring back what drills whose runs died left (a killed worker: their region's
+clusters stopped, the region failed over) and close their records; note each exposed workload's
+availability floor; start sampling, every second, the federation's Ready replicas and the DNS
+answers; inject the fault (test bed: stop the region's clusters, or kill their apiservers; real
+clusters: only fence the region); detect it with the federation's health policy; fail over (or
+wait for the auto-failover automation to); heal the fault; wait for the region to be Healthy;
+fail back (or wait for the automation); wait for DNS to list the region again; publish the
+verdict: the timeline and each objective with its target and measured value. The run fails when
+an objective is missed.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast
 
-from prefect import flow, runtime
+from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_markdown_artifact
 
 from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import load_federation, load_host
 from fleetflow.drill import (
+    ABANDONED,
+    BRING_BACK,
+    Abandoned,
     DrillMode,
     Mark,
     Targets,
     Verdict,
+    abandoned,
     answers_missing,
     availability_floors,
     drill_marks,
@@ -40,13 +46,17 @@ from fleetflow.flows.report import finished
 from fleetflow.health import Health, HealthPolicy, HealthState, observe
 from fleetflow.models import DrillRequest, FailbackRequest, FailoverRequest
 from fleetflow.operations import Operation, Phase, parse_stamp
+from fleetflow.operations import finished as ended
 from fleetflow.polling import poll_until
 from fleetflow.rebalance import HostView
+from fleetflow.registry import MemberCluster
 from fleetflow.resolve import lookup
+from fleetflow.settings import settings
 from fleetflow.tasks.drill import Sampler, check_injectable, heal, inject
 from fleetflow.tasks.health import probe_health
-from fleetflow.tasks.host import observe_host
-from fleetflow.tasks.operations import read_operation
+from fleetflow.tasks.host import list_members, observe_host
+from fleetflow.tasks.leases import holding, run_identity
+from fleetflow.tasks.operations import list_operations, read_operation, save_operation
 from fleetflow.traffic import expected_answers
 
 
@@ -62,6 +72,10 @@ def failover_drill(request: DrillRequest) -> Verdict:
     view = observe_host(host, federation.name, federation.namespace)
     target = evacuation(view.members, request.region, [])
     check_injectable(request.mode, target.members)
+    lease, refusal = f"fleetflow-drill-{federation.name}", _busy(federation.name)
+    brought_back = _brought_back(host, federation, request, lease, refusal)
+    if brought_back:
+        view = observe_host(host, federation.name, federation.namespace)  # as it is now
     seen, blocks = probe(view, federation, trust_watcher=False)
     floors = availability_floors(view.workloads, seen.found.members, target.survivors)
     drill = Drill(request, federation, host, view, target, blocks)
@@ -69,7 +83,6 @@ def failover_drill(request: DrillRequest) -> Verdict:
     sampler = Sampler(blocks, federation.name, drill.names, federation.dns_server)
     drill.before = sampler.begin().answers
     failure: Exception | None = None
-    lease, refusal = f"fleetflow-drill-{federation.name}", _busy(federation.name)
     try:
         with phased(host, drill.record(), drill.phases(), lease=lease, refusal=refusal) as run:
             drill.run(run, federation.health_policy())
@@ -90,7 +103,66 @@ def failover_drill(request: DrillRequest) -> Verdict:
         failover=Outcome.recorded(drill.failover.status.result) if drill.failover else None,
         not_back=drill.not_back,
     )
+    verdict.brought_back = brought_back
     return _published(verdict)
+
+
+def _brought_back(
+    host: KubeCluster, federation: Federation, request: DrillRequest, lease: str, refusal: str
+) -> list[str]:
+    """Runbook step 0: bring back what drills whose runs died left (their region's clusters
+    stopped, the region failed over) and close their records, so that this drill starts from a
+    whole federation and measures its own fault. What each closed record says."""
+    namespace, name = federation.namespace, federation.name
+    me, duration = run_identity(), settings().lease_duration
+    with holding(host, namespace, lease, me, duration=duration, refusal=refusal) as held:
+        records = list_operations(host, namespace, name)
+        registry = list_members(host, namespace, name)
+        regions = {m.spec.region for m in registry if m.spec.region} & {
+            str(op.parameters.get("region")) for op in records if op.procedure == "drill"
+        }
+        failovers = {
+            r: read_operation(host, namespace, evacuation(registry, r, []).operation_name)
+            for r in regions
+        }
+        left = abandoned(records, _record_name(request.region), failovers)
+        said: list[str] = []
+        if not left:
+            return said
+        BRING_BACK.step(ABANDONED)
+        for drill in left:
+            _bring_back(host, federation, request, registry, drill)
+            held.check()
+            message = drill.closing(me[:8])
+            save_operation(host, ended(drill.record, Phase.FAILED, _now(), message))
+            get_run_logger().info(f"{drill.record.name} closed: {message}")
+            said.append(f"{drill.record.name} {message}")
+        BRING_BACK.end()
+    return said
+
+
+def _bring_back(
+    host: KubeCluster,
+    federation: Federation,
+    request: DrillRequest,
+    registry: list[MemberCluster],
+    drill: Abandoned,
+) -> None:
+    """Start the abandoned drill's faulted clusters again and, once the federation counts them
+    Healthy again, fail its region back if it had failed it over."""
+    get_run_logger().info(f"{drill.record.name}: its run died; bringing back region {drill.region}")
+    region = [m.name for m in registry if m.spec.region == drill.region]
+    if drill.region and region:
+        drill.healed = heal(drill.mode, region)
+    if drill.healed or drill.fail_back:
+        _wait_counted_healthy(host, federation, region, request.recover_timeout)
+    if not drill.fail_back:
+        return
+    regional_failback(
+        FailbackRequest(
+            federation=request.federation, region=drill.region, deadline=request.recover_timeout
+        )
+    )
 
 
 def _published(verdict: Verdict) -> Verdict:
@@ -127,7 +199,15 @@ class Drill:
         self.host, self.namespace = host, federation.namespace
         self.federation, self.dns_server = federation.name, federation.dns_server
         self.region = {m: blocks[m] for m in target.members}
-        self.names = sorted(expected_answers(list(view.endpoints.values())))
+        # The names of the workloads that are there to come back: an endpoint whose workload
+        # is being deleted (its namespace going) would never answer the region again.
+        live = {
+            fd.spec.dns.name(federation.dns_zone)
+            for fd in view.workloads
+            if fd.spec.dns and not fd.deleting
+        }
+        answers = expected_answers(list(view.endpoints.values()))
+        self.names = sorted(n for n in answers if n in live)
         self.addresses = {
             a for m in view.members if m.name in target.members and (a := m.spec.ingress_address)
         }
@@ -146,9 +226,8 @@ class Drill:
     def record(self) -> Operation:
         """This drill's record: one per run (a retry of the run resumes it; a new drill
         starts afresh)."""
-        run_id = str(runtime.flow_run.id or "local")[:8]
         return Operation(
-            name=f"drill-{self.target.region}-{run_id}",
+            name=_record_name(self.target.region),
             namespace=self.namespace,
             procedure="drill",
             federation=self.federation,
@@ -275,6 +354,33 @@ class Drill:
         started = parse_stamp(op.status.started_at) if op else None
         steps = {s.name: at for s in (op.status.steps if op else []) if (at := parse_stamp(s.at))}
         return drill_marks(started or _now(), steps, _failover_marks(self.failover))
+
+
+def _wait_counted_healthy(
+    host: KubeCluster, federation: Federation, members: list[str], timeout: float
+) -> None:
+    """Wait until the federation counts ``members`` Healthy as its procedures do (the health
+    watcher's record when one runs): a drill that began while its region was still counted
+    out would find its workloads not returning there, and a failback would return nothing."""
+
+    def counted() -> dict[str, Health]:
+        view = observe_host.fn(host, federation.name, federation.namespace)
+        seen, _ = probe(view, federation, trust_watcher=True)
+        return {m: v.health.health for m, v in seen.found.members.items() if m in members}
+
+    poll_until(
+        counted,
+        lambda health: all(h is Health.HEALTHY for h in health.values()),
+        timeout=timeout,
+        interval=1.0,
+        waiting_for=f"the federation to count {', '.join(members)} Healthy again",
+        describe=lambda health: ", ".join(f"{m}: {h.value}" for m, h in health.items()),
+    )
+
+
+def _record_name(region: str | None) -> str:
+    """A drill's record is named for its run: a retry of the run resumes it."""
+    return f"drill-{region}-{str(runtime.flow_run.id or 'local')[:8]}"
 
 
 def _wait_health(

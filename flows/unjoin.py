@@ -26,7 +26,7 @@ from fleetflow.blocks.loading import (
     load_federation,
     load_host,
 )
-from fleetflow.errors import MembershipError
+from fleetflow.errors import ClusterUnauthorized, MembershipError
 from fleetflow.failover import plan_failover
 from fleetflow.failpoints import Runbook
 from fleetflow.flows.failover import end_failovers, regional_failover
@@ -45,7 +45,12 @@ from fleetflow.rebalance import HostView
 from fleetflow.tasks.clusters import delete_cluster_block, save_block
 from fleetflow.tasks.host import list_federated_objects, member_entry, observe_host
 from fleetflow.tasks.manifests import delete_manifests
-from fleetflow.tasks.member import delete_propagated, revoke_tokens, unreachable_reason
+from fleetflow.tasks.member import (
+    delete_propagated,
+    revoke_tokens,
+    unreachable_error,
+    unreachable_reason,
+)
 
 STEPS = Runbook("unjoin", ("evacuated", "cleared", "revoked", "deregistered", "forgotten"))
 
@@ -60,7 +65,9 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
         federation.name, request.member
     )
     member = find_cluster(block_name)
-    reason = unreachable_reason(member) if member else f"no credentials block {block_name!r}"
+    error = unreachable_error(member) if member else None
+    reason = str(error) if error else None
+    reason = f"no credentials block {block_name!r}" if member is None else reason
     admin = load_cluster(request.admin_block) if request.admin_block else None
     if reason and admin is not None and entry is not None and unreachable_reason(admin) is None:
         # Its own token refused (an unjoin that stopped after revoking it: crash point
@@ -75,6 +82,7 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
         blocks=federation.member_clusters,
         block=block_name,
         unreachable=reason,
+        refused=isinstance(error, ClusterUnauthorized),
         force=request.force,
         stranded=_only_there(view, federation, request.member) if checked else [],
         naming=placements_naming(view.workloads, request.member) if checked else [],

@@ -45,10 +45,13 @@ def inject(mode: DrillMode, members: list[str]) -> None:
 
 
 @task(**PRIVATE)
-def heal(mode: DrillMode, members: list[str]) -> None:
-    if mode in FAULTS:
-        for member in members:
-            bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda _: None)
+def heal(mode: DrillMode, members: list[str]) -> list[str]:
+    """Start again each member the fault left not whole (a second heal, or a drill whose run
+    died before its fault, finds it whole); the members started."""
+    started = [m for m in members if mode in FAULTS and not bed.whole(m)]
+    for member in started:
+        bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda _: None)
+    return started
 
 
 class Sampler(threading.Thread):

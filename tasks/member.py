@@ -248,13 +248,19 @@ def _wait_authenticated(auth: k8s.AuthorizationV1Api, accepted: bool, waiting_fo
 
 
 @task(**PRIVATE, timeout_seconds=60)
-def unreachable_reason(block: KubeCluster) -> str | None:
-    """None when the cluster answers, else why not. One attempt: callers decide what to do."""
+def unreachable_error(block: KubeCluster) -> ClusterError | None:
+    """None when the cluster answers, else its error. One attempt: callers decide what to do."""
     try:
         k8s.VersionApi(client(block)).get_code()
     except ClusterError as exc:
-        return str(exc)
+        return exc
     return None
+
+
+def unreachable_reason(block: KubeCluster) -> str | None:
+    """None when the cluster answers, else why not."""
+    error = unreachable_error(block)
+    return str(error) if error else None
 
 
 PROPAGATED_KINDS = (

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Sequence
 
 import httpx
+from prefect.settings import PREFECT_API_URL
 from pydantic import ValidationError
 
 from fleetflow.cli import autoscale, drill, failpoints, flows, plan, stack, status, testbed
-from fleetflow.cli.console import error, quiet_exit_notes
+from fleetflow.cli.console import error, quiet_exit_notes, track_lines
 from fleetflow.cli.options import Handler
 from fleetflow.errors import FleetflowError, prefect_overloaded
 
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     handler: Handler = args.handler
     quiet_exit_notes()
+    track_lines()
     try:
         return handler(args)
     except ValidationError as exc:
@@ -53,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(str(exc))
     except httpx.HTTPStatusError as exc:  # a Prefect API call that the client gave up on
         error(str(prefect_overloaded(exc) or f"the Prefect API refused a request: {exc}"))
+    except httpx.TransportError as exc:  # the Prefect API went away under a run
+        why = str(exc) or type(exc).__name__
+        error(
+            f"the Prefect API at {PREFECT_API_URL.value()} did not answer ({why}): the run "
+            "stopped where it was; once the API is back, the same command again carries on "
+            "from there"
+        )
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
     return 2

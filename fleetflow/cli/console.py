@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any, TextIO
 
 _OURS = str(Path(__file__).resolve().parents[1])
 
@@ -27,7 +28,33 @@ def say(message: str) -> None:
 
 
 def error(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    """``error: message`` on a line of its own, after whatever was written before it."""
+    fresh = "\n" if getattr(sys.stderr, "mid_line", False) else ""
+    print(f"{fresh}error: {message}", file=sys.stderr, flush=True)
+
+
+class LineTracking:
+    """stderr, knowing whether what was last written ended its line. Prefect's log worker
+    writes why it could not send a run's logs with no newline after it (``All connection
+    attempts failed``, from ``prefect/logging/handlers.py``): the command's error line that
+    follows, when the Prefect API went away, would be glued to it."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.mid_line = stream, False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.mid_line = not text.endswith("\n")
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:  # flush, isatty, fileno...: the stream's own
+        return getattr(self.stream, name)
+
+
+def track_lines() -> None:
+    """Make stderr a :class:`LineTracking` one (once)."""
+    if not isinstance(sys.stderr, LineTracking):
+        sys.stderr = LineTracking(sys.stderr)
 
 
 def _without_traceback(record: logging.LogRecord) -> bool:

@@ -195,8 +195,8 @@ def add_commands(sub: Subparsers) -> None:
         "fault",
         help="inject a fault into one cluster",
         description="stop-cluster: stop all its processes; start-cluster: start "
-        "it again whole (heals every fault); kill-apiserver: SIGKILL its "
-        "kube-apiserver only; stop-kwok: stop its kwok controller so its nodes "
+        "it again whole (heals every fault; a whole one is left running); kill-apiserver: "
+        "SIGKILL its kube-apiserver only; stop-kwok: stop its kwok controller so its nodes "
         "turn NotReady in about 20 s.",
     )
     fault.add_argument("fault", choices=[x.value for x in bed.Fault], help="the fault")

@@ -220,6 +220,11 @@ def _components(spec: TestbedSpec, cluster: str) -> set[str]:
     return host | {"kube-scheduler", "kwok-controller", "metrics-server"}
 
 
+def _whole(spec: TestbedSpec, cluster: str, running: dict[str, dict[str, int]]) -> bool:
+    """Whether every process of the cluster is among ``running`` (:func:`processes`)."""
+    return _components(spec, cluster) <= set(running.get(cluster, {}))
+
+
 def _restart(cluster: str) -> None:
     """Stop then start, so that a cluster with one component killed comes back whole."""
     _kwokctl("--name", cluster, "stop", "cluster", check=False)
@@ -349,9 +354,7 @@ def check_memory(spec: TestbedSpec, beside: Sequence[memory.Part] = ()) -> None:
     """Refuse, before any process starts, what this machine's memory cannot hold: the clusters
     and DNS processes of ``spec`` that are not running yet, and what will run ``beside`` them."""
     running = processes()
-    clusters = [
-        c for c in spec.cluster_names() if not _components(spec, c) <= set(running.get(c, {}))
-    ]
+    clusters = [c for c in spec.cluster_names() if not _whole(spec, c, running)]
     dns_down = not set(dns.PROCESSES) <= set(dns.running(_dns_dir(), build.bin_dir()))
     need = [*memory.bed_parts(spec, clusters, dns=dns_down), *beside]
     available, reserve = memory.available_mib(), settings().memory_reserve
@@ -408,9 +411,7 @@ def up(
     created: list[str] = []
     running_now = processes()
     stopped = [
-        c
-        for c in spec.cluster_names()
-        if c in existing and not _components(spec, c) <= set(running_now.get(c, {}))
+        c for c in spec.cluster_names() if c in existing and not _whole(spec, c, running_now)
     ]
     try:
         for cluster in stopped:
@@ -593,7 +594,9 @@ def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:
     if kind is Fault.STOP_CLUSTER:
         _kwokctl("--name", cluster, "stop", "cluster")
     elif kind is Fault.START_CLUSTER:
-        _restart(cluster)
+        # A whole cluster is left running: a restart would cost seconds and heal nothing.
+        if not _whole(spec, cluster, processes()):
+            _restart(cluster)
         _wait_ready(spec, [cluster])
     elif kind is Fault.KILL_APISERVER:
         _kill(cluster, "kube-apiserver")
@@ -613,6 +616,15 @@ def processes() -> dict[str, dict[str, int]]:
             if pid is not None and Path(f"/proc/{pid}").exists():
                 found.setdefault(cluster, {})[pidfile.stem] = pid
     return found
+
+
+def whole(cluster: str) -> bool:
+    """Whether every process of the cluster runs: a stopped cluster, or one with a component
+    killed, is not (and ``start-cluster`` makes it whole again)."""
+    spec = load_spec()
+    if spec is None or cluster not in spec.cluster_names():
+        return False
+    return _whole(spec, cluster, processes())
 
 
 def memory_mib() -> dict[str, float]:

@@ -19,104 +19,44 @@ before its last.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import subprocess
-import sys
+import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from kubernetes import client as k8s
 from prefect.blocks.core import Block
 from prefect.settings import PREFECT_API_URL
 
 from fleetflow import failpoints
 from fleetflow.blocks import Federation, KubeCluster
-from fleetflow.controlplane import API_VERSION, LABEL_FEDERATION
+from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import (
-    ClusterError,
-    ClusterForbidden,
-    ClusterThrottled,
-    ClusterUnauthorized,
     FleetflowError,
     InvalidRequest,
-    ResourceNotFound,
 )
-from fleetflow.kube import ClusterApiClient, api_client, get, list_objects
+from fleetflow.kube import get
 from fleetflow.lease import LEASE_API, Lease
-from fleetflow.membership import member_manifests, names
-from fleetflow.operations import Phase as OperationPhase
 from fleetflow.polling import poll_until
-from fleetflow.resolve import lookup
 from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
-from fleetflow.testbed.volumes import claim_directories, seed
-from tests.integration.conftest import a_federation, delete_namespace
-
-LEASE_SECONDS = 3
-FLEETFLOW = str(Path(sys.executable).with_name("fleetflow"))
-"""The command a user types, from this environment."""
-"""The killed run's leases lapse this soon (its own process reads it): the rerun waits less."""
-
-MEMBER_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("apps/v1", "StatefulSet"),
-    ("v1", "Service"),
-    ("v1", "ConfigMap"),
-    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+from tests.integration.crash_scenarios import Scenario
+from tests.integration.crash_state import (
+    World,
+    answers,
+    end_state,
+    floors,
+    listed,
+    ready_totals,
+    ready_totals_on,
 )
 
-
-MARKS = {p.value for p in OperationPhase}
-"""What a record's steps also hold besides phases: how a run ended (Failed, with why)."""
-
-
-def admin(cluster: str, timeout: float = 5.0) -> ClusterApiClient:
-    return api_client(bed.credentials(cluster).model_copy(update={"request_timeout": timeout}))
-
-
-@dataclass
-class World:
-    """Where one case runs: a federation (with its host namespace) and a namespace of its own."""
-
-    testbed: TestbedSpec
-    federation: str
-    namespace: str
-
-    @property
-    def system(self) -> str:
-        return f"{self.federation}-system"
-
-    def host(self) -> ClusterApiClient:
-        return admin(self.testbed.host)
-
-
-@dataclass
-class Scenario:
-    """One procedure's crash cases: how to set up its start, the command a user types, the
-    same request run again in this process, and how to undo what the run did."""
-
-    procedure: str
-    world: Callable[[TestbedSpec], contextlib.AbstractContextManager[World]]
-    prepare: Callable[[World], None]
-    command: Callable[[World], list[str]]
-    rerun: Callable[[World], object]
-    restore: Callable[[World], None] = lambda world: None
-    floor: bool = True
-    """Whether every workload keeps at least its replicas Ready while the run is down."""
-    fleet: bool = True
-    """Whether its cases share a federation with every member joined (else each case makes
-    one of its own, and no other federation may hold the members meanwhile)."""
-    records: tuple[str, ...] = ()
-    """The operation records its end state holds (name prefixes): those it writes, not the
-    ones other procedures left in a shared federation."""
+LEASE_SECONDS = 3
+"""The killed run's leases lapse this soon (its own process reads it): the rerun waits less."""
 
 
 @dataclass
@@ -150,217 +90,6 @@ def points_of(trace: list[str]) -> list[str]:
     return list(dict.fromkeys(cases))
 
 
-def _neutral(state: Any, world: World) -> Any:
-    text = json.dumps(state, sort_keys=True)
-    text = text.replace(world.namespace, "NAMESPACE").replace(world.federation, "FEDERATION")
-    return json.loads(text)
-
-
-def _owners(meta: dict[str, Any]) -> list[str]:
-    return sorted(f"{o['kind']}/{o['name']}" for o in meta.get("ownerReferences") or [])
-
-
-def _object(obj: dict[str, Any]) -> dict[str, Any]:
-    meta, spec = obj["metadata"], obj.get("spec") or {}
-    found: dict[str, Any] = {
-        "owners": _owners(meta),
-        "finalizers": sorted(meta.get("finalizers") or []),
-    }
-    if "replicas" in spec:
-        found["replicas"] = spec["replicas"]
-    return found
-
-
-def _listed(
-    api: ClusterApiClient,
-    version: str,
-    kind: str,
-    namespace: str | None,
-    selector: str | None = None,
-) -> list[dict[str, Any]]:
-    for _ in range(40):  # a kind just established answers 429 for a moment
-        try:
-            found = list_objects(api, version, kind, namespace, selector)
-            # Being deleted (a Foreground deletion waits for its pods): as good as gone, and
-            # how long it takes is the cluster's business, not the run's.
-            return [o for o in found if not o["metadata"].get("deletionTimestamp")]
-        except ResourceNotFound:  # the kind is not served (the host before bootstrap)
-            return []
-        except ClusterThrottled:
-            time.sleep(0.25)
-    return list_objects(api, version, kind, namespace, selector)
-
-
-def end_state(world: World, records: tuple[str, ...] = ()) -> dict[str, Any]:
-    """What the federation looks like after a run, names made neutral; of the operation
-    records, those named with a ``records`` prefix."""
-    host, selector = world.host(), f"{LABEL_FEDERATION}={world.federation}"
-    state: dict[str, Any] = {"host": {}, "members": {}, "blocks": {}, "dns": {}}
-    for kind in ("FederatedDeployment", "FederatedObject"):
-        for o in _listed(host, API_VERSION, kind, world.namespace):
-            state["host"][f"{kind}/{o['metadata']['name']}"] = _object(o)
-    for o in _listed(host, API_VERSION, "MemberCluster", world.system):
-        spec = o.get("spec") or {}
-        state["host"][f"MemberCluster/{o['metadata']['name']}"] = {
-            "fenced": bool(spec.get("fenced")),
-            "taints": spec.get("taints") or [],
-            "namespaces": spec.get("namespaces") or [],
-        }
-    for o in _listed(host, API_VERSION, "FederationOperation", world.system):
-        name = o["metadata"]["name"]
-        if _elsewhere(name, world) or not any(name.startswith(r) for r in records):
-            continue  # an earlier case's migration's record, or another procedure's
-        status = o.get("status") or {}
-        # A run that failed leaves a "Failed" entry (with why) among the steps, its history:
-        # the phases themselves must each be there once, in order.
-        steps = [s["name"] for s in status.get("steps") or [] if s["name"] not in MARKS]
-        state["host"][f"FederationOperation/{o['metadata']['name']}"] = {
-            "phase": status.get("phase"),
-            "steps": steps,
-        }
-    # Every lease released, or lapsed (a killed run's lease no later run needed is free all
-    # the same): which leases exist depends on what ran before in a shared federation.
-    now = datetime.now(UTC)
-    state["host"]["held leases"] = sorted(
-        o["metadata"]["name"]
-        for o in _listed(host, LEASE_API, "Lease", world.system)
-        if (lease := Lease.from_object(o)).holder and not lease.expired(now)
-    )
-    for member in world.testbed.members:
-        api, found = admin(member.name), {}
-        with contextlib.suppress(ClusterError):  # a member that is down has no state to read
-            for version, kind in MEMBER_KINDS:
-                for o in _listed(api, version, kind, world.namespace, selector):
-                    found[f"{kind}/{o['metadata']['name']}"] = _object(o)
-            for m in member_manifests(world.federation):
-                meta = m["metadata"]
-                with contextlib.suppress(ResourceNotFound):
-                    live = get(api, m["apiVersion"], m["kind"], meta["name"], meta.get("namespace"))
-                    if not live["metadata"].get("deletionTimestamp"):  # going: as good as gone
-                        found[f"{m['kind']}/{meta['name']}"] = "present"
-            tokens = k8s.CoreV1Api(api).list_namespaced_secret(
-                names(world.federation).namespace,
-                field_selector="type=kubernetes.io/service-account-token",
-            )
-            found["token-secrets"] = len(tokens.items)
-        state["members"][member.name] = found
-    state["data"] = _data(world)
-    state["blocks"] = _blocks(world)
-    state["dns"] = _answers(world, host)
-    return _neutral(state, world)
-
-
-def _elsewhere(record: str, world: World) -> bool:
-    """Whether an operation record is about a workload of another case's namespace (a
-    migration's is named for its namespace; a failover's is the federation's own)."""
-    return "crash-" in record and world.namespace not in record
-
-
-def _data(world: World) -> dict[str, Any]:
-    """Every member's claims in the namespace (owners, finalizers) and, for those bound, the
-    sha256 of every file in them: a migration's copy, and its source kept until cleanup."""
-    found: dict[str, Any] = {}
-    for member in world.testbed.members:
-        api, claims = admin(member.name), {}
-        with contextlib.suppress(ClusterError):
-            for o in _listed(api, "v1", "PersistentVolumeClaim", world.namespace):
-                claims[o["metadata"]["name"]] = _object(o)
-            for workload in {n.rsplit("-", 1)[0].split("-", 1)[1] for n in claims}:
-                for claim, root in claim_directories(api, world.namespace, workload).items():
-                    claims[claim]["files"] = digests(root)
-        if claims:
-            found[member.name] = claims
-    return _labelled(found)
-
-
-def _labelled(data: dict[str, Any]) -> dict[str, Any]:
-    """File digests named by first appearance (member, claim, path in order): what a case
-    compares is which copies hold the same bytes (a copy its source's, a source unchanged),
-    not the bytes themselves, which a seed draws afresh."""
-    labels: dict[str, str] = {}
-    for member in sorted(data):
-        for claim in sorted(data[member]):
-            files = data[member][claim].get("files")
-            if files is None:
-                continue
-            for path in sorted(files):
-                files[path] = labels.setdefault(files[path], f"content-{len(labels) + 1}")
-    return data
-
-
-def digests(root: Path) -> dict[str, str]:
-    """sha256 of every file under ``root``, by relative path: computed here, not by fleetflow."""
-    return {
-        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(p for p in root.rglob("*") if p.is_file())
-    }
-
-
-def _blocks(world: World) -> dict[str, Any]:
-    try:
-        federation = Federation.load(world.federation)
-    except ValueError:
-        return {"federation": None}
-    found: dict[str, Any] = {"federation": sorted(federation.member_clusters)}
-    for name in federation.member_clusters:
-        try:
-            block = KubeCluster.load(name)
-        except ValueError:
-            found[name] = None
-            continue
-        token = block.token.get_secret_value() if block.token else ""
-        found[name] = {"joined_as": block.joined_as, "token": _works(block) if token else None}
-    return found
-
-
-def _works(block: KubeCluster) -> bool:
-    """Whether the block's token is accepted by its cluster (a rotation must leave one that
-    is): refused as unauthenticated, or only forbidden."""
-    try:
-        k8s.CoreV1Api(api_client(block.credentials())).list_namespace(limit=1)
-    except ClusterUnauthorized:
-        return False
-    except ClusterForbidden:
-        return True
-    return True
-
-
-def _answers(world: World, host: ClusterApiClient) -> dict[str, list[str]]:
-    server = f"127.0.0.1:{world.testbed.dns_ports().dns}"
-    answers = {}
-    for o in _listed(host, API_VERSION, "FederatedDeployment", world.namespace):
-        hostname = ((o.get("spec") or {}).get("dns") or {}).get("hostname")
-        if hostname:
-            answers[hostname] = lookup(f"{hostname}.{world.testbed.dns_zone}", server).targets
-    return answers
-
-
-def ready_totals(world: World) -> dict[str, int]:
-    """Ready replicas of each workload in the namespace, over the members that answer."""
-    return ready_totals_on(world, *(m.name for m in world.testbed.members))
-
-
-def ready_totals_on(world: World, *members: str) -> dict[str, int]:
-    """Ready replicas of each workload in the namespace, over these members (those that answer)."""
-    totals: dict[str, int] = {}
-    for member in members:
-        with contextlib.suppress(ClusterError):
-            for version, kind in MEMBER_KINDS[:2]:
-                for o in _listed(admin(member, 2.0), version, kind, world.namespace):
-                    name = o["metadata"]["name"]
-                    ready = (o.get("status") or {}).get("readyReplicas", 0)
-                    totals[name] = totals.get(name, 0) + ready
-    return totals
-
-
-def floors(world: World) -> dict[str, int]:
-    """Each federated workload's replicas: what must stay Ready while nothing is down."""
-    return {
-        o["metadata"]["name"]: (o.get("spec") or {}).get("replicas", 0)
-        for o in _listed(world.host(), API_VERSION, "FederatedDeployment", world.namespace)
-    }
-
-
 def command_env(point: str | None) -> dict[str, str]:
     env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()))
     env["FLEETFLOW_LEASE_DURATION"] = str(LEASE_SECONDS)
@@ -371,10 +100,7 @@ def command_env(point: str | None) -> dict[str, str]:
 
 
 def run_command(argv: list[str], point: str | None) -> subprocess.CompletedProcess[str]:
-    command = [FLEETFLOW, *argv]
-    return subprocess.run(
-        command, env=command_env(point), capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run(argv, env=command_env(point), capture_output=True, text=True, timeout=600)
 
 
 def leases_lapsed(world: World) -> None:
@@ -384,7 +110,7 @@ def leases_lapsed(world: World) -> None:
         now = datetime.now(UTC)
         return [
             o["metadata"]["name"]
-            for o in _listed(world.host(), LEASE_API, "Lease", world.system)
+            for o in listed(world.host(), LEASE_API, "Lease", world.system)
             if (lease := Lease.from_object(o)).holder and not lease.expired(now)
         ]
 
@@ -428,7 +154,10 @@ def baseline(scenario: Scenario, testbed: TestbedSpec) -> tuple[dict[str, Any], 
         took = time.monotonic() - started
         state = end_state(world, scenario.records)
         scenario.restore(world)
-    return state, points_of([p for p in trace if p.startswith(f"{scenario.procedure}/")]), took
+    # The write points chosen over the whole trace: a nested step's last write decides which
+    # of its writes are cases, whichever are named.
+    own = f"{scenario.procedure}/"
+    return state, [p for p in points_of(trace) if p.startswith(own) or p in scenario.nested], took
 
 
 def crash_case(
@@ -441,7 +170,7 @@ def crash_case(
         scenario.prepare(world)
         floor = floors(world) if scenario.floor else {}
         try:
-            killed = run_command(scenario.command(world), point)
+            killed = run_command(scenario.argv(world), point)
             if killed.returncode != -9:
                 said = (killed.stderr.strip().splitlines() or ["no output"])[-1]
                 why = f"not killed there (exit {killed.returncode}: {said})"
@@ -467,27 +196,41 @@ def overlap_case(scenario: Scenario, testbed: TestbedSpec, expected: dict[str, A
     person): each run finishes or refuses in one line, never both act at once; a user reruns
     it once if neither finished; the end state is an uninterrupted run's."""
     started = time.monotonic()
-    command = [FLEETFLOW]
     with scenario.world(testbed) as world:
         scenario.prepare(world)
         try:
-            argv, env = [*command, *scenario.command(world)], command_env(None)
-            runs = [
-                subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                for _ in range(2)
-            ]
-            outcomes = [(r.wait(timeout=600), r.communicate()[1].decode()) for r in runs]
+            argv, env = scenario.argv(world), command_env(None)
+            # Their output in files, not pipes: a run that logs more than a pipe holds would
+            # wait for a reader that is waiting for the other run.
+            with tempfile.TemporaryFile() as one, tempfile.TemporaryFile() as two:
+                runs = [
+                    subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=out)
+                    for out in (one, two)
+                ]
+                codes = [r.wait(timeout=600) for r in runs]
+                outcomes = [(c, _read(f)) for c, f in zip(codes, (one, two), strict=True)]
+            said = "; ".join(f"exit {c}: {_last(err)[:200]}" for c, err in outcomes)
             if all(code != 0 for code, _ in outcomes) and (failed := rerun(scenario, world)):
-                return Case("two at once", False, time.monotonic() - started, failed)
+                return Case("two at once", False, time.monotonic() - started, f"{failed} ({said})")
             state = end_state(world, scenario.records)
         finally:
             scenario.restore(world)
     why = [
         f"a run exited {code} with no one-line reason: {err.strip()[-300:]}"
         for code, err in outcomes
-        if code != 0 and "error: " not in (err.strip().splitlines() or [""])[-1]
+        if code != 0 and "error: " not in _last(err)
     ]
-    return _verdict("two at once", started, why, expected, state)
+    case = _verdict("two at once", started, why, expected, state)
+    return case if case.passed else Case(case.point, False, case.seconds, f"{case.why} ({said})")
+
+
+def _read(file: IO[bytes]) -> str:
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
+def _last(output: str) -> str:
+    return (output.strip().splitlines() or [""])[-1]
 
 
 def restart_case(
@@ -507,7 +250,6 @@ def restart_case(
     uninterrupted run's. ``stopped`` says what is wrong with what a run that stopped left
     (before the rerun), or None."""
     started = time.monotonic()
-    command = [FLEETFLOW]
     left: str | None = None
     with scenario.world(testbed) as world:
         scenario.prepare(world)
@@ -517,7 +259,7 @@ def restart_case(
             if api_url is not None:
                 env["PREFECT_API_URL"] = api_url
             run = subprocess.Popen(
-                [*command, *scenario.command(world)],
+                scenario.argv(world),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -636,9 +378,7 @@ def nothing_after_the_lease(world: World) -> str | None:
         return f"steps recorded after the lease was lost: {steps}"
     if ready_totals_on(world, region.name).get("web", 0) == 0:
         return f"{region.name} drained"
-    if region.ingress_address not in _answers(world, world.host()).get(
-        f"web-{world.namespace}", []
-    ):
+    if region.ingress_address not in answers(world, world.host()).get(f"web-{world.namespace}", []):
         return f"traffic moved off {region.name}"
     return None
 
@@ -671,340 +411,3 @@ def _difference(expected: Any, got: Any, at: str = "") -> str:
             if expected.get(key) != got.get(key):
                 return _difference(expected.get(key), got.get(key), f"{at}/{key}")
     return f"{at or '/'}: expected {expected!r}, got {got!r}"
-
-
-@contextlib.contextmanager
-def namespace_in(testbed: TestbedSpec, federation: str) -> Iterator[World]:
-    """A namespace of its own in the host, in a federation that outlives it; deleted after."""
-    name = f"crash-{uuid.uuid4().hex[:6]}"
-    k8s.CoreV1Api(admin(testbed.host)).create_namespace({"metadata": {"name": name}})
-    try:
-        yield World(testbed, federation, name)
-    finally:
-        delete_namespace(testbed, name)
-
-
-def shared(federation: str) -> Callable[[TestbedSpec], contextlib.AbstractContextManager[World]]:
-    """Cases in one federation (set up with DNS), each in a namespace of its own."""
-    return lambda testbed: namespace_in(testbed, federation)
-
-
-def own(
-    *, bootstrap: bool = True, join: bool = False, dns: bool = False
-) -> Callable[[TestbedSpec], contextlib.AbstractContextManager[World]]:
-    """Cases each in a federation of its own (for procedures that change the federation)."""
-
-    @contextlib.contextmanager
-    def world(testbed: TestbedSpec) -> Iterator[World]:
-        with a_federation(testbed, join=join, bootstrap=bootstrap, dns=dns, prefix="c") as name:
-            if bootstrap:
-                with namespace_in(testbed, name) as made:
-                    yield made
-            else:
-                yield World(testbed, name, f"{name}-none")
-
-    return world
-
-
-# The scenarios. Members: a and b in one region, c alone in the other (the test bed's layout).
-
-
-def _members(world: World) -> tuple[str, str, str]:
-    a, b, c = (m.name for m in world.testbed.members)
-    return a, b, c
-
-
-def _region(world: World) -> str:
-    return world.testbed.members[-1].region
-
-
-def _web(world: World, replicas: int = 6, clusters: list[str] | None = None) -> None:
-    from fleetflow.kube import apply
-    from fleetflow.testbed.demo import federated_deployment
-
-    manifest = federated_deployment(
-        world.federation, "web", world.namespace, replicas, hostname=f"web-{world.namespace}"
-    )
-    if clusters is not None:
-        manifest["spec"]["placement"] = {"clusters": clusters}
-    apply(world.host(), manifest)
-
-
-def _rebalanced(world: World) -> None:
-    from fleetflow.flows.rebalance import rebalance_replicas
-    from fleetflow.models import RebalanceRequest
-
-    rebalance_replicas(RebalanceRequest(federation=world.federation, namespace=world.namespace))
-
-
-def _placed(world: World) -> None:
-    _web(world)
-    _rebalanced(world)
-
-
-def _moved(world: World) -> None:
-    """web over the three members, then asked to leave c: the rebalance scales a and b up,
-    moves DNS off c, then empties c."""
-    _placed(world)
-    a, b, _ = _members(world)
-    _web(world, clusters=[a, b])
-
-
-def _failed_over(world: World) -> None:
-    from fleetflow.flows.failover import regional_failover
-    from fleetflow.models import FailoverRequest
-
-    regional_failover(FailoverRequest(federation=world.federation, region=_region(world)))
-
-
-def _failed_back(world: World) -> None:
-    from fleetflow.flows.failover import regional_failback
-    from fleetflow.models import FailbackRequest
-
-    regional_failback(FailbackRequest(federation=world.federation, region=_region(world)))
-
-
-def _placed_and_failed_over(world: World) -> None:
-    _placed(world)
-    _failed_over(world)
-
-
-def _taint(world: World, add: bool) -> None:
-    from fleetflow.flows.taint import taint_member
-    from fleetflow.models import TaintRequest
-
-    request = TaintRequest(
-        federation=world.federation,
-        member=_members(world)[2],
-        add=["crash=yes:NoSchedule"] if add else [],
-        remove=[] if add else ["crash"],
-    )
-    taint_member(request)
-
-
-def _join_request(world: World) -> Any:
-    from fleetflow.models import JoinRequest
-
-    member = world.testbed.members[-1]
-    return JoinRequest(
-        federation=world.federation,
-        member=member.name,
-        admin_block=member.name,
-        region=member.region,
-        ingress_address=member.ingress_address,
-    )
-
-
-def _joined(world: World) -> None:
-    from fleetflow.flows.join import join_cluster
-
-    join_cluster(_join_request(world))
-
-
-def _bootstrapped(world: World) -> None:
-    from fleetflow.flows.bootstrap import bootstrap_control_plane
-    from fleetflow.models import BootstrapRequest
-
-    bootstrap_control_plane(
-        BootstrapRequest(
-            federation=world.federation, host_cluster=world.testbed.host, namespace=world.system
-        )
-    )
-
-
-def _unjoined(world: World) -> None:
-    from fleetflow.flows.unjoin import unjoin_cluster
-    from fleetflow.models import UnjoinRequest
-
-    c = _members(world)[2]
-    request = UnjoinRequest(
-        federation=world.federation, member=c, admin_block=c, keep_workloads=False
-    )
-    unjoin_cluster(request)
-
-
-def _rotated(world: World) -> None:
-    from fleetflow.flows.rotate import rotate_credentials
-    from fleetflow.models import RotateRequest
-
-    rotate_credentials(RotateRequest(federation=world.federation, member=_members(world)[0]))
-
-
-def _nothing(world: World) -> None:
-    pass
-
-
-def _stateful(world: World) -> None:
-    """db, a StatefulSet with two volumes of data, running on a (us-east): to move to c."""
-    from fleetflow.kube import apply
-    from fleetflow.testbed.demo import federated_statefulset
-
-    a = _members(world)[0]
-    fd = federated_statefulset(world.federation, "db", world.namespace, a, volumes=("data", "logs"))
-    apply(world.host(), fd)
-    _rebalanced(world)
-    dirs = poll_until(
-        lambda: claim_directories(admin(a), world.namespace, "db"),
-        lambda d: len(d) == 2,
-        timeout=60,
-        waiting_for="db's claims bound on its member",
-    )
-    seed(dirs, small=200, small_size=4096, large_mb=4)
-
-
-def _db(world: World) -> list[str]:
-    """The options that name db, for the migration's commands."""
-    return ["--federation", world.federation, "--namespace", world.namespace, "--name", "db"]
-
-
-def _migrate_request(world: World) -> Any:
-    from fleetflow.models import MigrateRequest
-
-    return MigrateRequest(
-        federation=world.federation, namespace=world.namespace, name="db", target=_members(world)[2]
-    )
-
-
-def _migrated(world: World) -> None:
-    from fleetflow.flows.migrate import migrate_workload
-
-    migrate_workload(_migrate_request(world))
-
-
-def _stateful_migrated(world: World) -> None:
-    _stateful(world)
-    _migrated(world)
-
-
-def _cleaned(world: World) -> None:
-    from fleetflow.flows.migrate import cleanup_migration
-    from fleetflow.models import CleanupRequest
-
-    cleanup_migration(
-        CleanupRequest(federation=world.federation, namespace=world.namespace, name="db")
-    )
-
-
-def scenarios(federation: str) -> dict[str, Scenario]:
-    """Every procedure's scenario; those of ``shared`` worlds use ``federation`` (joined, with
-    DNS), one federation per scenario is best (a failover's record is the federation's)."""
-    return {
-        "rebalance": Scenario(
-            "rebalance",
-            shared(federation),
-            _moved,
-            lambda w: ["rebalance", "--federation", w.federation, "--namespace", w.namespace],
-            _rebalanced,
-        ),
-        "failover": Scenario(
-            "failover",
-            shared(federation),
-            _placed,
-            lambda w: ["failover", "--federation", w.federation, "--region", _region(w)],
-            _failed_over,
-            restore=_failed_back,
-            records=("failover-",),
-        ),
-        "failback": Scenario(
-            "failback",
-            shared(federation),
-            _placed_and_failed_over,
-            lambda w: ["failback", "--federation", w.federation, "--region", _region(w)],
-            _failed_back,
-            records=("failover-",),
-        ),
-        "taint": Scenario(
-            "taint",
-            shared(federation),
-            _nothing,
-            lambda w: [
-                "taint",
-                "--federation",
-                w.federation,
-                "--member",
-                _members(w)[2],
-                "--add",
-                "crash=yes:NoSchedule",
-            ],
-            lambda w: _taint(w, add=True),
-            restore=lambda w: _taint(w, add=False),
-        ),
-        "rotate": Scenario(
-            "rotate",
-            shared(federation),
-            _nothing,
-            lambda w: ["rotate", "--federation", w.federation, "--member", _members(w)[0]],
-            _rotated,
-        ),
-        "migrate": Scenario(
-            "migrate",
-            shared(federation),
-            _stateful,
-            lambda w: ["migrate", *_db(w), "--target", _members(w)[2]],
-            _migrated,
-            floor=False,  # a migration stops the workload for its final sync, on purpose
-            records=("migrate-",),
-        ),
-        "migrate-cleanup": Scenario(
-            "migrate-cleanup",
-            shared(federation),
-            _stateful_migrated,
-            lambda w: ["migrate-cleanup", *_db(w)],
-            _cleaned,
-            records=("migrate-",),
-        ),
-        "join": Scenario(
-            "join",
-            own(),
-            _nothing,
-            lambda w: [
-                "join",
-                "--federation",
-                w.federation,
-                "--member",
-                w.testbed.members[-1].name,
-                "--admin-block",
-                w.testbed.members[-1].name,
-                "--region",
-                w.testbed.members[-1].region,
-                "--ingress-address",
-                w.testbed.members[-1].ingress_address,
-            ],
-            _joined,
-            fleet=False,
-        ),
-        "bootstrap": Scenario(
-            "bootstrap",
-            own(bootstrap=False),
-            _nothing,
-            lambda w: [
-                "bootstrap",
-                "--federation",
-                w.federation,
-                "--host-cluster",
-                w.testbed.host,
-                "--namespace",
-                w.system,
-            ],
-            _bootstrapped,
-            fleet=False,
-        ),
-        "unjoin": Scenario(
-            "unjoin",
-            own(dns=True),
-            _placed,
-            lambda w: [
-                "unjoin",
-                "--federation",
-                w.federation,
-                "--member",
-                _members(w)[2],
-                "--admin-block",
-                _members(w)[2],
-                "--remove-workloads",
-            ],
-            _unjoined,
-            fleet=False,
-            records=("failover-",),
-        ),
-    }

@@ -1,8 +1,9 @@
 """Killed anywhere, a procedure converges: a sample of the crash matrix (``crashes.py``), each
 procedure's riskiest points chosen by name, the host's apiserver restarted under a rebalance,
-and two rotations at once. ``bench/bench_crash_matrix.py`` runs every point, two at once for
-each procedure, and (``--restarts``) the Prefect server restarted under a failover and a
-migration on SQLite and PostgreSQL, and the host away for longer than a failover's lease."""
+two rotations at once, and a drill killed with its region down. ``bench/bench_crash_matrix.py``
+runs every point, two at once for each procedure, and (``--restarts``) the Prefect server
+restarted under a failover and a migration on SQLite and PostgreSQL, and the host away for
+longer than a failover's lease."""
 
 from __future__ import annotations
 
@@ -11,16 +12,21 @@ from typing import Any
 
 import pytest
 
+from fleetflow.controlplane import API_VERSION
+from fleetflow.testbed import bed
 from fleetflow.testbed.spec import TestbedSpec
 from tests.integration.conftest import a_federation
+from tests.integration.crash_scenarios import scenarios
+from tests.integration.crash_state import end_state, listed
 from tests.integration.crashes import (
     Case,
     baseline,
     crash_case,
+    leases_lapsed,
     overlap_case,
     restart_case,
     restart_host,
-    scenarios,
+    run_command,
 )
 
 pytestmark = pytest.mark.integration
@@ -107,3 +113,39 @@ def test_two_rotations_of_one_member_at_once_leave_it_one_working_token(
     state, _ = expected("rotate", fleet, testbed)
     case = overlap_case(scenarios(fleet)["rotate"], testbed, state)
     assert case.passed, "\n" + _table([case])
+
+
+def test_a_drill_killed_with_its_region_down_and_failed_over_is_brought_back_by_the_next(
+    fleet: str, testbed: TestbedSpec
+) -> None:
+    """A drill whose worker died once its region was stopped and failed over left its record
+    Running for ever, the region's clusters stopped and the region fenced. The next drill
+    starts the clusters, fails the region back, closes the record with what it found, and then
+    drills; the federation ends as the killed drill found it (what a drill promises). Its
+    baseline is the start itself: a drill leaves the federation as it found it."""
+    scenario = scenarios(fleet)["drill"]
+    c = testbed.members[-1].name
+    with scenario.world(testbed) as world:
+        try:
+            scenario.prepare(world)
+            before = end_state(world)
+            killed = run_command(scenario.argv(world), "drill/failed-over:after")
+            assert killed.returncode == -9, killed.stderr[-2000:]
+            assert not bed.whole(c)  # the kill left the fault: the region's cluster stopped
+            leases_lapsed(world)
+            scenario.rerun(world)  # a new drill, as a user starts one: it passes
+            assert end_state(world) == before
+            records = {
+                o["metadata"]["name"]: o["status"]
+                for o in listed(world.host(), API_VERSION, "FederationOperation", world.system)
+                if o["metadata"]["name"].startswith("drill-")
+            }
+            phases = sorted(s["phase"] for s in records.values())
+            assert phases == ["Failed", "Succeeded"], records
+            closed = next(s for s in records.values() if s["phase"] == "Failed")
+            said = closed["steps"][-1]["message"]
+            assert said.startswith("abandoned: its run "), said
+            assert "stopped after detected" in said, said
+            assert f"started {c} and failed the region back" in said, said
+        finally:
+            scenario.restore(world)

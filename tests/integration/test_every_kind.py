@@ -370,7 +370,8 @@ def test_unjoin_moves_the_members_replicas_away_before_it_deletes_them(world: Wo
     # web's weights name b: gone, a rebalance would refuse web's placement. Said first.
     with pytest.raises(MembershipError, match=rf"{world.namespace}/web \(weights\) names it"):
         unjoin_cluster(request)
-    assert ready(world.testbed, world.namespace) == before
+    # search's HPAs may scale it meanwhile (seen: 2 to 1 on one member): held to its bounds.
+    assert comparable(ready(world.testbed, world.namespace)) == comparable(before)
     members = [m.name for m in world.testbed.members]
     samples = demo_workloads(members, world.federation, world.namespace, f"-{world.namespace}")
     web = next(w for w in samples if w["metadata"]["name"] == "web")

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import load_federation
-from fleetflow.cli.stack import federate_testbed
 from fleetflow.controlplane import API_VERSION
 from fleetflow.drill import DrillMode
 from fleetflow.errors import (
@@ -68,18 +67,18 @@ from fleetflow.tasks.traffic import set_fenced
 from fleetflow.testbed import bed
 from fleetflow.testbed.demo import federated_deployment, federated_object, federated_statefulset
 from fleetflow.testbed.spec import TestbedSpec
-from tests.integration.conftest import client_for, fleetflow, is_host, quiet
+from tests.integration.conftest import a_federation, client_for, fleetflow, is_host, quiet
 from tests.integration.manifests import config_map
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def fleet(federation: str, testbed: TestbedSpec) -> str:
-    """The federation with the test bed's DNS server, its members joined with their regions
-    and ingress addresses."""
-    federate_testbed(testbed, federation, namespace=f"{federation}-system")
-    return federation
+def fleet(admin_blocks: list[str], testbed: TestbedSpec) -> Iterator[str]:
+    """A federation of its own with the test bed's DNS server, its members joined with their
+    regions and ingress addresses (bootstrapped once: with its DNS server from the start)."""
+    with a_federation(testbed, join=True, dns=True) as name:
+        yield name
 
 
 def dns_server(testbed: TestbedSpec) -> str:

@@ -108,3 +108,29 @@ def test_prefects_exit_note_stays_off_the_terminal_and_its_other_warnings_do_not
     assert [r.getMessage() for r in caplog.records] == [
         "Service 'EventsWorker' queue is full (5 items), dropping item"
     ]
+
+
+def test_the_error_line_starts_a_line_of_its_own_after_prefects_unfinished_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the Prefect API gone, Prefect's log worker writes why it could not send the logs
+    with no newline after it; the command's error line was glued to it."""
+    import sys
+
+    from fleetflow.cli.console import LineTracking, error, track_lines
+
+    monkeypatch.setattr(sys, "stderr", sys.stderr)  # put back whatever track_lines wraps
+    track_lines()
+    track_lines()  # once
+    assert isinstance(sys.stderr, LineTracking)
+    assert not isinstance(sys.stderr.stream, LineTracking)
+    error("first")  # after nothing: no blank line before it
+    sys.stderr.write("--- Error logging to API ---\n")
+    sys.stderr.write("All connection attempts failed")
+    error("the Prefect API did not answer")
+    assert capsys.readouterr().err.splitlines() == [
+        "error: first",
+        "--- Error logging to API ---",
+        "All connection attempts failed",
+        "error: the Prefect API did not answer",
+    ]

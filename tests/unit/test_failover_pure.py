@@ -15,6 +15,8 @@ from fleetflow.drill import (
     Mark,
     Sample,
     Targets,
+    Verdict,
+    abandoned,
     answers_missing,
     drill_marks,
     drill_phases,
@@ -442,3 +444,63 @@ def test_a_drills_timeline_is_read_from_its_phases() -> None:
     assert with_failover[Mark.SURVIVORS_READY] == ready
     fenced = drill_marks(NOW, {"fault-injected": NOW})
     assert fenced[Mark.FAILOVER] == NOW and Mark.DETECTED not in fenced
+
+
+def _drill_record(name: str, region: str, start: datetime, *steps: str) -> Operation:
+    op = started(
+        Operation(
+            name=name,
+            namespace="fed-system",
+            procedure="drill",
+            federation="fed",
+            parameters={"region": region, "mode": "stop-clusters"},
+        ),
+        start,
+        f"{name}-run",
+    )
+    for i, step in enumerate(steps, start=1):
+        op = step_done(op, step, start + timedelta(seconds=i))
+    return op
+
+
+def _failover_record(region: str, start: datetime) -> Operation:
+    op = Operation(
+        name=f"failover-{region}", namespace="fed-system", procedure="failover", federation="fed"
+    )
+    return started(op, start, "run")
+
+
+def test_a_drill_whose_run_died_is_found_and_what_it_left_said() -> None:
+    # Killed after its failover began: its region is to be failed back, its record closed.
+    died = _drill_record("drill-eu-dead", "eu", NOW, "fault-injected", "detected")
+    # Killed before it failed anything over: the failover record is an older drill's.
+    early = _drill_record("drill-us-early", "us", NOW, "fault-injected")
+    # Finished, failed on its own, or this run's own record (a retried run resumes it).
+    done = finished(_drill_record("drill-eu-done", "eu", NOW), Phase.SUCCEEDED, NOW)
+    failed = finished(_drill_record("drill-eu-failed", "eu", NOW), Phase.FAILED, NOW, "why")
+    own = _drill_record("drill-eu-mine", "eu", NOW)
+    back = _drill_record("drill-eu-back", "eu", NOW, "failed-over", "healed", "failed-back")
+    failovers = {
+        "eu": _failover_record("eu", NOW + timedelta(seconds=3)),
+        "us": _failover_record("us", NOW - timedelta(hours=1)),
+    }
+    found = abandoned([died, early, done, failed, own, back], "drill-eu-mine", failovers)
+    by_name = {a.record.name: a for a in found}
+    assert sorted(by_name) == ["drill-eu-back", "drill-eu-dead", "drill-us-early"]
+    assert by_name["drill-eu-dead"].fail_back
+    assert not by_name["drill-us-early"].fail_back  # its failover is not its own
+    assert not by_name["drill-eu-back"].fail_back  # it failed back before it died
+    assert by_name["drill-eu-dead"].mode is DrillMode.STOP_CLUSTERS
+    # No failover record at all: nothing to fail back.
+    assert not abandoned([died], "x", {"eu": None})[0].fail_back
+    dead = by_name["drill-eu-dead"]
+    dead.healed = ["eu1"]
+    said = dead.closing("abcd1234")
+    assert said.startswith("abandoned: its run drill-eu-dead-run stopped after detected")
+    assert "drill run abcd1234 started eu1 and failed the region back" in said
+    # The next drill's verdict says what it brought back before its own fault.
+    verdict = Verdict(region="eu", mode=DrillMode.FENCE, brought_back=[f"drill-eu-dead {said}"])
+    assert verdict.markdown().endswith(f"a drill whose run died: drill-eu-dead {said}")
+    fresh = abandoned([_drill_record("drill-us-0", "us", NOW)], "x", {})[0]
+    assert "stopped before its first phase" in fresh.closing("r")
+    assert fresh.closing("r").endswith("found nothing to bring back")

@@ -294,6 +294,10 @@ def test_unjoin_needs_a_member_and_force_when_unreachable() -> None:
     down = {**known, "unreachable": "connection refused"}
     assert "Rerun with force" in (unjoin_problem("m1", "prod", registered=True, **down) or "")
     assert unjoin_problem("m1", "prod", registered=True, **{**down, "force": True}) is None
+    # Its token refused (an unjoin that stopped after revoking it): said so, and how to finish.
+    revoked = unjoin_problem("m1", "prod", registered=True, refused=True, **down) or ""
+    assert "an unjoin that stopped after revoking its tokens" in revoked
+    assert "Rerun with force" in revoked and "admin_block" in revoked
     # An unjoin killed after deregistering the member and deleting its block (crash point
     # unjoin/forgotten:write@1): only the federation's list names it. The rerun finishes that,
     # with no member left to reach and no force asked for.
