@@ -13,7 +13,8 @@ scenario left. The points come from the uninterrupted run itself (``failpoints.t
 before its last.
 
 ``tests/integration/test_crash_matrix.py`` runs a sample of the riskiest points;
-``bench/bench_crash_matrix.py`` runs them all and prints the table.
+``bench/bench_crash_matrix.py`` runs them all and prints the table. The scenarios are in
+``crash_scenarios.py``, what an end state holds in ``crash_state.py``; the cases are run here.
 """
 
 from __future__ import annotations
@@ -35,10 +36,7 @@ from prefect.settings import PREFECT_API_URL
 from fleetflow import failpoints
 from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.controlplane import API_VERSION
-from fleetflow.errors import (
-    FleetflowError,
-    InvalidRequest,
-)
+from fleetflow.errors import FleetflowError, InvalidRequest
 from fleetflow.kube import get
 from fleetflow.lease import LEASE_API, Lease
 from fleetflow.polling import poll_until
