@@ -195,7 +195,7 @@ def add_commands(sub: Subparsers) -> None:
         "fault",
         help="inject a fault into one cluster",
         description="stop-cluster: stop all its processes; start-cluster: start "
-        "it again whole (heals every fault; a whole one is left running); kill-apiserver: "
+        "it again whole (heals every fault); kill-apiserver: "
         "SIGKILL its kube-apiserver only; stop-kwok: stop its kwok controller so its nodes "
         "turn NotReady in about 20 s.",
     )

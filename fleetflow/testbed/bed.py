@@ -594,9 +594,7 @@ def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:
     if kind is Fault.STOP_CLUSTER:
         _kwokctl("--name", cluster, "stop", "cluster")
     elif kind is Fault.START_CLUSTER:
-        # A whole cluster is left running: a restart would cost seconds and heal nothing.
-        if not _whole(spec, cluster, processes()):
-            _restart(cluster)
+        _restart(cluster)
         _wait_ready(spec, [cluster])
     elif kind is Fault.KILL_APISERVER:
         _kill(cluster, "kube-apiserver")
