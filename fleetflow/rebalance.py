@@ -196,6 +196,12 @@ def plan_workload(
     placeable = {c.name for c in candidates if c.healthy and not c.fenced}
     plan.replicas = limit_moves(current, result.replicas, placeable, max_moves)
     plan.reasons = dict(result.reasons)
+    for name in placeable:
+        if not members[name].reachable:
+            plan.reasons[name] = (
+                f"not answering: keeps the {current.get(name, 0)} it ran when last seen, "
+                "gains none until it answers"
+            )
     for name, count in plan.replicas.items():
         if count != result.replicas[name]:
             plan.reasons[name] = f"{plan.reasons[name]} (moving: max_moves reached)"
@@ -244,12 +250,19 @@ def _candidates(
         capacity = None
         if (capped or placement.mode == "Capacity") and view.free is not None:
             capacity = replicas_that_fit(view.free, per_replica) + current.get(name, 0)
+        low, high = placement.min.get(name, 0), placement.max.get(name)
+        if not view.reachable:
+            # Make-before-break: replicas given to a member this run cannot write would be
+            # taken from the others at once and started nowhere. It keeps what it ran when
+            # last seen (its health decides when those move) and gains nothing until it answers.
+            held = current.get(name, 0)
+            low, high = min(low, held), held if high is None else min(high, held)
         candidates.append(
             Candidate(
                 name=name,
                 weight=placement.weights.get(name, 0 if placement.weights else 1),
-                min=placement.min.get(name, 0),
-                max=placement.max.get(name),
+                min=low,
+                max=high,
                 capacity=capacity,
                 healthy=view.health.placeable,
                 fenced=view.fenced,

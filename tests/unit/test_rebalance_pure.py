@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fleetflow.errors import PlacementError
-from fleetflow.federated import ANNOTATION_HASH, FederatedDeployment, member_deployment
+from fleetflow.federated import (
+    ANNOTATION_HASH,
+    ClusterPlacement,
+    FederatedDeployment,
+    member_deployment,
+)
 from fleetflow.health import Health, HealthState
 from fleetflow.patches import merge_patch
 from fleetflow.rebalance import MemberView, Observed, limit_moves, plan_workload, select
@@ -131,3 +136,50 @@ def test_merge_patch_follows_rfc_7386() -> None:
         "b": {"d": 3, "e": 4},
         "f": [1],
     }
+
+
+def last_seen(workload: FederatedDeployment, desired: dict[str, int]) -> FederatedDeployment:
+    """The workload as a run recorded it: each member's desired count."""
+    clusters = [ClusterPlacement(name=m, desired=n) for m, n in sorted(desired.items())]
+    status = workload.status.model_copy(update={"clusters": clusters})
+    return workload.model_copy(update={"status": status})
+
+
+def test_a_member_that_does_not_answer_gains_no_replicas_so_the_others_keep_theirs() -> None:
+    # Seen on make up: a region recovered, went down again within the Suspect window, and the
+    # rebalance the recovery started gave it its share back: the survivors were scaled down at
+    # once while the replicas meant for it were never started.
+    view = members(eu=Health.SUSPECT)
+    view["eu"].reachable = False
+    for name, n in {"us": 3, "us2": 3}.items():
+        view[name].deployments["shop/web"] = Observed(replicas=n, ready=n)
+    plan = plan_workload(fd(), view)
+    assert plan.replicas == {"eu": 0, "us": 3, "us2": 3}
+    assert plan.reasons["eu"].startswith("not answering: keeps the 0 it ran when last seen")
+    # What it ran when last seen it keeps (Suspect): its health decides when those move.
+    view["us"].deployments["shop/web"] = Observed(replicas=2, ready=2)
+    view["us2"].deployments["shop/web"] = Observed(replicas=2, ready=2)
+    assert plan_workload(last_seen(fd(), {"eu": 2}), view).replicas == {"eu": 2, "us": 2, "us2": 2}
+
+
+@given(
+    st.dictionaries(st.sampled_from(["us", "us2", "eu"]), st.integers(0, 6)),
+    st.dictionaries(st.sampled_from(["us", "us2", "eu"]), st.sampled_from(list(Health))),
+    st.sets(st.sampled_from(["us", "us2", "eu"])),
+    st.integers(1, 12),
+)
+def test_a_member_that_does_not_answer_never_gains_replicas(
+    running: dict[str, int], health: dict[str, Health], silent: set[str], total: int
+) -> None:
+    view = members(**health)
+    workload = last_seen(fd(total), {m: n for m, n in running.items() if m in silent})
+    for name, n in running.items():
+        if name in silent:
+            view[name].reachable = False
+        else:
+            view[name].deployments["shop/web"] = Observed(replicas=n, ready=n)
+    for name in silent:
+        view[name].reachable = False
+    plan = plan_workload(workload, view)
+    for name in silent:
+        assert plan.replicas.get(name, 0) <= running.get(name, 0)
