@@ -130,7 +130,7 @@ def chromium(profile: Path, blocked: list[str]) -> Iterator[BrowserContext]:
     """A headless Chromium with a fresh profile in ``profile``. Requests that leave the machine
     (the UI asks a product-analytics service for its configuration) are refused at once and
     listed in ``blocked``: no step may wait on the internet."""
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import Route, expect, sync_playwright
 
     def refuse(route: Route) -> None:
         blocked.append(route.request.url)
@@ -146,6 +146,9 @@ def chromium(profile: Path, blocked: list[str]) -> Iterator[BrowserContext]:
         )
         try:
             context.set_default_timeout(STEP_MS)
+            # Assertions wait as long as actions: Playwright's own 5 s was too short for the
+            # deployments table to show each row's flow under a loaded suite (seen).
+            expect.set_options(timeout=STEP_MS)
             context.route(re.compile(r"^(?!https?://127\.0\.0\.1[:/])"), refuse)
             yield context
         finally:

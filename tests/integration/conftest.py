@@ -28,7 +28,7 @@ from fleetflow.errors import ClusterError, ResourceConflict, ResourceNotFound, T
 from fleetflow.kube import ClusterApiClient, api_client, apply, delete, list_objects
 from fleetflow.polling import poll_until
 from fleetflow.settings import settings
-from fleetflow.stack import Database, Stack, deploy, ensure_work_pool, stop
+from fleetflow.stack import Database, Stack, deploy, ensure_work_pool, recording, stop
 from fleetflow.testbed import bed, build, memory
 from fleetflow.testbed.postgres import postgres
 from fleetflow.testbed.spec import TestbedSpec
@@ -104,6 +104,8 @@ def prefect_server(_bed_starting: Future[TestbedSpec]) -> Iterator[None]:
 
     # The server phones home unless told not to; this machine has no internet to phone.
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    for name, value in recording().items():  # as `fleetflow up`'s server records task runs
+        os.environ.setdefault(name, value)
     with (
         postgres(settings().test_base_port + POSTGRES_PORT_OFFSET) as pg,
         temporary_database_interface(),

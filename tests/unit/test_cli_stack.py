@@ -10,7 +10,7 @@ import pytest
 from prefect.settings import Settings as PrefectSettings
 
 from fleetflow import cli
-from fleetflow.stack import Database, Stack, mask, retention
+from fleetflow.stack import Database, Stack, mask, recording, retention
 
 
 def test_the_stack_runs_with_info_logs_whatever_the_callers_level(
@@ -207,6 +207,21 @@ def test_the_server_keeps_events_and_finished_runs_for_a_bounded_time(
     assert server_reads(Stack.local(4321).server_env())[:2] == (timedelta(hours=12), timedelta(2))
     monkeypatch.setenv("PREFECT_SERVER_EVENTS_RETENTION_PERIOD", "PT1H")  # Prefect's own wins
     assert server_reads(Stack.local(4321).server_env())[0] == timedelta(hours=1)
+
+
+def test_the_server_records_task_runs_in_batches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Read back by Prefect's own settings: a misspelt name would be ignored without a word."""
+    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
+    for name in recording():
+        monkeypatch.delenv(name, raising=False)
+    assert not set(recording()) & set(Stack.local(4321).env())  # the server's alone
+    env = Stack.local(4321).server_env()
+    for name in recording():
+        monkeypatch.setenv(name, env[name])
+    recorder = PrefectSettings().server.services.task_run_recorder
+    assert (recorder.batch_size, recorder.read_batch_size, recorder.flush_interval) == (100, 100, 1)
 
 
 def test_the_worker_polls_for_runs_every_two_seconds_unless_told(
