@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from prefect.settings import Settings as PrefectSettings
+from prefect.settings.models.server.root import ServerSettings
 
 from fleetflow import cli
 from fleetflow.stack import Database, Stack, mask, recording, retention
@@ -178,19 +180,31 @@ def test_a_url_is_printed_without_its_password(url: str, masked: str) -> None:
     assert mask(url) == masked
 
 
+def _unset(monkeypatch: pytest.MonkeyPatch, home: Path, names: Iterable[str]) -> None:
+    """A stack home of its own, and none of these Prefect variables set by the caller."""
+    monkeypatch.setenv("FLEETFLOW_HOME", str(home))
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+
+
+def _read_back(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], names: Iterable[str]
+) -> ServerSettings:
+    """The server's settings as Prefect reads these variables of ``env`` at start."""
+    with monkeypatch.context() as scope:
+        for name in names:
+            scope.setenv(name, env[name])
+        return PrefectSettings().server
+
+
 def test_the_server_keeps_events_and_finished_runs_for_a_bounded_time(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Read back by Prefect's own settings, as the server reads them at start."""
-    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
-    for name in retention():
-        monkeypatch.delenv(name, raising=False)
+    _unset(monkeypatch, tmp_path, retention())
 
     def server_reads(env: dict[str, str]) -> tuple[timedelta, timedelta, set[str]]:
-        with monkeypatch.context() as scope:
-            for name in retention():
-                scope.setenv(name, env[name])
-            server = PrefectSettings().server
+        server = _read_back(monkeypatch, env, retention())
         vacuum = server.services.db_vacuum
         return server.events.retention_period, vacuum.retention_period, vacuum.enabled_vacuum_types
 
@@ -213,14 +227,10 @@ def test_the_server_records_task_runs_in_batches(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """Read back by Prefect's own settings: a misspelt name would be ignored without a word."""
-    monkeypatch.setenv("FLEETFLOW_HOME", str(tmp_path))
-    for name in recording():
-        monkeypatch.delenv(name, raising=False)
+    _unset(monkeypatch, tmp_path, recording())
     assert not set(recording()) & set(Stack.local(4321).env())  # the server's alone
-    env = Stack.local(4321).server_env()
-    for name in recording():
-        monkeypatch.setenv(name, env[name])
-    recorder = PrefectSettings().server.services.task_run_recorder
+    server = _read_back(monkeypatch, Stack.local(4321).server_env(), recording())
+    recorder = server.services.task_run_recorder
     assert (recorder.batch_size, recorder.read_batch_size, recorder.flush_interval) == (100, 100, 1)
 
 
