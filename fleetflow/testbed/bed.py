@@ -35,6 +35,7 @@ from fleetflow.rsync import resolved
 from fleetflow.settings import settings
 from fleetflow.testbed import build, dns, memory, metrics
 from fleetflow.testbed.spec import (
+    GO_RUNTIME,
     HOSTPATH_ROOT,
     NODE_ADDRESSES,
     MetricsServer,
@@ -78,6 +79,7 @@ def _kwokctl(
 ) -> subprocess.CompletedProcess[str]:
     env = dict(
         os.environ,
+        **GO_RUNTIME,  # kwokctl passes its environment to the clusters' processes
         KWOK_WORKDIR=str(testbed_dir() / "kwok"),
         KWOK_KUBECTL_BINARY=str(build.bin_dir() / "kubectl"),
     )

@@ -30,7 +30,7 @@ from fleetflow.controlplane import DNS_GROUP
 from fleetflow.errors import TestbedError, WaitTimeout
 from fleetflow.polling import poll_until
 from fleetflow.testbed import build
-from fleetflow.testbed.spec import DnsPorts, TestbedSpec
+from fleetflow.testbed.spec import GO_RUNTIME, DnsPorts, TestbedSpec
 
 Progress = Callable[[str], None]
 START_TIMEOUT = 60.0
@@ -224,7 +224,7 @@ def _spawn(root: Path, name: str, cmd: list[str], env: dict[str, str]) -> int:
         # Its own session, so that stopping its process group stops anything it forks.
         proc = subprocess.Popen(
             cmd,
-            env=dict(os.environ, **env),
+            env=dict(os.environ, **GO_RUNTIME, **env),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -237,9 +237,12 @@ def kwokctl_config(
     """kwokctl's configuration: loopback only, RBAC on, fast node heartbeats for drills.
 
     Client QPS limits are off, so controllers create pods as fast as the machine allows (the
-    default 20 QPS would make a 1,000-pod rollout take a minute). Nodes turn NotReady about 16-20 s
-    after their kwok controller stops, instead of the default 40+. A member with ``metrics``
-    runs metrics-server, and its HPA controller syncs faster than upstream's.
+    default 20 QPS would make a 1,000-pod rollout take a minute). Nodes turn NotReady 16 s after
+    their last heartbeat, instead of the default 40+: about 11-18 s after their kwok controller
+    stops. Their leases are renewed every 5 s (a quarter of 20), three times within that grace:
+    each renewal is a write the cluster's apiserver and etcd serve for as long as the bed runs,
+    and at every 2.5 s they were most of an idle member's work. A member with ``metrics`` runs
+    metrics-server, and its HPA controller syncs faster than upstream's.
     """
     disabled = "" if member else "  disable: [kube-scheduler, kwok-controller]\n"
     served = (
@@ -271,11 +274,11 @@ def kwokctl_config(
         "  kubeAuthorization: true\n"
         "  disableQPSLimits: true\n"
         "  heartbeatFactor: 1\n"
-        "  nodeLeaseDurationSeconds: 10\n"
+        "  nodeLeaseDurationSeconds: 20\n"
         "  nodeStatusUpdateFrequencyMilliseconds: 4000\n"
         "  kubeControllerManagerNodeMonitorPeriodMilliseconds: 2000\n"
         "  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 16000\n"
-        f"{disabled}{served}" + (_controller_manager_patch(metrics is not None) if member else "")
+        f"{disabled}{served}" + _controller_manager_patch(member, member and metrics is not None)
     )
 
 
@@ -286,6 +289,13 @@ migration's rsync mover copies. Upstream code, for tests and development only.""
 
 HOSTPATH_ROOT = "/tmp/hostpath_pv/"
 """Where kube-controller-manager's hostPath provisioner makes volumes (fixed upstream)."""
+
+GO_RUNTIME = {"GOMAXPROCS": "1"}
+"""Every Go process of the test bed runs one scheduler thread. A bed is two dozen Go processes,
+mostly idle between a test's writes; with a thread per core each one's runtime spun and woke
+its threads for every timer, and an idle bed took about a quarter of this machine's two cores
+(measured: 25 s of CPU a minute; with one thread and no leader election, 16). One core is as
+much as any of them gets while the others run."""
 
 HPA_SYNC_PERIOD = "3s"
 """The members' HPA controller syncs every 3 s (upstream: 15 s), so that tests see it react
@@ -298,10 +308,16 @@ METRIC_RESOLUTION = "10s"
 """metrics-server scrapes every 10 s, its floor (kwokctl's default: 15 s)."""
 
 
-def _controller_manager_patch(autoscaling: bool) -> str:
-    """A member's kube-controller-manager: the hostPath provisioner, and a quick HPA; its
-    metrics-server, scraping as often as it may."""
-    patches = {"kube-controller-manager": [("enable-hostpath-provisioner", "true")]}
+def _controller_manager_patch(member: bool, autoscaling: bool) -> str:
+    """The controller manager and scheduler run alone, so without leader election (each
+    renewed its lease every 2 s: most of an idle cluster's writes). A member's controller
+    manager: the hostPath provisioner, and a quick HPA; its metrics-server, scraping as often
+    as it may."""
+    alone = ("leader-elect", "false")
+    patches = {"kube-controller-manager": [alone]}
+    if member:
+        patches["kube-controller-manager"].append(("enable-hostpath-provisioner", "true"))
+        patches["kube-scheduler"] = [alone]
     if autoscaling:
         patches["kube-controller-manager"] += [
             ("horizontal-pod-autoscaler-sync-period", HPA_SYNC_PERIOD),

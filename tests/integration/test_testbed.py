@@ -111,6 +111,24 @@ def test_status_command_prints_the_table(testbed: TestbedSpec) -> None:
     assert lines[-1] == dns
 
 
+def go_threads(pid: int) -> str | None:
+    """The GOMAXPROCS a test-bed process was started with."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(
+        (e.split(b"=", 1)[1].decode() for e in environ if e.startswith(b"GOMAXPROCS=")), None
+    )
+
+
+def test_every_process_of_the_bed_runs_one_go_scheduler_thread(testbed: TestbedSpec) -> None:
+    """An idle bed's Go runtimes, one thread each, cost a third less CPU than one per core."""
+    running = bed.processes()
+    assert set(running) == set(testbed.cluster_names())
+    threads = {
+        f"{c}/{name}": go_threads(pid) for c, ps in running.items() for name, pid in ps.items()
+    }
+    assert set(threads.values()) == {"1"}, threads
+
+
 def test_faults_stop_kwok_then_heal(testbed: TestbedSpec) -> None:
     """Stopping kwok turns the member's nodes NotReady; start-cluster brings it back whole."""
     member = testbed.members[-1].name
@@ -124,6 +142,7 @@ def test_faults_stop_kwok_then_heal(testbed: TestbedSpec) -> None:
     finally:
         bed.fault(member, bed.Fault.START_CLUSTER, progress=lambda m: None)
     assert bed.cluster_status(testbed, member).ready
+    assert {go_threads(pid) for pid in bed.processes()[member].values()} == {"1"}
     # Initialised again after the outage, each node keeps the address metrics-server scrapes
     # (kwok used to erase it, and every HPA of the member stopped for good).
     for node in k8s.CoreV1Api(client_for(member)).list_node().items:

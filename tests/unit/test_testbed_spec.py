@@ -85,7 +85,11 @@ def test_members_serve_metrics_and_run_a_quick_hpa_controller() -> None:
     assert options["metricsServerBinary"] == "/bin/metrics-server"
     assert options["metricsServerManifests"] == ["/m/base"]
     assert options["metricsServerPort"] == ports.metrics_server
-    kcm, metrics_server = member["componentsPatches"]
+    kcm, scheduler, metrics_server = member["componentsPatches"]
+    assert scheduler == {
+        "name": "kube-scheduler",
+        "extraArgs": [{"key": "leader-elect", "value": "false"}],
+    }
     assert metrics_server == {
         "name": "metrics-server",
         "extraArgs": [
@@ -95,13 +99,20 @@ def test_members_serve_metrics_and_run_a_quick_hpa_controller() -> None:
     }
     args = {a["key"]: a["value"] for a in kcm["extraArgs"]}
     assert args == {
+        "leader-elect": "false",
         "enable-hostpath-provisioner": "true",
         "horizontal-pod-autoscaler-sync-period": "3s",
         "horizontal-pod-autoscaler-downscale-stabilization": "20s",
     }
     host = yaml.safe_load(kwokctl_config(23400, "v1.36.3", member=False, metrics=served))
     assert "enableMetricsServer" not in host["options"]
-    assert "componentsPatches" not in host
+    # The host's controller manager runs alone too; it provisions no volumes, scales nothing.
+    assert host["componentsPatches"] == [
+        {
+            "name": "kube-controller-manager",
+            "extraArgs": [{"key": "leader-elect", "value": "false"}],
+        }
+    ]
 
 
 def test_kubernetes_module_replaces_every_staging_module(tmp_path: Path) -> None:
