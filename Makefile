@@ -14,6 +14,8 @@ PYTHON ?= python3
 # the cores a fifth idle (waits on clocks: leases, health windows, HPAs); three kept them 86%
 # busy and took 901 and 904 s in two runs where two had taken 1050 s the same day, but 1285 s in
 # a clean-clone CI run an hour later, with a test starved by the load: two until three hold there.
+# With the test bed's idle cost cut by a third, two took 979 s and three 1064 s, the cores 98%
+# busy: the suite is bound by the two cores.
 WORKERS ?= 2
 XDIST = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
 VENV := .venv

@@ -237,12 +237,9 @@ def kwokctl_config(
     """kwokctl's configuration: loopback only, RBAC on, fast node heartbeats for drills.
 
     Client QPS limits are off, so controllers create pods as fast as the machine allows (the
-    default 20 QPS would make a 1,000-pod rollout take a minute). Nodes turn NotReady 16 s after
-    their last heartbeat, instead of the default 40+: about 11-18 s after their kwok controller
-    stops. Their leases are renewed every 5 s (a quarter of 20), three times within that grace:
-    each renewal is a write the cluster's apiserver and etcd serve for as long as the bed runs,
-    and at every 2.5 s they were most of an idle member's work. A member with ``metrics`` runs
-    metrics-server, and its HPA controller syncs faster than upstream's.
+    default 20 QPS would make a 1,000-pod rollout take a minute). Nodes turn NotReady about 16-20 s
+    after their kwok controller stops, instead of the default 40+. A member with ``metrics``
+    runs metrics-server, and its HPA controller syncs faster than upstream's.
     """
     disabled = "" if member else "  disable: [kube-scheduler, kwok-controller]\n"
     served = (
@@ -274,7 +271,11 @@ def kwokctl_config(
         "  kubeAuthorization: true\n"
         "  disableQPSLimits: true\n"
         "  heartbeatFactor: 1\n"
-        "  nodeLeaseDurationSeconds: 20\n"
+        # Not longer: a restarted kwok controller takes over a node only once the lease of the
+        # one before has expired, and past the 16 s grace the node would turn NotReady, its pods
+        # NotReady for good (tried: 20 s, renewals every 5 s, and a member restarted within
+        # seconds kept its new replicas unready for minutes).
+        "  nodeLeaseDurationSeconds: 10\n"
         "  nodeStatusUpdateFrequencyMilliseconds: 4000\n"
         "  kubeControllerManagerNodeMonitorPeriodMilliseconds: 2000\n"
         "  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 16000\n"
@@ -310,7 +311,7 @@ METRIC_RESOLUTION = "10s"
 
 def _controller_manager_patch(member: bool, autoscaling: bool) -> str:
     """The controller manager and scheduler run alone, so without leader election (each
-    renewed its lease every 2 s: most of an idle cluster's writes). A member's controller
+    renewed its lease every 2 s: nearly half of an idle member's writes). A member's controller
     manager: the hostPath provisioner, and a quick HPA; its metrics-server, scraping as often
     as it may."""
     alone = ("leader-elect", "false")
