@@ -279,7 +279,7 @@ def kwokctl_config(
         "  nodeStatusUpdateFrequencyMilliseconds: 4000\n"
         "  kubeControllerManagerNodeMonitorPeriodMilliseconds: 2000\n"
         "  kubeControllerManagerNodeMonitorGracePeriodMilliseconds: 16000\n"
-        f"{disabled}{served}" + _controller_manager_patch(member, member and metrics is not None)
+        f"{disabled}{served}" + _components_patch(member, member and metrics is not None)
     )
 
 
@@ -294,7 +294,7 @@ HOSTPATH_ROOT = "/tmp/hostpath_pv/"
 GO_RUNTIME = {"GOMAXPROCS": "1"}
 """Every Go process of the test bed runs one scheduler thread. A bed is two dozen Go processes,
 mostly idle between a test's writes; with a thread per core each one's runtime spun and woke
-its threads for every timer, and an idle bed took about a quarter of this machine's two cores
+its threads for every timer, and an idle bed took about a fifth of this machine's two cores
 (measured: 25 s of CPU a minute; with one thread and no leader election, 16). One core is as
 much as any of them gets while the others run."""
 
@@ -309,7 +309,7 @@ METRIC_RESOLUTION = "10s"
 """metrics-server scrapes every 10 s, its floor (kwokctl's default: 15 s)."""
 
 
-def _controller_manager_patch(member: bool, autoscaling: bool) -> str:
+def _components_patch(member: bool, autoscaling: bool) -> str:
     """The controller manager and scheduler run alone, so without leader election (each
     renewed its lease every 2 s: nearly half of an idle member's writes). A member's controller
     manager: the hostPath provisioner, and a quick HPA; its metrics-server, scraping as often

@@ -120,7 +120,7 @@ def go_threads(pid: int) -> str | None:
 
 
 def test_every_process_of_the_bed_runs_one_go_scheduler_thread(testbed: TestbedSpec) -> None:
-    """An idle bed's Go runtimes, one thread each, cost a third less CPU than one per core."""
+    """An idle bed's Go runtimes, one thread each, cost a fifth less CPU than one per core."""
     running = bed.processes()
     assert set(running) == set(testbed.cluster_names())
     threads = {
