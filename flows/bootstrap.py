@@ -26,6 +26,7 @@ from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
 from fleetflow.models import BootstrapRequest, Report
 from fleetflow.tasks.clusters import cluster_name, save_block, server_version
+from fleetflow.tasks.federation_block import edit_federation
 from fleetflow.tasks.host import crd_exists, flows_token, wait_crds_established
 from fleetflow.tasks.manifests import apply_manifests
 from fleetflow.tasks.member import endpoint
@@ -81,10 +82,18 @@ def bootstrap_control_plane(request: BootstrapRequest) -> Report:
             allow_insecure=host.allow_insecure,
         )
         actions.append(save_block(flows, identity, dry_run))
-    federation = Federation.bootstrapped(request, existing).model_copy(
-        update={"host_identity": identity}
+    # From the block as it is when saved: a join that ran meanwhile listed its member.
+    actions.append(
+        edit_federation(
+            host,
+            request.namespace,
+            request.federation,
+            lambda now: Federation.bootstrapped(request, now).model_copy(
+                update={"host_identity": identity}
+            ),
+            dry_run,
+        )
     )
-    actions.append(save_block(federation, request.federation, dry_run))
     STEPS.end()
     report = Report(
         procedure=f"bootstrap {request.federation}",

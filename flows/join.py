@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks import KubeCluster
+from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import find_cluster, load_cluster, load_federation
 from fleetflow.errors import MembershipError
 from fleetflow.failpoints import Runbook
@@ -34,7 +34,9 @@ from fleetflow.membership import (
 from fleetflow.models import Action, JoinRequest, Report
 from fleetflow.registry import MemberCluster
 from fleetflow.tasks.clusters import cluster_name, save_block, server_version
+from fleetflow.tasks.federation_block import edit_federation
 from fleetflow.tasks.host import list_members, member_entry, record_joined
+from fleetflow.tasks.leases import changing_member
 from fleetflow.tasks.manifests import apply_manifests, delete_manifests
 from fleetflow.tasks.member import (
     endpoint,
@@ -53,9 +55,16 @@ STEPS = Runbook(
 @flow(name="join-cluster", log_prints=False)
 def join_cluster(request: JoinRequest) -> Report:
     """Join ``request.member`` to ``request.federation``."""
-    dry_run = request.dry_run
     federation = load_federation(request.federation)
     host = load_cluster(federation.host_cluster)
+    with changing_member(
+        host, federation.namespace, federation.name, request.member, dry_run=request.dry_run
+    ):
+        return _join(request, federation, host)
+
+
+def _join(request: JoinRequest, federation: Federation, host: KubeCluster) -> Report:
+    dry_run = request.dry_run
     admin = load_cluster(request.admin_block)
     api_url, ca_data = endpoint(admin)
     member_version = server_version(admin)
@@ -135,8 +144,15 @@ def join_cluster(request: JoinRequest) -> Report:
     actions += apply_manifests(host, [entry.manifest()], dry_run)
     record_joined(host, entry, member_version, dry_run)
     STEPS.step("listed")
-    federation = federation.with_member(block_name)
-    actions.append(save_block(federation, request.federation, dry_run))
+    # Read again when saved (another join may have listed its member since this one started).
+    listed = edit_federation(
+        host,
+        federation.namespace,
+        request.federation,
+        lambda now: (now or federation).with_member(block_name),
+        dry_run,
+    )
+    actions.append(listed)
     STEPS.end()
     report = Report(
         procedure=f"join {request.member}",

@@ -18,10 +18,9 @@ from fleetflow.failpoints import Runbook
 from fleetflow.flows.report import publish
 from fleetflow.models import Action, Report, RotateRequest
 from fleetflow.registry import MemberCluster, registered
-from fleetflow.settings import settings
 from fleetflow.tasks.clusters import cluster_name, save_block
 from fleetflow.tasks.host import member_entry
-from fleetflow.tasks.leases import holding, run_identity
+from fleetflow.tasks.leases import changing_member
 from fleetflow.tasks.member import issue_token, revoke_tokens, verify_limited, wait_token_refused
 
 STEPS = Runbook("rotate", ("token-issued", "saved", "revoked", "refused"))
@@ -35,15 +34,8 @@ def rotate_credentials(request: RotateRequest) -> Report:
     entry = registered(
         member_entry(host, federation.namespace, request.member), request.member, federation.name
     )
-    lease = f"fleetflow-rotate-{federation.name}-{request.member}"
-    refusal = (
-        f"another rotation of {request.member}'s credentials is running; two never run at once "
-        "(each would revoke the other's token): run again once it ends (if it crashed, its "
-        f"lease lapses within {settings().lease_duration}s)"
-    )
-    me, duration = run_identity(), settings().lease_duration
     # The block is read once the lease is held: a rotation that ran meanwhile changed it.
-    with holding(host, federation.namespace, lease, me, duration=duration, refusal=refusal):
+    with changing_member(host, federation.namespace, federation.name, request.member):
         actions, checked_by = _rotate(federation, entry)
     report = Report(
         procedure=f"rotate {request.member}",

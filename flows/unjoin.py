@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from fleetflow.blocks import Federation
+from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import (
     find_cluster,
     listed_block,
@@ -42,8 +42,10 @@ from fleetflow.membership import (
 )
 from fleetflow.models import Action, FailoverRequest, Report, UnjoinRequest
 from fleetflow.rebalance import HostView
-from fleetflow.tasks.clusters import delete_cluster_block, save_block
+from fleetflow.tasks.clusters import delete_cluster_block
+from fleetflow.tasks.federation_block import edit_federation
 from fleetflow.tasks.host import list_federated_objects, member_entry, observe_host
+from fleetflow.tasks.leases import changing_member
 from fleetflow.tasks.manifests import delete_manifests
 from fleetflow.tasks.member import (
     delete_propagated,
@@ -60,6 +62,11 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     """Remove ``request.member`` from ``request.federation``."""
     federation = load_federation(request.federation)
     host = load_host(federation)
+    with changing_member(host, federation.namespace, federation.name, request.member):
+        return _unjoin(request, federation, host)
+
+
+def _unjoin(request: UnjoinRequest, federation: Federation, host: KubeCluster) -> Report:
     entry = member_entry(host, federation.namespace, request.member)
     block_name = (entry and listed_block(federation, entry)) or member_block_name(
         federation.name, request.member
@@ -146,7 +153,14 @@ def unjoin_cluster(request: UnjoinRequest) -> Report:
     )
     STEPS.step("forgotten")
     actions += delete_cluster_block(block_name)
-    actions.append(save_block(federation.without_member(block_name), request.federation))
+    actions.append(
+        edit_federation(
+            host,
+            federation.namespace,
+            request.federation,
+            lambda now: (now or federation).without_member(block_name),
+        )
+    )
     STEPS.end()
     report = Report(procedure=f"unjoin {request.member}", actions=actions, notes=notes)
     return publish(report, key=f"unjoin-{request.member}")

@@ -22,6 +22,7 @@ from fleetflow.errors import (
 )
 from fleetflow.kube import ClusterApiClient, get
 from fleetflow.lease import LEASE_API, Lease, free_for, manifest
+from fleetflow.settings import settings
 from fleetflow.tasks.clusters import client
 
 
@@ -69,6 +70,32 @@ def rebalance_lease(federation: str) -> str:
     """The lease a run holds while it scales a federation's members (rebalance, and a
     migration's quiesce): two never write replica counts at once."""
     return f"fleetflow-rebalance-{federation}"
+
+
+def member_lease(federation: str, member: str) -> str:
+    """The lease a run holds while it changes one member's membership (join, unjoin, rotate):
+    two never run at once (one would overwrite or revoke the token the other issued)."""
+    return f"fleetflow-member-{federation}-{member}"
+
+
+@contextlib.contextmanager
+def changing_member(
+    host: KubeCluster, namespace: str, federation: str, member: str, *, dry_run: bool = False
+) -> Iterator[None]:
+    """Hold the member's lease for the body (a dry run writes nothing, not even a lease);
+    refuse at once while another run of a membership procedure holds it."""
+    if dry_run:
+        yield
+        return
+    duration = settings().lease_duration
+    refusal = (
+        f"another join, unjoin or rotation of {member} in federation {federation} is running; "
+        "two never run at once (one would overwrite or revoke the token the other issued): run "
+        f"again once it ends (if it crashed, its lease lapses within {duration}s)"
+    )
+    name = member_lease(federation, member)
+    with holding(host, namespace, name, run_identity(), duration=duration, refusal=refusal):
+        yield
 
 
 class Held:

@@ -6,6 +6,7 @@ import base64
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -425,6 +426,59 @@ def test_unjoin_keep_and_remove(federation: str, testbed: TestbedSpec, namespace
         )
     stored = Federation.load(federation)
     assert isinstance(stored, Federation) and stored.member_clusters == []
+
+
+def at_once(*runs: Callable[[], Any]) -> list[Any]:
+    """Start every run together (each in a thread of its own, released by one barrier); what
+    each returned or raised, in order."""
+    start = threading.Barrier(len(runs))
+
+    def released(run: Callable[[], Any]) -> Any:
+        start.wait()
+        try:
+            return run()
+        except Exception as exc:  # the caller asserts which runs may fail, and how
+            return exc
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        return list(pool.map(released, runs))
+
+
+def test_runs_at_once_never_drop_a_member_or_join_one_twice(
+    federation: str, testbed: TestbedSpec
+) -> None:
+    """Joins, unjoins and a bootstrap rerun at once. Each edits the Federation block's member
+    list; each read the block when it started and saved its own copy at its end, so the last to
+    save dropped what the others had listed (a member joined but unlisted, refused by every flow
+    until rejoined; a member unjoined but listed still). Two joins of one member at once both
+    saved its credentials block: the second failed with Prefect's "already in use" traceback.
+    Now a run that changes a member holds that member's lease (another run of it is refused
+    with one line) and the block is read again and saved under the federation's own."""
+    first, second = testbed.members[0].name, testbed.members[1].name
+    listed = {f"{federation}-{first}", f"{federation}-{second}"}
+    rerun = BootstrapRequest(
+        federation=federation, host_cluster=testbed.host, namespace=f"{federation}-system"
+    )
+    outcomes = at_once(
+        lambda: join(federation, first),
+        lambda: join(federation, second),
+        lambda: join(federation, second),
+        lambda: bootstrap_control_plane(rerun),
+    )
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    assert len(failed) <= 1, failed  # only the second join of one member may be refused
+    for error in failed:
+        assert isinstance(error, InvalidRequest), repr(error)
+        assert f"another join, unjoin or rotation of {second}" in str(error)
+    assert set(load_federation(federation).member_clusters) == listed
+    tokens = k8s.CoreV1Api(client_for(second)).list_namespaced_secret(names(federation).namespace)
+    assert len(tokens.items) == 1, [t.metadata.name for t in tokens.items]
+    outcomes = at_once(
+        lambda: unjoin_cluster(UnjoinRequest(federation=federation, member=first)),
+        lambda: unjoin_cluster(UnjoinRequest(federation=federation, member=second)),
+    )
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert load_federation(federation).member_clusters == []
 
 
 def _ca(cluster: str) -> str:

@@ -1,0 +1,56 @@
+"""Edit the Federation block one run at a time.
+
+Join, unjoin and bootstrap each change the block (a member listed, unlisted, the host's
+settings). A Prefect block has no conditional write: a run that saved the copy it read at its
+start would undo what another run saved meanwhile (two joins at once: the last to save drops the
+other's member, which every flow then refuses until it is rejoined). So the block is read again
+and saved while the federation's membership lease in the host is held: each edit starts from
+the one before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fleetflow.blocks import Federation, KubeCluster
+from fleetflow.blocks.loading import find_federation
+from fleetflow.models import Action
+from fleetflow.settings import settings
+from fleetflow.tasks.clusters import save_block
+from fleetflow.tasks.leases import holding, run_identity
+
+
+def membership_lease(federation: str) -> str:
+    return f"fleetflow-membership-{federation}"
+
+
+def edit_federation(
+    host: KubeCluster,
+    namespace: str,
+    name: str,
+    change: Callable[[Federation | None], Federation],
+    dry_run: bool = False,
+) -> Action:
+    """Save ``change`` of the Federation block as it is now (None: there is none yet), holding
+    the membership lease in ``namespace`` of ``host``. Another run holds it for a moment only;
+    a run that crashed holding it lets it go once it lapses, so this waits up to twice that."""
+    if dry_run:  # nothing is written: no lease to hold (bootstrap's namespace may not exist)
+        return save_block(change(find_federation(name)), name, dry_run=True)
+    duration = settings().lease_duration
+    refusal = (
+        f"another run kept editing federation {name}'s block for over {2 * duration}s "
+        f"(its lease {membership_lease(name)} in {namespace} on the host was renewed all along): "
+        "run again once it ends"
+    )
+    with holding(
+        host,
+        namespace,
+        membership_lease(name),
+        run_identity(),
+        duration=duration,
+        refusal=refusal,
+        wait=2 * duration,
+    ) as held:
+        edited = change(find_federation(name))
+        held.check()
+        return save_block(edited, name)
