@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from fleetflow.autoscaling import Autoscaler, Budget, divide
+from fleetflow.autoscaling import Autoscaler, Budget, Share, divide
 from fleetflow.capacity import Resources, replicas_that_fit
 from fleetflow.controlplane import Manifest
 from fleetflow.errors import PlacementError
@@ -207,6 +207,38 @@ def plan_workload(
             plan.reasons[name] = f"{plan.reasons[name]} (moving: max_moves reached)"
     plan.unplaced = result.unplaced
     plan.remove_from = sorted(m for m in current if m not in plan.replicas and m in members)
+    return _keep_unplaced(plan, members)
+
+
+def _keep_unplaced(plan: WorkloadPlan, members: dict[str, MemberView]) -> WorkloadPlan:
+    """Make-before-break for replicas no member can take: an unhealthy member keeps, of what it
+    runs, as many as are unplaced, until another member has room (seen on make up: a rotated
+    token made every member look unhealthy, and a rebalance stopped every replica, started
+    none and deleted an autoscaled workload). A fenced member keeps nothing: a fence is an
+    order to evacuate. Of an autoscaled workload, such a member keeps its HPA (its max cut to
+    the budget left unplaced)."""
+    left = plan.unplaced
+    for name in sorted(plan.current, key=lambda m: (-plan.current[m], m)):
+        view, running = members.get(name), plan.current[name]
+        if left <= 0 or view is None or view.fenced or view.health.placeable or not running:
+            continue
+        keep = min(running, left)
+        if plan.budget is not None:
+            hpa = view.autoscalers.get(plan.key)
+            if name not in plan.remove_from or hpa is None:
+                continue  # it holds a share, or it has no HPA to keep
+            keep = min(hpa.max, left)
+            plan.budget.shares[name] = Share(min(hpa.min, keep), keep, running)
+            plan.remove_from.remove(name)
+        elif keep <= plan.replicas.get(name, 0):
+            continue
+        plan.replicas[name] = min(running, keep)
+        plan.reasons[name] = (
+            f"{view.health.health.value.lower()}: keeps {plan.replicas[name]} no other member "
+            "can take now (they move once one can)"
+        )
+        left -= keep
+    plan.unplaced = max(left, 0)
     return plan
 
 
@@ -317,7 +349,7 @@ def _autoscaled(
     }
     plan.unplaced = budget.unplaced
     plan.remove_from = sorted(m for m in plan.current if m not in plan.replicas and m in members)
-    return plan
+    return _keep_unplaced(plan, members)
 
 
 def _budget_reason(member: str, why: str, budget: Budget, scheduled: Scheduled) -> str:

@@ -62,7 +62,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from fleetflow.blocks import KubeCluster
 from fleetflow.blocks.loading import load_federation, load_host, member_cluster
-from fleetflow.errors import ClusterError
+from fleetflow.errors import ClusterError, UnknownName
 from fleetflow.flows.report import finished
 from fleetflow.health import HealthState
 from fleetflow.models import WatchRequest
@@ -132,6 +132,7 @@ def watch_health(request: WatchRequest) -> WatchReport:
         refusal=f"the health watcher lease {lease!r} was taken meanwhile",
     ):
         states: dict[str, HealthState] = {}  # the members' health as this watcher saw it
+        reloaded: dict[str, float] = {}  # when each member's block was last read again
         regions_down: set[str] | None = None
         checked = tick = beat = time.monotonic()
         while (now := _now()) < deadline:
@@ -145,6 +146,12 @@ def watch_health(request: WatchRequest) -> WatchReport:
             probes = probe_health(
                 {m.name: blocks[m.name] for m in registry}, federation.name, request.probe_timeout
             )
+            failed = [m for m in registry if not probes[m.name].ok]
+            if failed and (renewed := _renewed_blocks(federation.name, failed, blocks, reloaded)):
+                # A rotation or a rejoin replaced those credentials since they were read: the
+                # old token is refused by design, which says nothing of the member's health.
+                blocks.update(renewed)
+                probes |= probe_health(renewed, federation.name, request.probe_timeout)
             found = watch_round(
                 federation.name, registry, states, probes, policy, now, regions_down
             )
@@ -181,6 +188,36 @@ def watch_health(request: WatchRequest) -> WatchReport:
         key=f"health-{federation.name}", markdown=report.markdown(), description="Health watch"
     )
     return finished(report, report.summary())
+
+
+RELOAD_SECONDS = 10.0
+"""How often, at most, the watcher reads a failing member's blocks again (a member down for
+hours costs Prefect a read every 10 s, not one a round)."""
+
+
+def _renewed_blocks(
+    federation: str,
+    failed: list[MemberCluster],
+    blocks: dict[str, KubeCluster | None],
+    reloaded: dict[str, float],
+) -> dict[str, KubeCluster | None]:
+    """Of the members whose probe failed, those whose credentials block changed since the
+    watcher read it (rotated, rejoined, or listed since), read again now."""
+    due = [
+        m
+        for m in failed
+        if time.monotonic() - reloaded.get(m.name, -RELOAD_SECONDS) >= RELOAD_SECONDS
+    ]
+    if not due:
+        return {}
+    try:
+        current = load_federation(federation)
+        fresh = {m.name: member_cluster(current, m) for m in due}
+    except (UnknownName, ValueError, httpx.HTTPError):  # Prefect away: the next due round
+        return {}
+    finally:
+        reloaded.update({m.name: time.monotonic() for m in due})
+    return {name: block for name, block in fresh.items() if block != blocks.get(name)}
 
 
 def _regions_down(federation: str, registry: list[MemberCluster]) -> set[str]:

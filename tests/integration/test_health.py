@@ -24,12 +24,13 @@ from fleetflow.controlplane import API_VERSION
 from fleetflow.errors import ResourceNotFound
 from fleetflow.flows.health import watch_health
 from fleetflow.flows.rebalance import rebalance_replicas
+from fleetflow.flows.rotate import rotate_credentials
 from fleetflow.health import Health
 from fleetflow.kube import delete, get, list_objects
 from fleetflow.kube.client import REQUESTS
 from fleetflow.kube.probe import readyz
 from fleetflow.lease import LEASE_API, Lease
-from fleetflow.models import RebalanceRequest, WatchRequest
+from fleetflow.models import RebalanceRequest, RotateRequest, WatchRequest
 from fleetflow.polling import poll_until
 from fleetflow.registry import MemberCluster
 from fleetflow.testbed import bed
@@ -196,10 +197,14 @@ def test_readyz_with_the_members_token_and_with_an_admin_kubeconfig(
     assert not answer.ok and "cannot connect" in answer.detail
 
 
-def test_a_flapping_member_turns_nothing_unhealthy(
+def test_a_flapping_member_or_a_rotated_token_turns_nothing_unhealthy(
     joined: str, testbed: TestbedSpec, watchers: Start
 ) -> None:
-    flapper = testbed.members[1].name
+    """A member down for less than the policy's 10 s, and a member whose token was rotated
+    under a running watcher (seen on make up: the watcher kept the token it read at its start,
+    the rotation revoked it, and the member turned Unhealthy within 10 s; rotating every member
+    made every one Unhealthy and a rebalance stopped every replica): neither is Unhealthy."""
+    flapper, rotated = testbed.members[1].name, testbed.members[0].name
     run = watchers(300)
     watching(testbed, joined)
     wait_rounds(joined, flapper, 2)
@@ -225,9 +230,14 @@ def test_a_flapping_member_turns_nothing_unhealthy(
             wait_rounds(joined, flapper, 2)
     finally:
         bed.fault(flapper, bed.Fault.START_CLUSTER, progress=lambda m: None)
+    wait_rounds(joined, rotated, 1)
+    rotate_credentials(RotateRequest(federation=joined, member=rotated))  # old token refused
+    wait_rounds(joined, rotated, 3)
     stop_watching(testbed, joined)
     report = run.result(timeout=30)
     assert report.held_lease
+    assert [e.event for e in report.events if e.member == rotated] == []
+    assert registry(testbed, joined)[rotated].status.health is Health.HEALTHY
     names = [e.event for e in report.events if e.member == flapper]
     assert MEMBER_UNHEALTHY not in names and names, names  # Suspect, then Healthy again
     assert set(names) <= {"fleetflow.member.suspect", "fleetflow.member.healthy"}

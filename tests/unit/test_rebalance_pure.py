@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleetflow.autoscaling import Autoscaler, Share
+from fleetflow.capacity import Resources
 from fleetflow.errors import PlacementError
 from fleetflow.federated import (
     ANNOTATION_HASH,
@@ -183,3 +185,72 @@ def test_a_member_that_does_not_answer_never_gains_replicas(
     plan = plan_workload(workload, view)
     for name in silent:
         assert plan.replicas.get(name, 0) <= running.get(name, 0)
+
+
+def test_replicas_nobody_can_take_stay_where_they_run_until_someone_can() -> None:
+    # Seen on make up: a rotated token made every member look unhealthy to the watcher, and a
+    # rebalance scaled every member to 0 (an autoscaled workload deleted), starting nothing.
+    view = members(us=Health.UNHEALTHY, us2=Health.UNHEALTHY, eu=Health.UNHEALTHY)
+    for name, n in {"us": 4, "us2": 2}.items():
+        view[name].deployments["shop/web"] = Observed(replicas=n, ready=n)
+    plan = plan_workload(fd(), view)
+    assert plan.replicas == {"eu": 0, "us": 4, "us2": 2} and plan.unplaced == 0
+    assert (
+        plan.reasons["us"]
+        == "unhealthy: keeps 4 no other member can take now (they move once one can)"
+    )
+    # Room for part of them elsewhere: only that part moves.
+    view["eu"].health = HealthState(health=Health.HEALTHY)
+    view["eu"].free = Resources(cpu=1000, memory=1 << 30, pods=10)  # two of 500m
+    plan = plan_workload(fd(mode="Capacity"), view)
+    assert plan.replicas["eu"] == 2 and plan.replicas["us"] + plan.replicas["us2"] == 4
+    assert sum(plan.replicas.values()) == 6 and plan.unplaced == 0
+    # A fence is an order to evacuate: a fenced member keeps nothing.
+    view["us"].fenced = view["us2"].fenced = True
+    plan = plan_workload(fd(mode="Capacity"), view)
+    assert plan.replicas == {"eu": 2, "us": 0, "us2": 0} and plan.unplaced == 4
+
+
+@given(
+    st.dictionaries(st.sampled_from(["us", "us2", "eu"]), st.integers(0, 6)),
+    st.dictionaries(st.sampled_from(["us", "us2", "eu"]), st.sampled_from(list(Health))),
+    st.fixed_dictionaries({m: st.integers(0, 4) for m in ("us", "us2", "eu")}),
+    st.integers(1, 12),
+    st.sampled_from(["Capacity", "Weighted"]),
+    st.none() | st.integers(1, 3),
+)
+def test_a_plan_never_stops_more_replicas_than_it_starts(
+    running: dict[str, int],
+    health: dict[str, Health],
+    room: dict[str, int],
+    total: int,
+    mode: str,
+    max_moves: int | None,
+) -> None:
+    """Whatever the members' health and room, the plan runs as many replicas as ran (or as
+    the total asks, when fewer): what it takes from a member, another gets."""
+    view = members(**health)
+    for name, n in running.items():
+        view[name].deployments["shop/web"] = Observed(replicas=n, ready=n)
+    for name, n in room.items():
+        view[name].free = Resources(cpu=500 * n, memory=1 << 30, pods=n)
+    plan = plan_workload(fd(total, mode=mode), view, max_moves=max_moves)
+    assert plan.error is None
+    assert sum(plan.replicas.values()) >= min(sum(running.values()), total), plan
+    assert sum(plan.replicas.values()) + plan.unplaced == total, plan
+
+
+def test_an_autoscaled_workload_nobody_can_take_keeps_its_hpa_where_it_runs() -> None:
+    body = fd().model_dump(by_alias=True)
+    spec = {**body["spec"], "autoscaling": {"minReplicas": 2, "maxReplicas": 9}}
+    workload = FederatedDeployment.from_object(
+        {"metadata": {"name": "web", "namespace": "shop", "generation": 4}, "spec": spec}
+    )
+    view = members(us=Health.UNHEALTHY, us2=Health.UNHEALTHY, eu=Health.UNHEALTHY)
+    view["us"].deployments["shop/web"] = Observed(replicas=3, ready=3)
+    view["us"].autoscalers["shop/web"] = Autoscaler(min=1, max=4, current=3, desired=3, wanted=3)
+    plan = plan_workload(workload, view)
+    assert plan.remove_from == [] and plan.replicas == {"us": 3}, plan
+    assert plan.budget is not None and plan.budget.shares["us"] == Share(1, 4, 3)
+    assert plan.unplaced == 5
+    assert plan.reasons["us"].startswith("unhealthy: keeps 3 no other member can take now")
