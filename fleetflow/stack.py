@@ -512,6 +512,56 @@ def crash_orphans(stack: Stack, progress: Progress = print) -> list[str]:
     return crashed
 
 
+def stop_runs(stack: Stack, progress: Progress = print, timeout: float = 20) -> list[str]:
+    """Stop the processes of the stack's runs that still run: a process worker starts each
+    flow run in a session of its own, so stopping the worker leaves them running (measured: a
+    health watcher outlived ``fleetflow down`` by minutes and probed the next ``up``'s clusters
+    with the last one's tokens, and ``up`` took it for a live watcher). SIGTERM to each run's
+    session, SIGKILL to what is left after ``timeout``; :func:`crash_orphans` then marks them.
+    Returns the names of the runs it stopped."""
+    api = stack.api_url.rstrip("/")
+    query = {
+        "work_pools": {"name": {"any_": [WORK_POOL]}},
+        "flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
+        "limit": 200,
+    }
+    found = httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30)
+    found.raise_for_status()
+    sessions = {}
+    for run in found.json():
+        pid = _session_of(run.get("infrastructure_pid"))
+        if pid is not None:
+            sessions[pid] = str(run["name"])
+    if not sessions:
+        return []
+    progress(f"stopping the runs still running: {', '.join(sorted(sessions.values()))}")
+    for pid in sessions:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    try:
+        poll_until(
+            lambda: [p for p in sessions if _group_alive(p)],
+            lambda alive: not alive,
+            timeout=timeout,
+            waiting_for="the runs' processes to exit",
+        )
+    except WaitTimeout:
+        for pid in sessions:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+    return sorted(sessions.values())
+
+
+def _session_of(infrastructure_pid: str | None) -> int | None:
+    """The run's process when it is alive here and leads a session of its own (as the worker
+    starts it): never a process that merely reuses a recorded pid inside another session."""
+    try:
+        pid = int(str(infrastructure_pid).rpartition(":")[2])
+        return pid if _pid_alive(pid) and os.getsid(pid) == pid else None
+    except (ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
 def _process_alive(infrastructure_pid: str | None) -> bool:
     """Whether the process a run's worker recorded (``PID`` or ``HOST:PID``) runs here."""
     try:

@@ -151,6 +151,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     local_stack.stop(stack, "worker", progress=say)
     if local_stack.healthy(stack):  # the runs the worker was running are orphans now
         with contextlib.suppress(httpx.HTTPError):
+            local_stack.stop_runs(stack, progress=say)
             local_stack.crash_orphans(stack, progress=say)
     for name in ("services", "server"):
         local_stack.stop(stack, name, progress=say)

@@ -16,7 +16,7 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.states import Crashed, Pending, Running
 
-from fleetflow.stack import ORPHANED, Stack, crash_orphans
+from fleetflow.stack import ORPHANED, Stack, crash_orphans, stop_runs
 from tests.integration.conftest import quiet
 
 pytestmark = pytest.mark.integration
@@ -79,3 +79,34 @@ def test_runs_whose_process_is_gone_are_crashed_and_free_their_concurrency_slot(
         for run in (holder, waiting, alive):  # never left for a later worker to pick up
             if _state(client, run) is not StateType.CRASHED:
                 client.set_flow_run_state(run.id, Crashed(), force=True)
+
+
+def test_down_stops_the_runs_a_stopped_worker_left_running(
+    deployed: Stack, client: SyncPrefectClient
+) -> None:
+    """A process worker starts each run in a session of its own, so stopping the worker left
+    them running: a health watcher outlived ``fleetflow down`` by minutes, probed the next
+    ``up``'s clusters with the last one's tokens, and ``up`` took it for a live watcher."""
+    run, mine = _new_run(client), _new_run(client)
+    process = subprocess.Popen(["sleep", "600"], start_new_session=True)  # as the worker starts it
+    inside = subprocess.Popen(["sleep", "600"])  # alive, in this process's session
+    try:
+        client.set_flow_run_state(run.id, Running(), force=True)
+        client.update_flow_run(run.id, infrastructure_pid=f"localhost:{process.pid}")
+        # A recorded pid that is alive but leads no session of its own is never signalled.
+        client.set_flow_run_state(mine.id, Running(), force=True)
+        client.update_flow_run(mine.id, infrastructure_pid=f"localhost:{inside.pid}")
+
+        assert stop_runs(deployed, progress=quiet) == [run.name]
+
+        with pytest.raises(ProcessLookupError):
+            os.kill(process.pid, 0)
+        assert run.name in crash_orphans(deployed, progress=quiet)
+        assert _state(client, run) is StateType.CRASHED
+        assert _state(client, mine) is StateType.RUNNING and inside.poll() is None
+    finally:
+        process.kill()
+        inside.kill()
+        for each in (run, mine):
+            if _state(client, each) is not StateType.CRASHED:
+                client.set_flow_run_state(each.id, Crashed(), force=True)
