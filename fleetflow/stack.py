@@ -481,6 +481,19 @@ ORPHANED = (
 )
 
 
+def _unfinished_runs(stack: Stack) -> list[dict[str, Any]]:
+    """The runs of the stack's work pool that are Pending, Running or Cancelling."""
+    query = {
+        "work_pools": {"name": {"any_": [WORK_POOL]}},
+        "flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
+        "limit": 200,
+    }
+    found = httpx.post(f"{stack.api_url.rstrip('/')}/flow_runs/filter", json=query, timeout=30)
+    found.raise_for_status()
+    runs: list[dict[str, Any]] = found.json()
+    return runs
+
+
 def crash_orphans(stack: Stack, progress: Progress = print) -> list[str]:
     """Mark Crashed the runs of the stack's work pool that are Pending, Running or Cancelling
     while no process runs them: their worker was stopped (``fleetflow down``) or the machine
@@ -489,15 +502,8 @@ def crash_orphans(stack: Stack, progress: Progress = print) -> list[str]:
     failover...) would hold it for ever, so that no later run of that deployment starts. Call
     it while no worker of the stack runs. Returns the names of the runs it marked."""
     api = stack.api_url.rstrip("/")
-    query = {
-        "work_pools": {"name": {"any_": [WORK_POOL]}},
-        "flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
-        "limit": 200,
-    }
-    found = httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30)
-    found.raise_for_status()
     crashed = []
-    for run in found.json():
+    for run in _unfinished_runs(stack):
         if _process_alive(run.get("infrastructure_pid")):
             continue
         state = {"type": "CRASHED", "name": "Crashed", "message": ORPHANED}
@@ -519,16 +525,8 @@ def stop_runs(stack: Stack, progress: Progress = print, timeout: float = 20) -> 
     with the last one's tokens, and ``up`` took it for a live watcher). SIGTERM to each run's
     session, SIGKILL to what is left after ``timeout``; :func:`crash_orphans` then marks them.
     Returns the names of the runs it stopped."""
-    api = stack.api_url.rstrip("/")
-    query = {
-        "work_pools": {"name": {"any_": [WORK_POOL]}},
-        "flow_runs": {"state": {"type": {"any_": ["PENDING", "RUNNING", "CANCELLING"]}}},
-        "limit": 200,
-    }
-    found = httpx.post(f"{api}/flow_runs/filter", json=query, timeout=30)
-    found.raise_for_status()
     sessions = {}
-    for run in found.json():
+    for run in _unfinished_runs(stack):
         pid = _session_of(run.get("infrastructure_pid"))
         if pid is not None:
             sessions[pid] = str(run["name"])

@@ -4,7 +4,7 @@ Join, unjoin and bootstrap each change the block (a member listed, unlisted, the
 settings). A Prefect block has no conditional write: a run that saved the copy it read at its
 start would undo what another run saved meanwhile (two joins at once: the last to save drops the
 other's member, which every flow then refuses until it is rejoined). So the block is read again
-and saved while the federation's membership lease in the host is held: each edit starts from
+and saved while the lease on the federation's block in the host is held: each edit starts from
 the one before it.
 """
 
@@ -20,8 +20,8 @@ from fleetflow.tasks.clusters import save_block
 from fleetflow.tasks.leases import holding, run_identity
 
 
-def membership_lease(federation: str) -> str:
-    return f"fleetflow-membership-{federation}"
+def block_lease(federation: str) -> str:
+    return f"fleetflow-federation-block-{federation}"
 
 
 def edit_federation(
@@ -32,20 +32,20 @@ def edit_federation(
     dry_run: bool = False,
 ) -> Action:
     """Save ``change`` of the Federation block as it is now (None: there is none yet), holding
-    the membership lease in ``namespace`` of ``host``. Another run holds it for a moment only;
+    the lease on the block in ``namespace`` of ``host``. Another run holds it for a moment only;
     a run that crashed holding it lets it go once it lapses, so this waits up to twice that."""
     if dry_run:  # nothing is written: no lease to hold (bootstrap's namespace may not exist)
         return save_block(change(find_federation(name)), name, dry_run=True)
     duration = settings().lease_duration
     refusal = (
         f"another run kept editing federation {name}'s block for over {2 * duration}s "
-        f"(its lease {membership_lease(name)} in {namespace} on the host was renewed all along): "
+        f"(its lease {block_lease(name)} in {namespace} on the host was renewed all along): "
         "run again once it ends"
     )
     with holding(
         host,
         namespace,
-        membership_lease(name),
+        block_lease(name),
         run_identity(),
         duration=duration,
         refusal=refusal,
