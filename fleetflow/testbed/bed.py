@@ -596,8 +596,7 @@ def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:
     if kind is Fault.STOP_CLUSTER:
         _kwokctl("--name", cluster, "stop", "cluster")
     elif kind is Fault.START_CLUSTER:
-        _restart(cluster)
-        _wait_ready(spec, [cluster])
+        _start_whole(spec, cluster)
     elif kind is Fault.KILL_APISERVER:
         _kill(cluster, "kube-apiserver")
     elif kind is Fault.STOP_KWOK:
@@ -605,6 +604,20 @@ def fault(cluster: str, kind: Fault, progress: Progress = print) -> None:
             raise TestbedError("the host cluster runs no kwok controller")
         _kill(cluster, "kwok-controller")
     progress(f"{kind.value}: done on {cluster}")
+
+
+def _start_whole(spec: TestbedSpec, cluster: str) -> None:
+    """Restart the cluster and wait until it answers with every process running and, for a
+    member, its metrics API served. Once more when a component exited while the others
+    started (seen in a suite under load: a member back without its metrics-server, which the
+    next ``up`` found and restarted)."""
+    for _ in range(2):
+        _restart(cluster)
+        _wait_ready(spec, [cluster])
+        if _whole(spec, cluster, processes()):
+            break
+    if cluster != spec.host:
+        _wait_metrics(spec, [cluster])
 
 
 def processes() -> dict[str, dict[str, int]]:

@@ -61,6 +61,7 @@ def test_apiservers_listen_on_loopback_only(testbed: TestbedSpec) -> None:
 
 
 def test_up_on_a_running_test_bed_changes_nothing(testbed: TestbedSpec) -> None:
+    bed.up(testbed, progress=lambda m: None)  # whole, whatever the tests before it left
     before = bed.processes()
     messages: list[str] = []
     started = time.monotonic()
