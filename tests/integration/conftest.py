@@ -254,16 +254,19 @@ def a_federation(
             BootstrapRequest(federation=name, host_cluster=testbed.host, namespace=f"{name}-system")
         )
     try:
-        for m in testbed.members if join and not dns else []:
-            join_cluster(
-                JoinRequest(
-                    federation=name,
-                    member=m.name,
-                    admin_block=m.name,
-                    region=m.region,
-                    namespaces=list(namespaces),
-                )
+        requests = [
+            JoinRequest(
+                federation=name,
+                member=m.name,
+                admin_block=m.name,
+                region=m.region,
+                namespaces=list(namespaces),
             )
+            for m in (testbed.members if join and not dns else [])
+        ]
+        # Side by side, as joins of different members may run: a few seconds a federation.
+        with ThreadPoolExecutor(max_workers=len(requests) or 1) as pool:
+            list(pool.map(join_cluster, requests))
         yield name
     finally:
         for member in testbed.members:
