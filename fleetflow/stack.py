@@ -533,40 +533,32 @@ def stop_runs(stack: Stack, progress: Progress = print, timeout: float = 20) -> 
     if not sessions:
         return []
     progress(f"stopping the runs still running: {', '.join(sorted(sessions.values()))}")
-    for pid in sessions:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-    try:
-        poll_until(
-            lambda: [p for p in sessions if _group_alive(p)],
-            lambda alive: not alive,
-            timeout=timeout,
-            waiting_for="the runs' processes to exit",
-        )
-    except WaitTimeout:
-        for pid in sessions:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+    _stop_sessions(list(sessions), timeout, "the runs' processes to exit")
     return sorted(sessions.values())
 
 
 def _session_of(infrastructure_pid: str | None) -> int | None:
     """The run's process when it is alive here and leads a session of its own (as the worker
     starts it): never a process that merely reuses a recorded pid inside another session."""
+    pid = _recorded_pid(infrastructure_pid)
     try:
-        pid = int(str(infrastructure_pid).rpartition(":")[2])
-        return pid if _pid_alive(pid) and os.getsid(pid) == pid else None
-    except (ValueError, ProcessLookupError, PermissionError):
+        return pid if pid is not None and _pid_alive(pid) and os.getsid(pid) == pid else None
+    except (ProcessLookupError, PermissionError):
         return None
 
 
 def _process_alive(infrastructure_pid: str | None) -> bool:
-    """Whether the process a run's worker recorded (``PID`` or ``HOST:PID``) runs here."""
+    """Whether the process a run's worker recorded runs here."""
+    pid = _recorded_pid(infrastructure_pid)
+    return pid is not None and _pid_alive(pid)
+
+
+def _recorded_pid(infrastructure_pid: str | None) -> int | None:
+    """The pid a run's worker recorded (``PID`` or ``HOST:PID``), if any."""
     try:
-        pid = int(str(infrastructure_pid).rpartition(":")[2])
+        return int(str(infrastructure_pid).rpartition(":")[2])
     except ValueError:
-        return False
-    return _pid_alive(pid)
+        return None
 
 
 def start_worker(stack: Stack, progress: Progress = print) -> bool:
@@ -694,14 +686,23 @@ def stop(stack: Stack, name: str, progress: Progress = print, timeout: float = 2
     pid = _alive(stack, name)
     if pid is not None:
         progress(f"stopping {name} (pid {pid})")
-        os.killpg(pid, signal.SIGTERM)
-        try:
-            poll_until(
-                lambda: _group_alive(pid),
-                lambda alive: not alive,
-                timeout=timeout,
-                waiting_for=f"the {name} (pid {pid}) to exit",
-            )
-        except WaitTimeout:
-            os.killpg(pid, signal.SIGKILL)
+        _stop_sessions([pid], timeout, f"the {name} (pid {pid}) to exit")
     (stack.run_dir() / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _stop_sessions(pids: list[int], timeout: float, waiting_for: str) -> None:
+    """SIGTERM to each process's session, SIGKILL to those still alive after ``timeout``."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+    try:
+        poll_until(
+            lambda: [p for p in pids if _group_alive(p)],
+            lambda alive: not alive,
+            timeout=timeout,
+            waiting_for=waiting_for,
+        )
+    except WaitTimeout:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)

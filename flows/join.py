@@ -149,7 +149,7 @@ def _join(request: JoinRequest, federation: Federation, host: KubeCluster) -> Re
         host,
         federation.namespace,
         request.federation,
-        lambda now: (now or federation).with_member(block_name),
+        lambda now: now and now.with_member(block_name),
         dry_run,
     )
     actions.append(listed)

@@ -158,7 +158,7 @@ def _unjoin(request: UnjoinRequest, federation: Federation, host: KubeCluster) -
             host,
             federation.namespace,
             request.federation,
-            lambda now: (now or federation).without_member(block_name),
+            lambda now: now and now.without_member(block_name),
         )
     )
     STEPS.end()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from fleetflow.blocks import Federation, KubeCluster
 from fleetflow.blocks.loading import find_federation
-from fleetflow.models import Action
+from fleetflow.models import Action, Verb
 from fleetflow.settings import settings
 from fleetflow.tasks.clusters import save_block
 from fleetflow.tasks.leases import holding, run_identity
@@ -28,14 +28,15 @@ def edit_federation(
     host: KubeCluster,
     namespace: str,
     name: str,
-    change: Callable[[Federation | None], Federation],
+    change: Callable[[Federation | None], Federation | None],
     dry_run: bool = False,
 ) -> Action:
-    """Save ``change`` of the Federation block as it is now (None: there is none yet), holding
-    the lease on the block in ``namespace`` of ``host``. Another run holds it for a moment only;
-    a run that crashed holding it lets it go once it lapses, so this waits up to twice that."""
+    """Save ``change`` of the Federation block as it is now (None: there is none), holding the
+    lease on the block in ``namespace`` of ``host``; a change to None saves nothing. Another run
+    holds the lease for a moment only; a run that crashed holding it lets it go once it lapses,
+    so this waits up to twice that."""
     if dry_run:  # nothing is written: no lease to hold (bootstrap's namespace may not exist)
-        return save_block(change(find_federation(name)), name, dry_run=True)
+        return _save(change(find_federation(name)), name, dry_run=True)
     duration = settings().lease_duration
     refusal = (
         f"another run kept editing federation {name}'s block for over {2 * duration}s "
@@ -53,4 +54,10 @@ def edit_federation(
     ) as held:
         edited = change(find_federation(name))
         held.check()
-        return save_block(edited, name)
+        return _save(edited, name)
+
+
+def _save(edited: Federation | None, name: str, dry_run: bool = False) -> Action:
+    if edited is None:  # the block was deleted meanwhile: a member's flow never makes it again
+        return Action(cluster="prefect", kind="Federation block", name=name, verb=Verb.ABSENT)
+    return save_block(edited, name, dry_run)
